@@ -1,0 +1,67 @@
+//! The error every builder of the crate returns for a bad configuration.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+
+/// A builder was given a configuration that cannot work.
+///
+/// Returned by every `build()`/`spawn()` of the crate instead of a panic from deep inside
+/// tokio or rayon. The message names what was being built and which setting is wrong.
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::Offloader;
+///
+/// let err = Offloader::builder("legacy-db").max_concurrency(0).build().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid configuration for `legacy-db`: max_concurrency must be at least 1"
+/// );
+/// ```
+#[derive(Debug)]
+pub struct ConfigError {
+    name: String,
+    problem: String,
+    source: Option<io::Error>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(name: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            name: name.to_owned(),
+            problem: problem.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(name: &str, problem: impl Into<String>, source: io::Error) -> Self {
+        ConfigError {
+            source: Some(source),
+            ..ConfigError::new(name, problem)
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration for `{}`: {}",
+            self.name, self.problem
+        )
+    }
+}
+
+impl Error for ConfigError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_ref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+impl From<ConfigError> for io::Error {
+    fn from(err: ConfigError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, err)
+    }
+}

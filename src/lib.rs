@@ -1,0 +1,77 @@
+//! Move a codebase from blocking to async one piece at a time: offload blocking and
+//! CPU-bound calls, blocking facades that are safe anywhere, thread-affine workers, IO
+//! adapters and virtual time across both sides.
+//!
+//! A large codebase cannot switch from blocking to async code in one go. For months, new
+//! async code calls old blocking code, and old sync callers call new async code. Each
+//! crossing has a trap: a blocking call on the executor stalls every task on that
+//! thread, a burst of `spawn_blocking` calls takes hundreds of threads, panics in
+//! offloaded code vanish, and a sync facade over async code panics inside a runtime.
+//! This crate makes each crossing one call, with limits, timeouts, cancellation and
+//! panics handled, measured beside the raw tokio and rayon calls it builds on.
+//!
+//! # Examples
+//!
+//! Blocking code behind an async API, on tokio's blocking pool:
+//!
+//! ```
+//! use async_bridge::unblock;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let listing = unblock(|| std::fs::read_dir(".").map(|dir| dir.count())).await;
+//! assert!(listing.unwrap() > 0);
+//! # });
+//! ```
+//!
+//! Many calls into one legacy system, bounded, with a timeout:
+//!
+//! ```
+//! use std::time::Duration;
+//! use async_bridge::Offloader;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let db = Offloader::builder("legacy-db")
+//!     .max_concurrency(8)
+//!     .max_queue(1_000)
+//!     .timeout(Duration::from_secs(2))
+//!     .build()?;
+//! let answer = db.run(|| 6 * 7).await?;
+//! assert_eq!(answer, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! CPU-bound work on rayon:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let checksum = async_bridge::compute(|| (0u32..10_000).fold(0u32, |h, x| h.rotate_left(5) ^ x)).await;
+//! # let _ = checksum;
+//! # });
+//! ```
+//!
+//! # Features
+//!
+//! - `tracing`: every offloaded job runs inside a `tracing` span naming its kind, lane and
+//!   call site.
+//! - `test-util`: the virtual-time test harness.
+//! - `futures-io`: futures' IO traits on the IO adapters.
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![doc(test(attr(deny(warnings))))]
+
+mod compute;
+mod error;
+mod job;
+mod timer;
+mod unblock;
+
+pub use compute::{compute, ComputePool, ComputePoolBuilder};
+pub use error::ConfigError;
+pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, ShutdownReport, Stats};

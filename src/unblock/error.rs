@@ -1,0 +1,184 @@
+//! `OffloadError`: why a call through a configured offload handle did not return a value.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::job::{self, Panic};
+
+/// Why a call through an [`Offloader`](crate::Offloader) or a
+/// [`ComputePool`](crate::ComputePool) did not return the closure's value.
+///
+/// One opaque type with a predicate per cause, like tokio's `JoinError`. The message is
+/// lowercase and names the lane or pool. A panic keeps its payload intact:
+/// [`into_panic`](Self::into_panic) returns it, to resume or inspect.
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::Offloader;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let lane = Offloader::builder("parser").build().unwrap();
+/// let err = lane.run(|| -> u32 { panic!("bad input") }).await.unwrap_err();
+/// assert!(err.is_panic());
+/// assert_eq!(err.to_string(), "lane `parser`: closure panicked: bad input");
+/// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "bad input");
+/// # });
+/// ```
+pub struct OffloadError {
+    name: Arc<str>,
+    repr: Repr,
+}
+
+enum Repr {
+    /// In a mutex only so that the error is `Sync` (a payload is `Send` only), as
+    /// `anyhow` and `io::Error` need.
+    Panic(Mutex<Panic>),
+    Timeout(Duration),
+    Rejected(usize),
+    Cancelled,
+    Shutdown,
+    NoRuntime(&'static str),
+}
+
+impl OffloadError {
+    pub(crate) fn panic(name: &Arc<str>, payload: Panic) -> Self {
+        Self::new(name, Repr::Panic(Mutex::new(payload)))
+    }
+
+    pub(crate) fn timeout(name: &Arc<str>, after: Duration) -> Self {
+        Self::new(name, Repr::Timeout(after))
+    }
+
+    pub(crate) fn rejected(name: &Arc<str>, max_queue: usize) -> Self {
+        Self::new(name, Repr::Rejected(max_queue))
+    }
+
+    pub(crate) fn cancelled(name: &Arc<str>) -> Self {
+        Self::new(name, Repr::Cancelled)
+    }
+
+    pub(crate) fn shutdown(name: &Arc<str>) -> Self {
+        Self::new(name, Repr::Shutdown)
+    }
+
+    pub(crate) fn no_runtime(name: &Arc<str>, what: &'static str) -> Self {
+        Self::new(name, Repr::NoRuntime(what))
+    }
+
+    fn new(name: &Arc<str>, repr: Repr) -> Self {
+        OffloadError {
+            name: Arc::clone(name),
+            repr,
+        }
+    }
+
+    /// The closure panicked. [`into_panic`](Self::into_panic) gives the payload.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The call did not finish within the lane's timeout (waiting plus running). The
+    /// closure's cancellation token was cancelled; a closure that was running may still
+    /// be running, holding its slot, until it returns.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.repr, Repr::Timeout(_))
+    }
+
+    /// The lane's queue was full, so the call was turned away at once without running.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.repr, Repr::Rejected(_))
+    }
+
+    /// The job was dropped before it ran because the runtime or pool that was to run it
+    /// went away.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// The lane was shut down before the call could run.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self.repr, Repr::Shutdown)
+    }
+
+    /// The call needs a tokio runtime (or one with timers, for a lane with a timeout) and
+    /// there was none.
+    pub fn is_no_runtime(&self) -> bool {
+        matches!(self.repr, Repr::NoRuntime(_))
+    }
+
+    /// The name of the lane or pool the call went through.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The panic payload of a closure that panicked.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the error is not a panic; check [`is_panic`](Self::is_panic) first, or
+    /// use [`try_into_panic`](Self::try_into_panic).
+    pub fn into_panic(self) -> Box<dyn std::any::Any + Send + 'static> {
+        self.try_into_panic().unwrap_or_else(|err| {
+            panic!("`into_panic` called on an error that is not a panic: {err}")
+        })
+    }
+
+    /// The panic payload, or the error back when it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn std::any::Any + Send + 'static>, OffloadError> {
+        match self.repr {
+            Repr::Panic(payload) => {
+                Ok(payload.into_inner().unwrap_or_else(PoisonError::into_inner))
+            }
+            repr => Err(OffloadError { repr, ..self }),
+        }
+    }
+}
+
+impl fmt::Display for OffloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lane `{}`: ", self.name)?;
+        match &self.repr {
+            Repr::Panic(payload) => {
+                let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
+                match job::panic_message(&payload) {
+                    Some(msg) => write!(f, "closure panicked: {msg}"),
+                    None => f.write_str("closure panicked"),
+                }
+            }
+            Repr::Timeout(after) => write!(f, "call timed out after {after:?}"),
+            Repr::Rejected(max) => write!(f, "call rejected: {max} callers already waiting"),
+            Repr::Cancelled => {
+                f.write_str("call dropped before it ran: its runtime or pool went away")
+            }
+            Repr::Shutdown => f.write_str("lane is shut down"),
+            Repr::NoRuntime(what) => f.write_str(what),
+        }
+    }
+}
+
+impl fmt::Debug for OffloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OffloadError")
+            .field("name", &self.name)
+            .field("error", &format_args!("{self}"))
+            .finish()
+    }
+}
+
+impl Error for OffloadError {}
+
+impl From<OffloadError> for io::Error {
+    fn from(err: OffloadError) -> Self {
+        let kind = match err.repr {
+            Repr::Timeout(_) => io::ErrorKind::TimedOut,
+            Repr::Rejected(_) => io::ErrorKind::WouldBlock,
+            Repr::Cancelled => io::ErrorKind::Interrupted,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}

@@ -1,0 +1,10 @@
+//! Blocking code behind an async API, on tokio's blocking pool: the [`unblock`] function
+//! and the [`Offloader`] lane with limits.
+
+mod error;
+mod function;
+mod offloader;
+
+pub use error::OffloadError;
+pub use function::unblock;
+pub use offloader::{Offloader, OffloaderBuilder, ShutdownReport, Stats};

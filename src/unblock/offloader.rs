@@ -1,0 +1,788 @@
+//! `Offloader`: a named lane onto tokio's blocking pool, with limits, a timeout,
+//! cancellation, stats and a bounded shutdown.
+//!
+//! How it works: a lane holds at most `max_concurrency` *drainers*, each a
+//! `spawn_blocking` task that runs one closure and then keeps taking the next queued one
+//! on the thread it already holds, until the queue is empty. A call that finds a free
+//! slot starts a drainer; one that finds none joins the FIFO queue as a boxed closure
+//! (no thread, no task); one that finds the queue full is rejected at once. In a burst
+//! this costs one thread hand-off per drainer instead of one per call.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{self, Either};
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::OffloadError;
+use crate::error::ConfigError;
+use crate::job::{self, Kind, Origin, Outcome, Ran};
+use crate::timer;
+
+type Site = &'static Location<'static>;
+
+/// A named lane onto tokio's blocking pool, with limits.
+///
+/// At most `max_concurrency` closures of the lane run at once, however many callers
+/// there are; up to `max_queue` more callers wait, in FIFO order and without holding a
+/// thread; callers beyond that get an [`is_rejected`](OffloadError::is_rejected) error at
+/// once. An optional timeout covers waiting plus running. Panics come back as
+/// [`is_panic`](OffloadError::is_panic) errors with their payload.
+///
+/// Clones share one lane. Dropping the last clone never blocks and never panics: queued
+/// calls still run. Use [`shutdown`](Self::shutdown) to stop a lane with a bound.
+///
+/// # When not to use it
+///
+/// - CPU-bound work belongs on rayon: use [`compute`](crate::compute) or a
+///   [`ComputePool`](crate::ComputePool). The blocking pool is sized for waiting threads.
+/// - A legacy object that must stay on one thread (a SQLite connection, an `Rc`) needs a
+///   dedicated thread, not a lane whose closures may run on any pool thread.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use async_bridge::Offloader;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let db = Offloader::builder("legacy-db")
+///     .max_concurrency(8)
+///     .max_queue(1_000)
+///     .timeout(Duration::from_secs(2))
+///     .build()?;
+///
+/// let rows = db.run(|| vec!["alice", "bob"]).await?;
+/// assert_eq!(rows.len(), 2);
+/// assert_eq!(db.stats().completed, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+#[must_use = "an Offloader does nothing unless called"]
+pub struct Offloader {
+    lane: Arc<Lane>,
+}
+
+/// Builds an [`Offloader`]; see [`Offloader::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::Offloader;
+///
+/// let lane = Offloader::builder("legacy-sdk").max_concurrency(4).max_queue(64).build().unwrap();
+/// assert_eq!(lane.name(), "legacy-sdk");
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct OffloaderBuilder {
+    name: String,
+    max_concurrency: usize,
+    max_queue: usize,
+    timeout: Option<Duration>,
+    handle: Option<Handle>,
+}
+
+/// A snapshot of a lane's counters, from [`Offloader::stats`].
+///
+/// `queued` and `running` are the current numbers; the others count since the lane was
+/// built.
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::Offloader;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let lane = Offloader::builder("stats").build().unwrap();
+/// lane.run(|| ()).await.unwrap();
+/// let _ = lane.run(|| panic!("boom")).await;
+/// let stats = lane.stats();
+/// assert_eq!((stats.completed, stats.panicked, stats.running), (1, 1, 0));
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Callers waiting for a slot now.
+    pub queued: usize,
+    /// Closures running now.
+    pub running: usize,
+    /// Closures that returned.
+    pub completed: u64,
+    /// Closures that panicked.
+    pub panicked: u64,
+    /// Calls turned away because the queue was full.
+    pub rejected: u64,
+    /// Calls that timed out, waiting or running.
+    pub timed_out: u64,
+    /// Calls whose caller went away (dropped the future) before they finished.
+    pub cancelled: u64,
+}
+
+/// What [`Offloader::shutdown`] found.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use async_bridge::Offloader;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let lane = Offloader::builder("reports").build().unwrap();
+/// lane.run(|| ()).await.unwrap();
+/// let report = lane.shutdown(Duration::from_secs(1)).await;
+/// assert!(report.is_complete());
+/// assert!(lane.run(|| ()).await.unwrap_err().is_shutdown());
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct ShutdownReport {
+    name: Arc<str>,
+    finished: u64,
+    abandoned: usize,
+    still_running: Vec<Site>,
+}
+
+impl ShutdownReport {
+    /// True when nothing of the lane was still running at the end of the grace period.
+    pub fn is_complete(&self) -> bool {
+        self.still_running.is_empty()
+    }
+
+    /// How many closures finished (returned or panicked) while shutdown waited.
+    pub fn finished(&self) -> u64 {
+        self.finished
+    }
+
+    /// How many queued callers were failed with [`is_shutdown`](OffloadError::is_shutdown)
+    /// instead of running.
+    pub fn abandoned(&self) -> usize {
+        self.abandoned
+    }
+
+    /// The call sites of the closures still running when the grace period ended. Their
+    /// tokens are cancelled; their threads are not killed.
+    pub fn still_running(&self) -> &[&'static Location<'static>] {
+        &self.still_running
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "lane `{}` shut down: {} finished during grace, {} queued calls abandoned, {} still running",
+            self.name,
+            self.finished,
+            self.abandoned,
+            self.still_running.len()
+        )?;
+        for (i, site) in self.still_running.iter().enumerate() {
+            f.write_str(if i == 0 { " (called at " } else { ", " })?;
+            write!(f, "{site}")?;
+        }
+        if !self.still_running.is_empty() {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl Offloader {
+    /// Starts building a lane called `name`; the name appears in errors, reports and
+    /// tracing spans.
+    ///
+    /// Defaults: `max_concurrency` 16, `max_queue` 1024, no timeout, the runtime that is
+    /// current when a call is first polled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lane = async_bridge::Offloader::builder("legacy-db").build().unwrap();
+    /// assert_eq!(lane.name(), "legacy-db");
+    /// ```
+    pub fn builder(name: impl Into<String>) -> OffloaderBuilder {
+        OffloaderBuilder {
+            name: name.into(),
+            max_concurrency: 16,
+            max_queue: 1024,
+            timeout: None,
+            handle: None,
+        }
+    }
+
+    /// The lane's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lane = async_bridge::Offloader::builder("sdk").build().unwrap();
+    /// assert_eq!(lane.name(), "sdk");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.lane.name
+    }
+
+    /// Runs `f` on the lane and awaits its value.
+    ///
+    /// Nothing happens until the future is polled. A future dropped while waiting leaves
+    /// no trace (its queue place is freed and `f` never runs); one dropped while `f` runs
+    /// lets `f` finish on its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let lane = async_bridge::Offloader::builder("parser").build().unwrap();
+    /// let n: usize = lane.run(|| "1,2,3".split(',').count()).await.unwrap();
+    /// assert_eq!(n, 3);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An [`OffloadError`]: the closure panicked, the call timed out, the queue was full,
+    /// the lane is shut down, or there is no runtime to run on.
+    #[track_caller]
+    pub fn run<F, T>(&self, f: F) -> impl Future<Output = Result<T, OffloadError>> + Send
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.call(Location::caller(), false, move |_| f())
+    }
+
+    /// Runs `f` on the lane, handing it a token that is cancelled when the caller drops
+    /// the future, when the call times out, and when the lane shuts down.
+    ///
+    /// Nothing can stop a thread from outside; long-running closures should check the
+    /// token between steps and return early.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let lane = async_bridge::Offloader::builder("scanner")
+    ///     .timeout(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let err = lane
+    ///     .run_cancellable(move |cancel: &CancellationToken| {
+    ///         let mut steps = 0u64;
+    ///         while !cancel.is_cancelled() {
+    ///             steps += 1; // one step of a long scan
+    ///             std::hint::spin_loop();
+    ///         }
+    ///         tx.send(steps).unwrap();
+    ///     })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_timeout());
+    /// assert!(rx.recv().unwrap() > 0); // the scan saw the cancellation and stopped
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    #[track_caller]
+    pub fn run_cancellable<F, T>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<T, OffloadError>> + Send
+    where
+        F: FnOnce(&CancellationToken) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.call(Location::caller(), true, move |token| {
+            f(token.expect("a cancellable job always has a token"))
+        })
+    }
+
+    /// A snapshot of the lane's counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lane = async_bridge::Offloader::builder("idle").build().unwrap();
+    /// assert_eq!(lane.stats(), async_bridge::Stats::default());
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let (queued, running) = {
+            let state = self.lane.state.lock();
+            (state.queued, state.running)
+        };
+        let c = &self.lane.counters;
+        Stats {
+            queued,
+            running,
+            completed: c.completed.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Shuts the lane down, waiting at most `grace` for running closures.
+    ///
+    /// New calls fail with [`is_shutdown`](OffloadError::is_shutdown), and so do the calls
+    /// still queued; tokens of running closures are cancelled. Closures still running
+    /// when `grace` ends are named in the report by call site and left to finish on
+    /// their own (no thread is killed). Every clone of the lane sees the shutdown.
+    ///
+    /// Outside a runtime with timers there is no way to wait, so the report is taken at
+    /// once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let lane = async_bridge::Offloader::builder("export").build().unwrap();
+    /// let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    /// let call = tokio::spawn(lane.run_cancellable(move |cancel: &CancellationToken| {
+    ///     started_tx.send(()).unwrap();
+    ///     while !cancel.is_cancelled() {
+    ///         std::hint::spin_loop();
+    ///     }
+    ///     "stopped early"
+    /// }));
+    /// started_rx.await.unwrap();
+    /// let report = lane.shutdown(Duration::from_secs(10)).await;
+    /// assert!(report.is_complete());
+    /// assert_eq!(report.finished(), 1);
+    /// assert_eq!(call.await.unwrap().unwrap(), "stopped early");
+    /// # });
+    /// ```
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let lane = &self.lane;
+        let finished_before = lane.counters.finished();
+        let abandoned = {
+            let mut state = lane.state.lock();
+            state.closed = true;
+            state.queued = 0;
+            std::mem::take(&mut state.queue)
+        };
+        // Dropping the tickets outside the lock fails their callers with `is_shutdown`.
+        let abandoned = abandoned.into_iter().filter(|e| e.withdraw()).count();
+        lane.shutdown.cancel();
+        if let Some(sleep) = Handle::try_current()
+            .ok()
+            .and_then(|h| timer::sleep_on(&h, grace))
+        {
+            let mut sleep = pin!(sleep);
+            loop {
+                let idle = lane.idle.notified();
+                let mut idle = pin!(idle);
+                idle.as_mut().enable();
+                if lane.state.lock().running == 0 {
+                    break;
+                }
+                if let Either::Right(_) = future::select(idle, sleep.as_mut()).await {
+                    break;
+                }
+            }
+        }
+        let still_running = lane.state.lock().sites.iter().flatten().copied().collect();
+        ShutdownReport {
+            name: Arc::clone(&lane.name),
+            finished: lane.counters.finished() - finished_before,
+            abandoned,
+            still_running,
+        }
+    }
+
+    fn call<F, T>(
+        &self,
+        site: Site,
+        cancellable: bool,
+        f: F,
+    ) -> impl Future<Output = Result<T, OffloadError>> + Send
+    where
+        F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let lane = Arc::clone(&self.lane);
+        async move {
+            let name = &lane.name;
+            let Some(handle) = lane.handle.clone().or_else(|| Handle::try_current().ok()) else {
+                return Err(OffloadError::no_runtime(
+                    name,
+                    "no tokio runtime: call the lane from inside one, or give the builder a `handle`",
+                ));
+            };
+            let sleep = match lane.timeout {
+                None => None,
+                Some(after) => match timer::sleep_on(&handle, after) {
+                    Some(sleep) => Some((after, sleep)),
+                    None => {
+                        return Err(OffloadError::no_runtime(
+                            name,
+                            "the lane has a timeout but the runtime has no timers: build it with `enable_time`",
+                        ))
+                    }
+                },
+            };
+            let token = cancellable.then(|| lane.shutdown.child_token());
+            let origin = Origin::new(Kind::Offload, Some(Arc::clone(name)), site);
+            let (ticket, reply) = job::submit(origin, token);
+            let entry = Entry::new(site, Box::new(move || ticket.run(f)));
+            let mut waiting = Waiting {
+                lane: &lane,
+                state: Arc::clone(&entry.state),
+                settled: false,
+            };
+            if let Err(err) = lane.admit(entry, &handle) {
+                waiting.settled = true;
+                return Err(err);
+            }
+            let outcome = match sleep {
+                None => reply.await,
+                Some((after, sleep)) => match future::select(reply, pin!(sleep)).await {
+                    Either::Left((outcome, _)) => outcome,
+                    Either::Right(((), reply)) => {
+                        waiting.settled = true;
+                        waiting.withdraw();
+                        drop(reply); // cancels the token
+                        lane.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                        return Err(OffloadError::timeout(name, after));
+                    }
+                },
+            };
+            waiting.settled = true;
+            match outcome {
+                Outcome::Done(value) => Ok(value),
+                Outcome::Panicked(payload) => Err(OffloadError::panic(name, payload)),
+                Outcome::Dropped if lane.state.lock().closed => Err(OffloadError::shutdown(name)),
+                Outcome::Dropped => Err(OffloadError::cancelled(name)),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Offloader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lane = &self.lane;
+        f.debug_struct("Offloader")
+            .field("name", &lane.name)
+            .field("max_concurrency", &lane.max_concurrency)
+            .field("max_queue", &lane.max_queue)
+            .field("timeout", &lane.timeout)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl OffloaderBuilder {
+    /// At most this many closures of the lane run at once (default 16). Must be at least 1.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+
+    /// At most this many callers wait for a slot (default 1024); more are rejected at
+    /// once. Zero means no waiting: a call that finds every slot busy is rejected.
+    pub fn max_queue(mut self, n: usize) -> Self {
+        self.max_queue = n;
+        self
+    }
+
+    /// Fails a call that has not finished within `after`, waiting plus running, with
+    /// [`is_timeout`](OffloadError::is_timeout), and cancels its token. Must not be zero.
+    /// The runtime must have timers enabled.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.timeout = Some(after);
+        self
+    }
+
+    /// Runs the lane's closures on this runtime's blocking pool, wherever the calls come
+    /// from (by default, the runtime current when a call is first polled).
+    pub fn handle(mut self, handle: Handle) -> Self {
+        self.handle = Some(handle);
+        self
+    }
+
+    /// Builds the lane.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if `max_concurrency` is zero or the timeout is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use async_bridge::Offloader;
+    ///
+    /// assert!(Offloader::builder("a").build().is_ok());
+    /// let err = Offloader::builder("b").timeout(Duration::ZERO).build().unwrap_err();
+    /// assert!(err.to_string().contains("timeout must not be zero"));
+    /// ```
+    pub fn build(self) -> Result<Offloader, ConfigError> {
+        if self.max_concurrency == 0 {
+            return Err(ConfigError::new(
+                &self.name,
+                "max_concurrency must be at least 1",
+            ));
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new(&self.name, "timeout must not be zero"));
+        }
+        Ok(Offloader {
+            lane: Arc::new(Lane {
+                name: self.name.into(),
+                max_concurrency: self.max_concurrency,
+                max_queue: self.max_queue,
+                timeout: self.timeout,
+                handle: self.handle,
+                shutdown: CancellationToken::new(),
+                state: Mutex::new(State::default()),
+                idle: Notify::new(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+/// The shared state of a lane.
+struct Lane {
+    name: Arc<str>,
+    max_concurrency: usize,
+    max_queue: usize,
+    timeout: Option<Duration>,
+    handle: Option<Handle>,
+    /// The parent of every job token; cancelled by `shutdown`.
+    shutdown: CancellationToken,
+    state: Mutex<State>,
+    /// Notified when the last running closure ends.
+    idle: Notify,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct State {
+    running: usize,
+    /// Live entries waiting (the queue may also hold withdrawn ones, skipped when popped).
+    queued: usize,
+    queue: VecDeque<Entry>,
+    closed: bool,
+    /// What each drainer slot is running now, by call site.
+    sites: Vec<Option<Site>>,
+    free_slots: Vec<usize>,
+}
+
+#[derive(Default)]
+struct Counters {
+    completed: AtomicU64,
+    panicked: AtomicU64,
+    rejected: AtomicU64,
+    timed_out: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+impl Counters {
+    fn finished(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed) + self.panicked.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, ran: Ran) {
+        match ran {
+            Ran::Completed => &self.completed,
+            Ran::Panicked => &self.panicked,
+            Ran::Skipped => return,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+/// A job on its way through the lane.
+struct Entry {
+    site: Site,
+    /// `QUEUED` until a drainer takes it (`STARTED`) or its caller gives up (`WITHDRAWN`).
+    state: Arc<AtomicU8>,
+    run: Box<dyn FnOnce() -> Ran + Send>,
+}
+
+impl Entry {
+    fn new(site: Site, run: Box<dyn FnOnce() -> Ran + Send>) -> Self {
+        Entry {
+            site,
+            state: Arc::new(AtomicU8::new(QUEUED)),
+            run,
+        }
+    }
+
+    fn take(&self) -> bool {
+        transition(&self.state, STARTED)
+    }
+
+    fn withdraw(&self) -> bool {
+        transition(&self.state, WITHDRAWN)
+    }
+}
+
+fn transition(state: &AtomicU8, to: u8) -> bool {
+    state
+        .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+impl Lane {
+    /// Starts the entry on a new drainer, queues it, or rejects it.
+    fn admit(self: &Arc<Self>, entry: Entry, handle: &Handle) -> Result<(), OffloadError> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(OffloadError::shutdown(&self.name));
+        }
+        if state.running < self.max_concurrency {
+            entry.take();
+            state.running += 1;
+            let slot = state.free_slots.pop().unwrap_or_else(|| {
+                state.sites.push(None);
+                state.sites.len() - 1
+            });
+            state.sites[slot] = Some(entry.site);
+            drop(state);
+            let drainer = Drainer {
+                lane: Arc::clone(self),
+                slot,
+                released: false,
+            };
+            drop(handle.spawn_blocking(move || drainer.drain(entry)));
+            Ok(())
+        } else if state.queued < self.max_queue {
+            state.queued += 1;
+            state.queue.push_back(entry);
+            Ok(())
+        } else {
+            drop(state);
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            Err(OffloadError::rejected(&self.name, self.max_queue))
+        }
+    }
+
+    /// The next live entry for the drainer in `slot`, or `None` after releasing the slot.
+    fn next(&self, slot: usize) -> Option<Entry> {
+        let mut state = self.state.lock();
+        while let Some(entry) = state.queue.pop_front() {
+            if entry.take() {
+                state.queued -= 1;
+                state.sites[slot] = Some(entry.site);
+                return Some(entry);
+            }
+        }
+        self.release(state, slot);
+        None
+    }
+
+    fn release(&self, mut state: parking_lot::MutexGuard<'_, State>, slot: usize) {
+        state.sites[slot] = None;
+        state.free_slots.push(slot);
+        state.running -= 1;
+        if state.running > 0 {
+            return;
+        }
+        // Normally the queue is empty here. It is not only when a drainer was dropped
+        // without running (its runtime shut down): then nothing would ever run the queue,
+        // so its callers are failed rather than left waiting.
+        let orphans = std::mem::take(&mut state.queue);
+        orphans.iter().for_each(|e| {
+            e.withdraw();
+        });
+        state.queued = 0;
+        drop(state);
+        drop(orphans);
+        self.idle.notify_waiters();
+    }
+
+    /// A caller gave up on an entry that was still queued: free its place.
+    fn forget_queued(&self) {
+        let mut state = self.state.lock();
+        state.queued -= 1;
+        // Withdrawn entries stay in the deque until popped; compact when they dominate.
+        if state.queue.len() > 2 * state.queued + 64 {
+            state
+                .queue
+                .retain(|e| e.state.load(Ordering::Acquire) == QUEUED);
+        }
+    }
+}
+
+/// One `spawn_blocking` task of a lane: runs entries until the queue is empty.
+struct Drainer {
+    lane: Arc<Lane>,
+    slot: usize,
+    released: bool,
+}
+
+impl Drainer {
+    fn drain(mut self, first: Entry) {
+        let mut entry = first;
+        loop {
+            let ran = (entry.run)();
+            self.lane.counters.count(ran);
+            match self.lane.next(self.slot) {
+                Some(next) => entry = next,
+                None => {
+                    self.released = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Drainer {
+    fn drop(&mut self) {
+        if !self.released {
+            self.lane.release(self.lane.state.lock(), self.slot);
+        }
+    }
+}
+
+/// The caller's side of an entry: frees the queue place of a caller that gives up.
+struct Waiting<'a> {
+    lane: &'a Lane,
+    state: Arc<AtomicU8>,
+    /// Set once the call has an answer (value, error or timeout) for its caller.
+    settled: bool,
+}
+
+impl Waiting<'_> {
+    fn withdraw(&self) {
+        if transition(&self.state, WITHDRAWN) {
+            self.lane.forget_queued();
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.withdraw();
+            self.lane.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
