@@ -66,11 +66,13 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod blocking;
 mod compute;
 mod error;
 mod job;
 mod timer;
 mod unblock;
+mod worker;
 
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;

@@ -3,6 +3,7 @@
 
 mod error;
 mod function;
+mod io;
 mod offloader;
 
 pub use error::OffloadError;

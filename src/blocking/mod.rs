@@ -1,0 +1,1 @@
+//! Async code behind a blocking API: `block_on`, `Portal`, `Blocking<T>` (in progress).

@@ -1,0 +1,1 @@
+//! `Unblock<T>`: std IO and iterators with an async face (in progress).

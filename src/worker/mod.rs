@@ -1,0 +1,1 @@
+//! Thread-affine legacy objects behind an async API: `Worker<T>`, `WorkerPool<T>` (in progress).
