@@ -149,7 +149,18 @@ impl<T> Ticket<T> {
     where
         F: FnOnce(Option<&CancellationToken>) -> T,
     {
+        self.run_and(f, |_| {})
+    }
+
+    /// As [`run`](Self::run), calling `before_reply` once `f` has returned or panicked
+    /// (or was skipped) and before the caller can see the outcome, so that a handle's own bookkeeping is
+    /// up to date by the time its caller looks.
+    pub(crate) fn run_and<F>(self, f: F, before_reply: impl FnOnce(Ran)) -> Ran
+    where
+        F: FnOnce(Option<&CancellationToken>) -> T,
+    {
         if self.tx.is_canceled() {
+            before_reply(Ran::Skipped);
             return Ran::Skipped;
         }
         #[cfg(feature = "tracing")]
@@ -165,6 +176,7 @@ impl<T> Ticket<T> {
             Ok(value) => (Ran::Completed, Outcome::Done(value)),
             Err(payload) => (Ran::Panicked, Outcome::Panicked(payload)),
         };
+        before_reply(ran);
         // The caller may have gone away meanwhile; then the value is dropped here.
         let _ = self.tx.send(outcome);
         ran

@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests. Nothing here sleeps to synchronise.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::Duration;
+
+/// A gate that blocked closures wait on until the test opens it.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+    }
+}
+
+/// Polls a future once with a waker that does nothing.
+pub fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
+    let mut fut = pin!(fut);
+    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+}
+
+struct Unpark(thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A minimal executor with no tokio in it: parks the thread between polls.
+pub fn block_on_plain<F: Future>(fut: F) -> F::Output {
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    loop {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
+/// Runs `f` on its own thread and fails the test (instead of hanging) if it has not
+/// finished after a generous limit. This is a bound on a hang, not a timing assertion.
+pub fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: no result after 60 s"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked"),
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,420 @@
+//! `Offloader`: limits, FIFO admission, rejection, timeouts, cancellation, panics,
+//! shutdown, drop, bad configuration.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_bridge::{Offloader, Stats};
+use support::{panic_text, poll_once, within_a_minute, Gate};
+use tokio_util::sync::CancellationToken;
+
+/// Waits, yielding to the runtime, until the lane's stats satisfy `cond`.
+async fn until(lane: &Offloader, cond: impl Fn(&Stats) -> bool) {
+    while !cond(&lane.stats()) {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Occupies every slot of a lane with closures that wait on the returned gate.
+async fn fill(lane: &Offloader, slots: usize) -> (Gate, Vec<tokio::task::JoinHandle<()>>) {
+    let gate = Gate::new();
+    let calls = (0..slots)
+        .map(|_| {
+            let g = gate.clone();
+            tokio::spawn({
+                let call = lane.run(move || g.wait());
+                async move { call.await.unwrap() }
+            })
+        })
+        .collect();
+    until(lane, |s| s.running == slots).await;
+    (gate, calls)
+}
+
+#[tokio::test]
+async fn runs_closures_and_counts_them() {
+    let lane = Offloader::builder("count").build().unwrap();
+    for i in 0..10 {
+        assert_eq!(lane.run(move || i * 2).await.unwrap(), i * 2);
+    }
+    let stats = lane.stats();
+    assert_eq!(stats.completed, 10);
+    assert_eq!((stats.running, stats.queued, stats.panicked), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_panic_is_an_error_with_its_payload_and_the_lane_keeps_working() {
+    let lane = Offloader::builder("panicky").build().unwrap();
+    let err = lane
+        .run(|| -> u8 { panic!("row {} is corrupt", 7) })
+        .await
+        .unwrap_err();
+    assert!(err.is_panic());
+    assert!(!err.is_timeout() && !err.is_rejected() && !err.is_shutdown());
+    assert_eq!(err.name(), "panicky");
+    assert_eq!(err.to_string(), "lane `panicky`: closure panicked: row 7 is corrupt");
+    assert_eq!(panic_text(&*err.into_panic()), "row 7 is corrupt");
+    assert_eq!(lane.run(|| 5).await.unwrap(), 5);
+    assert_eq!(lane.stats().panicked, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_holds_under_a_10k_burst() {
+    let lane = Offloader::builder("burst")
+        .max_concurrency(4)
+        .max_queue(10_000)
+        .build()
+        .unwrap();
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let calls = (0..10_000usize).map(|i| {
+        let (now, peak) = (now.clone(), peak.clone());
+        lane.run(move || {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(running, Ordering::SeqCst);
+            std::hint::black_box((0..100).sum::<usize>());
+            now.fetch_sub(1, Ordering::SeqCst);
+            i
+        })
+    });
+    let results = futures::future::join_all(calls).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), i);
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&peak), "peak concurrency {peak}");
+    assert_eq!(lane.stats().completed, 10_000);
+}
+
+#[tokio::test]
+async fn waiting_callers_are_admitted_in_fifo_order() {
+    let lane = Offloader::builder("fifo").max_concurrency(1).build().unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        let order = order.clone();
+        waiting.push(tokio::spawn(lane.run(move || order.lock().unwrap().push(i))));
+        until(&lane, |s| s.queued == i + 1).await;
+    }
+    gate.open();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+    for h in holders {
+        h.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_full_queue_rejects_at_once() {
+    let lane = Offloader::builder("small")
+        .max_concurrency(1)
+        .max_queue(2)
+        .build()
+        .unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let queued: Vec<_> = (0..2).map(|i| tokio::spawn(lane.run(move || i))).collect();
+    until(&lane, |s| s.queued == 2).await;
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let err = lane.run(move || r.store(true, Ordering::SeqCst)).await.unwrap_err();
+    assert!(err.is_rejected(), "{err}");
+    assert_eq!(err.to_string(), "lane `small`: call rejected: 2 callers already waiting");
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
+
+    gate.open();
+    for h in holders {
+        h.await.unwrap();
+    }
+    for (i, q) in queued.into_iter().enumerate() {
+        assert_eq!(q.await.unwrap().unwrap(), i);
+    }
+    assert!(!ran.load(Ordering::SeqCst));
+    assert_eq!(lane.stats().rejected, 1);
+}
+
+#[tokio::test]
+async fn zero_queue_means_no_waiting() {
+    let lane = Offloader::builder("nowait").max_concurrency(1).max_queue(0).build().unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    assert!(lane.run(|| ()).await.unwrap_err().is_rejected());
+    gate.open();
+    for h in holders {
+        h.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_while_waiting_leaves_no_trace() {
+    let lane = Offloader::builder("give-up").max_concurrency(1).build().unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let waiter = tokio::spawn(lane.run(move || r.store(true, Ordering::SeqCst)));
+    until(&lane, |s| s.queued == 1).await;
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+    assert_eq!(lane.stats().queued, 0, "the queue place was freed");
+
+    gate.open();
+    for h in holders {
+        h.await.unwrap();
+    }
+    lane.run(|| ()).await.unwrap(); // FIFO: the withdrawn entry had its turn before this
+    assert!(!ran.load(Ordering::SeqCst), "a withdrawn call ran");
+    assert_eq!(lane.stats().cancelled, 1);
+}
+
+#[tokio::test]
+async fn a_future_dropped_unpolled_or_after_one_poll_never_runs_when_it_was_queued() {
+    let lane = Offloader::builder("poll-once").max_concurrency(1).build().unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    assert!(poll_once(lane.run(move || r.store(true, Ordering::SeqCst))).is_pending());
+    assert_eq!(lane.stats().queued, 0);
+    gate.open();
+    for h in holders {
+        h.await.unwrap();
+    }
+    lane.run(|| ()).await.unwrap();
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn dropping_a_running_call_cancels_its_token() {
+    let lane = Offloader::builder("cancel").build().unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let call = tokio::spawn(lane.run_cancellable(move |cancel: &CancellationToken| {
+        started_tx.send(()).unwrap();
+        while !cancel.is_cancelled() {
+            std::thread::yield_now();
+        }
+        seen_tx.send(()).unwrap();
+    }));
+    started_rx.await.unwrap();
+    call.abort();
+    seen_rx.await.expect("the closure saw its token cancelled");
+    until(&lane, |s| s.running == 0).await;
+    assert_eq!(lane.stats().cancelled, 1);
+}
+
+#[tokio::test]
+async fn a_timeout_while_running_returns_at_once_and_cancels_the_token() {
+    let lane = Offloader::builder("slow")
+        .timeout(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let err = lane
+        .run_cancellable(move |cancel: &CancellationToken| {
+            while !cancel.is_cancelled() {
+                std::thread::yield_now();
+            }
+            seen_tx.send(()).unwrap();
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(err.to_string(), "lane `slow`: call timed out after 20ms");
+    assert_eq!(std::io::Error::from(err).kind(), std::io::ErrorKind::TimedOut);
+    seen_rx.await.unwrap();
+    assert_eq!(lane.stats().timed_out, 1);
+}
+
+#[tokio::test]
+async fn a_timeout_while_waiting_frees_the_place_and_never_runs() {
+    let lane = Offloader::builder("queue-timeout")
+        .max_concurrency(1)
+        .timeout(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(lane.run(move || {
+        started_tx.send(()).unwrap();
+        g.wait();
+    }));
+    started_rx.await.unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let err = lane.run(move || r.store(true, Ordering::SeqCst)).await.unwrap_err();
+    assert!(err.is_timeout());
+    assert_eq!(lane.stats().queued, 0);
+    assert!(holder.await.unwrap().unwrap_err().is_timeout());
+    gate.open();
+    until(&lane, |s| s.running == 0).await;
+    lane.run(|| ()).await.unwrap();
+    assert!(!ran.load(Ordering::SeqCst));
+    assert_eq!(lane.stats().timed_out, 2);
+}
+
+#[tokio::test]
+async fn shutdown_with_work_still_running_returns_within_grace_and_reports_it() {
+    let lane = Offloader::builder("stubborn").max_concurrency(1).build().unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    // Ignores its token: shutdown cannot stop it, only report it.
+    let running = tokio::spawn(lane.run(move || {
+        started_tx.send(()).unwrap();
+        g.wait();
+        "done anyway"
+    }));
+    started_rx.await.unwrap();
+    let queued = tokio::spawn(lane.run(|| "never"));
+    until(&lane, |s| s.queued == 1).await;
+
+    let report = lane.shutdown(Duration::from_millis(20)).await;
+    assert!(!report.is_complete());
+    assert_eq!(report.abandoned(), 1);
+    assert_eq!(report.finished(), 0);
+    assert_eq!(report.still_running().len(), 1);
+    assert!(report.still_running()[0].file().ends_with("unblock_offloader.rs"));
+    assert!(report.to_string().contains("1 still running"), "{report}");
+
+    assert!(queued.await.unwrap().unwrap_err().is_shutdown());
+    let late = lane.run(|| ()).await.unwrap_err();
+    assert!(late.is_shutdown());
+    assert_eq!(late.to_string(), "lane `stubborn`: lane is shut down");
+
+    gate.open();
+    assert_eq!(running.await.unwrap().unwrap(), "done anyway");
+}
+
+#[tokio::test]
+async fn clones_share_one_lane() {
+    let a = Offloader::builder("shared").max_concurrency(1).build().unwrap();
+    let b = a.clone();
+    let (gate, holders) = fill(&a, 1).await;
+    let waiting = tokio::spawn(b.run(|| 1));
+    until(&a, |s| s.queued == 1).await;
+    gate.open();
+    assert_eq!(waiting.await.unwrap().unwrap(), 1);
+    for h in holders {
+        h.await.unwrap();
+    }
+    b.shutdown(Duration::from_secs(1)).await;
+    assert!(a.run(|| ()).await.unwrap_err().is_shutdown());
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_inside_a_runtime_lets_queued_calls_finish() {
+    let lane = Offloader::builder("dropped").max_concurrency(1).build().unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let queued = tokio::spawn(lane.run(|| "still ran"));
+    until(&lane, |s| s.queued == 1).await;
+    drop(lane); // inside the runtime, with work running and queued: no panic, no block
+    gate.open();
+    assert_eq!(queued.await.unwrap().unwrap(), "still ran");
+    for h in holders {
+        h.await.unwrap();
+    }
+}
+
+#[test]
+fn build_and_drop_outside_a_runtime() {
+    let lane = Offloader::builder("outside").build().unwrap();
+    let clone = lane.clone();
+    drop(lane);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(clone.run(|| 3)).unwrap(), 3);
+    drop(rt);
+    drop(clone);
+}
+
+#[test]
+fn a_lane_with_an_explicit_handle_runs_from_any_thread() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lane = Offloader::builder("handle")
+        .handle(rt.handle().clone())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    // Polled by an executor that is not tokio at all.
+    let value = within_a_minute(move || support::block_on_plain(lane.run(|| 9)));
+    assert_eq!(value.unwrap(), 9);
+}
+
+#[test]
+fn without_a_runtime_a_call_is_an_error_not_a_panic() {
+    let lane = Offloader::builder("nowhere").build().unwrap();
+    let std::task::Poll::Ready(Err(err)) = poll_once(lane.run(|| 1)) else {
+        panic!("expected an immediate error");
+    };
+    assert!(err.is_no_runtime());
+    assert!(err.to_string().contains("no tokio runtime"), "{err}");
+}
+
+#[test]
+fn a_timeout_on_a_runtime_without_timers_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let lane = Offloader::builder("no-timers")
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = rt.block_on(lane.run(|| 1)).unwrap_err();
+    assert!(err.is_no_runtime());
+    assert!(err.to_string().contains("enable_time"), "{err}");
+    // Without a timeout the same runtime is fine.
+    let plain = Offloader::builder("plain").build().unwrap();
+    assert_eq!(rt.block_on(plain.run(|| 2)).unwrap(), 2);
+}
+
+#[test]
+fn bad_configuration_is_an_error() {
+    let err = Offloader::builder("zero").max_concurrency(0).build().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration for `zero`: max_concurrency must be at least 1"
+    );
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+    let err = Offloader::builder("t").timeout(Duration::ZERO).build().unwrap_err();
+    assert!(err.to_string().contains("timeout must not be zero"));
+}
+
+#[test]
+fn a_runtime_that_shuts_down_under_a_queued_call_fails_it_instead_of_hanging() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let lane = Offloader::builder("orphan")
+        .max_concurrency(1)
+        .handle(rt.handle().clone())
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let holder = lane.run(move || {
+        started_tx.send(()).unwrap();
+        g.wait();
+    });
+    let queued = lane.run(|| 1);
+    let caller = std::thread::spawn(move || support::block_on_plain(holder));
+    started_rx.recv().unwrap();
+    let waiter = std::thread::spawn(move || support::block_on_plain(queued));
+    while lane.stats().queued == 0 {
+        std::thread::yield_now();
+    }
+    rt.shutdown_background();
+    gate.open();
+    // The holder finishes (its thread was running); the queued call must not hang.
+    caller.join().unwrap().unwrap();
+    let result = within_a_minute(move || waiter.join().unwrap());
+    match result {
+        Ok(v) => assert_eq!(v, 1), // it may also have been run before the shutdown bit
+        Err(err) => assert!(err.is_cancelled(), "{err}"),
+    }
+}
