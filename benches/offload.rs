@@ -1,1 +1,236 @@
-fn main() {}
+//! Offloading, each path beside its raw baseline in the same run:
+//!
+//! - `per_call`: one awaited call at a time: `unblock` and `Offloader::run` vs
+//!   `tokio::task::spawn_blocking`; `compute` vs `rayon::spawn` + a `futures` oneshot.
+//! - `burst_10k`: 10,000 calls issued at once and joined: `Offloader::run` vs
+//!   `spawn_blocking`; `compute` and `ComputePool::run` vs `rayon::spawn` + oneshot.
+//! - before the groups, the extra memory of 100,000 callers queued on one lane.
+//!
+//! Run with: `cargo bench --bench offload`. The figure that counts is the ratio of a
+//! library row to its baseline row of the same group.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_bridge::{compute, unblock, ComputePool, Offloader};
+use criterion::{criterion_group, BenchmarkId, Criterion};
+use futures::channel::oneshot;
+use futures::future::join_all;
+use tokio::runtime::Runtime;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Times `iters` sequential awaits of `call()` inside the runtime.
+fn awaited<F, Fut>(rt: &Runtime, iters: u64, call: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(call().await);
+        }
+        start.elapsed()
+    })
+}
+
+/// Times `iters` bursts of `n` calls issued at once and joined.
+fn burst<F, Fut>(rt: &Runtime, iters: u64, n: usize, call: F) -> Duration
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            std::hint::black_box(join_all((0..n).map(&call)).await);
+        }
+        start.elapsed()
+    })
+}
+
+fn rayon_oneshot<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> oneshot::Receiver<T> {
+    let (tx, rx) = oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
+fn per_call(c: &mut Criterion) {
+    let rt = runtime();
+    let lane = Offloader::builder("bench")
+        .max_concurrency(8)
+        .max_queue(1_000)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("per_call");
+    g.bench_function("spawn_blocking (baseline)", |b| {
+        b.iter_custom(|n| awaited(&rt, n, || tokio::task::spawn_blocking(|| 1)))
+    });
+    g.bench_function("unblock", |b| {
+        b.iter_custom(|n| awaited(&rt, n, || unblock(|| 1)))
+    });
+    g.bench_function("Offloader::run (limits + timeout)", |b| {
+        b.iter_custom(|n| awaited(&rt, n, || lane.run(|| 1)))
+    });
+    g.bench_function("rayon::spawn + oneshot (baseline)", |b| {
+        b.iter_custom(|n| awaited(&rt, n, || rayon_oneshot(|| 1)))
+    });
+    g.bench_function("compute", |b| {
+        b.iter_custom(|n| awaited(&rt, n, || compute(|| 1)))
+    });
+    g.finish();
+}
+
+fn burst_10k(c: &mut Criterion) {
+    const N: usize = 10_000;
+    let rt = runtime();
+    let lane = Offloader::builder("burst")
+        .max_concurrency(8)
+        .max_queue(N)
+        .build()
+        .unwrap();
+    let pool = ComputePool::builder("burst").build().unwrap();
+    let mut g = c.benchmark_group("burst_10k");
+    g.bench_function(BenchmarkId::new("spawn_blocking (baseline)", N), |b| {
+        b.iter_custom(|n| burst(&rt, n, N, |i| tokio::task::spawn_blocking(move || i)))
+    });
+    g.bench_function(BenchmarkId::new("Offloader::run", N), |b| {
+        b.iter_custom(|n| burst(&rt, n, N, |i| lane.run(move || i)))
+    });
+    g.bench_function(
+        BenchmarkId::new("rayon::spawn + oneshot (baseline)", N),
+        |b| b.iter_custom(|n| burst(&rt, n, N, |i| rayon_oneshot(move || i))),
+    );
+    g.bench_function(BenchmarkId::new("compute", N), |b| {
+        b.iter_custom(|n| burst(&rt, n, N, |i| compute(move || i)))
+    });
+    g.bench_function(BenchmarkId::new("ComputePool::run", N), |b| {
+        b.iter_custom(|n| burst(&rt, n, N, |i| pool.run(move || i)))
+    });
+    g.finish();
+}
+
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// 100,000 callers waiting on a lane whose one slot is held (`lane`), or, for the
+/// baseline, 100,000 bare tasks each awaiting a oneshot (`bare`: the least a waiting
+/// caller can cost). Returns the growth of the resident set while they wait.
+fn queued_memory(scenario: &str) -> Option<u64> {
+    const N: usize = 100_000;
+    let rt = runtime();
+    rt.block_on(async {
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = oneshot::channel();
+        let lane = Offloader::builder("memory")
+            .max_concurrency(1)
+            .max_queue(N)
+            .build()
+            .unwrap();
+        let holder = tokio::spawn(lane.run(move || {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv();
+        }));
+        started_rx.await.unwrap();
+        let before = rss_bytes()?;
+        let after = if scenario == "lane" {
+            let callers: Vec<_> = (0..N).map(|i| tokio::spawn(lane.run(move || i))).collect();
+            while lane.stats().queued < N {
+                tokio::task::yield_now().await;
+            }
+            let after = rss_bytes()?;
+            release_tx.send(()).unwrap();
+            for c in callers {
+                c.await.unwrap().unwrap();
+            }
+            after
+        } else {
+            let (senders, tasks): (Vec<_>, Vec<_>) = (0..N)
+                .map(|_| {
+                    let (tx, rx) = oneshot::channel::<usize>();
+                    (tx, tokio::spawn(rx))
+                })
+                .unzip();
+            tokio::task::yield_now().await;
+            let after = rss_bytes()?;
+            for (i, tx) in senders.into_iter().enumerate() {
+                let _ = tx.send(i);
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+            release_tx.send(()).unwrap();
+            after
+        };
+        holder.await.unwrap().unwrap();
+        Some(after.saturating_sub(before))
+    })
+}
+
+/// Measures each memory scenario in a fresh process of this bench, so that neither
+/// reuses the pages the other freed.
+fn report_queued_memory() {
+    if let Ok(scenario) = std::env::var("QUEUED_MEMORY_SCENARIO") {
+        println!("{}", queued_memory(&scenario).unwrap_or(0));
+        std::process::exit(0);
+    }
+    let measure = |scenario: &str| -> Option<u64> {
+        let out = std::process::Command::new(std::env::current_exe().ok()?)
+            .env("QUEUED_MEMORY_SCENARIO", scenario)
+            .output()
+            .ok()?;
+        String::from_utf8(out.stdout)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&b| b > 0)
+    };
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    match (measure("lane"), measure("bare")) {
+        (Some(lane), Some(bare)) => println!(
+            "queued_memory: 100k callers queued on one Offloader (each a spawned task): \
+             {:.1} MiB extra; 100k bare tasks awaiting a oneshot: {:.1} MiB; \
+             the lane's own share: {} bytes per caller",
+            mib(lane),
+            mib(bare),
+            lane.saturating_sub(bare) / 100_000
+        ),
+        _ => println!("queued_memory: /proc/self/statm not available"),
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = per_call, burst_10k
+}
+
+fn main() {
+    report_queued_memory();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

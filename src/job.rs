@@ -16,19 +16,24 @@
 //! - **who and where**: the [`Origin`] (kind, lane or worker name, call site) of each job,
 //!   used in errors, reports and tracing spans.
 //!
-//! The reply channel is `futures`' oneshot on purpose: unlike tokio's, it does not take
-//! from tokio's cooperative budget, so ten thousand replies awaited in one `join_all` are
-//! not re-polled over and over (the reason naive rayon bridges run 5x slower).
+//! The two halves share one allocation (a `Cell`: state, origin, outcome slot, waker),
+//! which doubles as the job's start flag: a queue can claim a job or its caller can
+//! withdraw it, and exactly one of the two wins. The reply does not take from tokio's
+//! cooperative budget (tokio's own oneshot does), so ten thousand replies awaited in
+//! one `join_all` are not re-polled over and over (the reason naive rayon bridges run
+//! 5x slower).
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::channel::oneshot;
+use futures::task::AtomicWaker;
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// A panic payload, as `std::panic::catch_unwind` returns it.
@@ -43,6 +48,8 @@ pub(crate) enum Kind {
     Offload,
     /// `compute` or a `ComputePool`, on rayon.
     Compute,
+    /// A blocking facade entry: `block_on`, a `Portal` or a `Blocking<T>` call.
+    Facade,
 }
 
 impl Kind {
@@ -51,6 +58,7 @@ impl Kind {
             Kind::Unblock => "unblock",
             Kind::Offload => "offload",
             Kind::Compute => "compute",
+            Kind::Facade => "facade",
         }
     }
 }
@@ -119,25 +127,101 @@ pub(crate) enum Ran {
 /// Submits a job: the ticket goes to the thread that runs it, the reply to the caller.
 ///
 /// With `cancel` set, the closure is handed a token that is cancelled when the reply is
-/// dropped; pass a child of a lane's token to have shutdown cancel it too.
+/// dropped after the job started; pass a child of a lane's token to have shutdown cancel
+/// it too.
 pub(crate) fn submit<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
 ) -> (Ticket<T>, Reply<T>) {
-    let (tx, rx) = oneshot::channel();
-    let ticket = Ticket {
-        tx,
-        cancel: cancel.clone(),
+    let cell = Arc::new(Cell {
         origin,
-    };
-    (ticket, Reply { rx, cancel })
+        state: AtomicU8::new(WAITING),
+        outcome: Mutex::new(None),
+        waker: AtomicWaker::new(),
+        cancel,
+    });
+    (
+        Ticket {
+            cell: Arc::clone(&cell),
+            replied: false,
+        },
+        Reply { cell },
+    )
+}
+
+/// The job has not started; its caller still wants it.
+const WAITING: u8 = 0;
+/// The job was claimed by the thread that runs it (or is running, or has run).
+const STARTED: u8 = 1;
+/// The caller gave up before the job started: it never will.
+const WITHDRAWN: u8 = 2;
+/// The outcome is in the cell, for the reply to take.
+const DONE: u8 = 3;
+
+/// The one allocation a job costs: its state, its origin and the slot for its outcome,
+/// shared by the [`Ticket`] and the [`Reply`].
+struct Cell<T> {
+    origin: Origin,
+    state: AtomicU8,
+    outcome: Mutex<Option<Outcome<T>>>,
+    waker: AtomicWaker,
+    cancel: Option<CancellationToken>,
+}
+
+impl<T> Cell<T> {
+    fn transition(&self, to: u8) -> Result<(), u8> {
+        self.state
+            .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+    }
+}
+
+/// A type-erased view of a job's start, for queues that hold jobs of many result types.
+pub(crate) trait Claim: Send + Sync {
+    /// Claims the job for running; false when its caller has already given up (then it
+    /// must not run).
+    fn claim(&self) -> bool;
+
+    /// Gives up on a job that has not started, from the queue's side (the queue is being
+    /// cleared); false when it had started or its caller had already given up.
+    fn abandon(&self) -> bool;
+
+    /// True while the job has neither started nor been given up.
+    fn is_waiting(&self) -> bool;
+
+    /// The job's origin.
+    fn origin(&self) -> &Origin;
+}
+
+impl<T: Send> Claim for Cell<T> {
+    fn claim(&self) -> bool {
+        matches!(self.transition(STARTED), Ok(()) | Err(STARTED))
+    }
+
+    fn abandon(&self) -> bool {
+        self.transition(WITHDRAWN).is_ok()
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == WAITING
+    }
+
+    fn origin(&self) -> &Origin {
+        &self.origin
+    }
 }
 
 /// The runner's half of a job.
 pub(crate) struct Ticket<T> {
-    tx: oneshot::Sender<Outcome<T>>,
-    cancel: Option<CancellationToken>,
-    origin: Origin,
+    cell: Arc<Cell<T>>,
+    replied: bool,
+}
+
+impl<T: Send + 'static> Ticket<T> {
+    /// A type-erased handle on the job's start, sharing the ticket's allocation.
+    pub(crate) fn claim_handle(&self) -> Arc<dyn Claim> {
+        Arc::clone(&self.cell) as Arc<dyn Claim>
+    }
 }
 
 impl<T> Ticket<T> {
@@ -153,40 +237,55 @@ impl<T> Ticket<T> {
     }
 
     /// As [`run`](Self::run), calling `before_reply` once `f` has returned or panicked
-    /// (or was skipped) and before the caller can see the outcome, so that a handle's own bookkeeping is
-    /// up to date by the time its caller looks.
-    pub(crate) fn run_and<F>(self, f: F, before_reply: impl FnOnce(Ran)) -> Ran
+    /// (or was skipped) and before the caller can see the outcome, so that a handle's
+    /// own bookkeeping is up to date by the time its caller looks.
+    pub(crate) fn run_and<F>(mut self, f: F, before_reply: impl FnOnce(Ran)) -> Ran
     where
         F: FnOnce(Option<&CancellationToken>) -> T,
     {
-        if self.tx.is_canceled() {
+        if let Err(WITHDRAWN) = self.cell.transition(STARTED) {
+            self.replied = true; // nobody is listening
             before_reply(Ran::Skipped);
             return Ran::Skipped;
         }
         #[cfg(feature = "tracing")]
         let _span = tracing::debug_span!(
             "async_bridge::job",
-            kind = self.origin.kind.as_str(),
-            name = self.origin.name.as_deref().unwrap_or(""),
-            site = %self.origin.site,
+            kind = self.cell.origin.kind.as_str(),
+            name = self.cell.origin.name.as_deref().unwrap_or(""),
+            site = %self.cell.origin.site,
         )
         .entered();
-        let cancel = self.cancel.as_ref();
+        let cancel = self.cell.cancel.as_ref();
         let (ran, outcome) = match panic::catch_unwind(AssertUnwindSafe(|| f(cancel))) {
             Ok(value) => (Ran::Completed, Outcome::Done(value)),
             Err(payload) => (Ran::Panicked, Outcome::Panicked(payload)),
         };
         before_reply(ran);
-        // The caller may have gone away meanwhile; then the value is dropped here.
-        let _ = self.tx.send(outcome);
+        self.reply(outcome);
         ran
+    }
+
+    fn reply(&mut self, outcome: Outcome<T>) {
+        self.replied = true;
+        *self.cell.outcome.lock() = Some(outcome);
+        self.cell.state.store(DONE, Ordering::Release);
+        self.cell.waker.wake();
+    }
+}
+
+impl<T> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        if !self.replied {
+            self.reply(Outcome::Dropped);
+        }
     }
 }
 
 impl<T> fmt::Debug for Ticket<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")
-            .field("origin", &self.origin)
+            .field("origin", &self.cell.origin)
             .finish()
     }
 }
@@ -197,24 +296,44 @@ impl<T> fmt::Debug for Ticket<T> {
 /// cancels the job's token, if it has one.
 #[must_use = "futures do nothing unless polled"]
 pub(crate) struct Reply<T> {
-    rx: oneshot::Receiver<Outcome<T>>,
-    cancel: Option<CancellationToken>,
+    cell: Arc<Cell<T>>,
+}
+
+impl<T> Reply<T> {
+    /// Gives up on a job that has not started, so that it never will; false when it has
+    /// already started (or was already withdrawn).
+    pub(crate) fn withdraw(&self) -> bool {
+        self.cell.transition(WITHDRAWN).is_ok()
+    }
+
+    /// Cancels the job's token, if it has one.
+    pub(crate) fn cancel(&self) {
+        if let Some(token) = &self.cell.cancel {
+            token.cancel();
+        }
+    }
 }
 
 impl<T> Future for Reply<T> {
     type Output = Outcome<T>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Outcome::Dropped))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+        let cell = &self.cell;
+        if cell.state.load(Ordering::Acquire) != DONE {
+            cell.waker.register(cx.waker());
+            if cell.state.load(Ordering::Acquire) != DONE {
+                return Poll::Pending;
+            }
+        }
+        // Taken once: a reply polled again after it resolved has nothing left.
+        Poll::Ready(cell.outcome.lock().take().unwrap_or(Outcome::Dropped))
     }
 }
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        if let Some(token) = &self.cancel {
-            token.cancel();
+        if !self.withdraw() {
+            self.cancel();
         }
     }
 }

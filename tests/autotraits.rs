@@ -32,6 +32,9 @@ fn the_futures_are_send() {
 #[test]
 fn errors_convert_into_io_and_boxed_errors() {
     fn takes(_: Box<dyn std::error::Error + Send + Sync>) {}
-    let err = Offloader::builder("z").max_concurrency(0).build().unwrap_err();
+    let err = Offloader::builder("z")
+        .max_concurrency(0)
+        .build()
+        .unwrap_err();
     takes(Box::new(err));
 }

@@ -18,7 +18,9 @@ async fn compute_returns_the_value() {
 
 #[tokio::test]
 async fn compute_resumes_a_panic_in_the_caller() {
-    let err = tokio::spawn(compute(|| -> u8 { panic!("bad frame") })).await.unwrap_err();
+    let err = tokio::spawn(compute(|| -> u8 { panic!("bad frame") }))
+        .await
+        .unwrap_err();
     assert_eq!(panic_text(&*err.into_panic()), "bad frame");
 }
 
@@ -30,7 +32,10 @@ fn compute_needs_no_runtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compute_burst_of_10k_returns_every_value() {
     let results = futures::future::join_all((0..10_000u64).map(|i| compute(move || i * i))).await;
-    assert!(results.iter().enumerate().all(|(i, &r)| r == (i as u64) * (i as u64)));
+    assert!(results
+        .iter()
+        .enumerate()
+        .all(|(i, &r)| r == (i as u64) * (i as u64)));
 }
 
 #[tokio::test]
@@ -48,11 +53,21 @@ async fn pool_threads_carry_its_name() {
 #[tokio::test]
 async fn pool_panics_are_errors_with_the_payload() {
     let pool = ComputePool::builder("zip").threads(1).build().unwrap();
-    let err = pool.run(|| -> u8 { panic!("corrupt block") }).await.unwrap_err();
+    let err = pool
+        .run(|| -> u8 { panic!("corrupt block") })
+        .await
+        .unwrap_err();
     assert!(err.is_panic());
-    assert_eq!(err.to_string(), "lane `zip`: closure panicked: corrupt block");
+    assert_eq!(
+        err.to_string(),
+        "lane `zip`: closure panicked: corrupt block"
+    );
     assert_eq!(panic_text(&*err.into_panic()), "corrupt block");
-    assert_eq!(pool.run(|| 1).await.unwrap(), 1, "the pool survives a panic");
+    assert_eq!(
+        pool.run(|| 1).await.unwrap(),
+        1,
+        "the pool survives a panic"
+    );
 }
 
 #[tokio::test]

@@ -69,7 +69,10 @@ fn outside_a_runtime_it_panics_with_a_clear_message() {
     let payload = panic::catch_unwind(AssertUnwindSafe(|| poll_once(fut))).unwrap_err();
     let msg = panic_text(&*payload);
     assert!(msg.contains("outside a tokio runtime"), "{msg}");
-    assert!(msg.contains("unblock_function.rs"), "names the call site: {msg}");
+    assert!(
+        msg.contains("unblock_function.rs"),
+        "names the call site: {msg}"
+    );
 }
 
 #[test]
@@ -102,5 +105,8 @@ async fn tokio_paused_clock_waits_for_the_closure() {
         }),
     )
     .await;
-    assert!(result.is_ok(), "the paused clock ran ahead of the blocking closure");
+    assert!(
+        result.is_ok(),
+        "the paused clock ran ahead of the blocking closure"
+    );
 }

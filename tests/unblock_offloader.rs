@@ -55,7 +55,10 @@ async fn a_panic_is_an_error_with_its_payload_and_the_lane_keeps_working() {
     assert!(err.is_panic());
     assert!(!err.is_timeout() && !err.is_rejected() && !err.is_shutdown());
     assert_eq!(err.name(), "panicky");
-    assert_eq!(err.to_string(), "lane `panicky`: closure panicked: row 7 is corrupt");
+    assert_eq!(
+        err.to_string(),
+        "lane `panicky`: closure panicked: row 7 is corrupt"
+    );
     assert_eq!(panic_text(&*err.into_panic()), "row 7 is corrupt");
     assert_eq!(lane.run(|| 5).await.unwrap(), 5);
     assert_eq!(lane.stats().panicked, 1);
@@ -91,13 +94,18 @@ async fn max_concurrency_holds_under_a_10k_burst() {
 
 #[tokio::test]
 async fn waiting_callers_are_admitted_in_fifo_order() {
-    let lane = Offloader::builder("fifo").max_concurrency(1).build().unwrap();
+    let lane = Offloader::builder("fifo")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
     let (gate, holders) = fill(&lane, 1).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut waiting = Vec::new();
     for i in 0..5 {
         let order = order.clone();
-        waiting.push(tokio::spawn(lane.run(move || order.lock().unwrap().push(i))));
+        waiting.push(tokio::spawn(
+            lane.run(move || order.lock().unwrap().push(i)),
+        ));
         until(&lane, |s| s.queued == i + 1).await;
     }
     gate.open();
@@ -123,9 +131,15 @@ async fn a_full_queue_rejects_at_once() {
 
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
-    let err = lane.run(move || r.store(true, Ordering::SeqCst)).await.unwrap_err();
+    let err = lane
+        .run(move || r.store(true, Ordering::SeqCst))
+        .await
+        .unwrap_err();
     assert!(err.is_rejected(), "{err}");
-    assert_eq!(err.to_string(), "lane `small`: call rejected: 2 callers already waiting");
+    assert_eq!(
+        err.to_string(),
+        "lane `small`: call rejected: 2 callers already waiting"
+    );
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
 
@@ -142,7 +156,11 @@ async fn a_full_queue_rejects_at_once() {
 
 #[tokio::test]
 async fn zero_queue_means_no_waiting() {
-    let lane = Offloader::builder("nowait").max_concurrency(1).max_queue(0).build().unwrap();
+    let lane = Offloader::builder("nowait")
+        .max_concurrency(1)
+        .max_queue(0)
+        .build()
+        .unwrap();
     let (gate, holders) = fill(&lane, 1).await;
     assert!(lane.run(|| ()).await.unwrap_err().is_rejected());
     gate.open();
@@ -153,7 +171,10 @@ async fn zero_queue_means_no_waiting() {
 
 #[tokio::test]
 async fn a_caller_that_gives_up_while_waiting_leaves_no_trace() {
-    let lane = Offloader::builder("give-up").max_concurrency(1).build().unwrap();
+    let lane = Offloader::builder("give-up")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
     let (gate, holders) = fill(&lane, 1).await;
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
@@ -174,7 +195,10 @@ async fn a_caller_that_gives_up_while_waiting_leaves_no_trace() {
 
 #[tokio::test]
 async fn a_future_dropped_unpolled_or_after_one_poll_never_runs_when_it_was_queued() {
-    let lane = Offloader::builder("poll-once").max_concurrency(1).build().unwrap();
+    let lane = Offloader::builder("poll-once")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
     let (gate, holders) = fill(&lane, 1).await;
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
@@ -225,7 +249,10 @@ async fn a_timeout_while_running_returns_at_once_and_cancels_the_token() {
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert_eq!(err.to_string(), "lane `slow`: call timed out after 20ms");
-    assert_eq!(std::io::Error::from(err).kind(), std::io::ErrorKind::TimedOut);
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::TimedOut
+    );
     seen_rx.await.unwrap();
     assert_eq!(lane.stats().timed_out, 1);
 }
@@ -247,7 +274,10 @@ async fn a_timeout_while_waiting_frees_the_place_and_never_runs() {
     started_rx.await.unwrap();
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
-    let err = lane.run(move || r.store(true, Ordering::SeqCst)).await.unwrap_err();
+    let err = lane
+        .run(move || r.store(true, Ordering::SeqCst))
+        .await
+        .unwrap_err();
     assert!(err.is_timeout());
     assert_eq!(lane.stats().queued, 0);
     assert!(holder.await.unwrap().unwrap_err().is_timeout());
@@ -260,7 +290,10 @@ async fn a_timeout_while_waiting_frees_the_place_and_never_runs() {
 
 #[tokio::test]
 async fn shutdown_with_work_still_running_returns_within_grace_and_reports_it() {
-    let lane = Offloader::builder("stubborn").max_concurrency(1).build().unwrap();
+    let lane = Offloader::builder("stubborn")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
     let gate = Gate::new();
     let g = gate.clone();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -279,7 +312,9 @@ async fn shutdown_with_work_still_running_returns_within_grace_and_reports_it() 
     assert_eq!(report.abandoned(), 1);
     assert_eq!(report.finished(), 0);
     assert_eq!(report.still_running().len(), 1);
-    assert!(report.still_running()[0].file().ends_with("unblock_offloader.rs"));
+    assert!(report.still_running()[0]
+        .file()
+        .ends_with("unblock_offloader.rs"));
     assert!(report.to_string().contains("1 still running"), "{report}");
 
     assert!(queued.await.unwrap().unwrap_err().is_shutdown());
@@ -293,7 +328,10 @@ async fn shutdown_with_work_still_running_returns_within_grace_and_reports_it() 
 
 #[tokio::test]
 async fn clones_share_one_lane() {
-    let a = Offloader::builder("shared").max_concurrency(1).build().unwrap();
+    let a = Offloader::builder("shared")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
     let b = a.clone();
     let (gate, holders) = fill(&a, 1).await;
     let waiting = tokio::spawn(b.run(|| 1));
@@ -309,7 +347,10 @@ async fn clones_share_one_lane() {
 
 #[tokio::test]
 async fn dropping_the_last_handle_inside_a_runtime_lets_queued_calls_finish() {
-    let lane = Offloader::builder("dropped").max_concurrency(1).build().unwrap();
+    let lane = Offloader::builder("dropped")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
     let (gate, holders) = fill(&lane, 1).await;
     let queued = tokio::spawn(lane.run(|| "still ran"));
     until(&lane, |s| s.queued == 1).await;
@@ -357,7 +398,9 @@ fn without_a_runtime_a_call_is_an_error_not_a_panic() {
 
 #[test]
 fn a_timeout_on_a_runtime_without_timers_is_an_error_not_a_panic() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let lane = Offloader::builder("no-timers")
         .timeout(Duration::from_secs(1))
         .build()
@@ -372,14 +415,20 @@ fn a_timeout_on_a_runtime_without_timers_is_an_error_not_a_panic() {
 
 #[test]
 fn bad_configuration_is_an_error() {
-    let err = Offloader::builder("zero").max_concurrency(0).build().unwrap_err();
+    let err = Offloader::builder("zero")
+        .max_concurrency(0)
+        .build()
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid configuration for `zero`: max_concurrency must be at least 1"
     );
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
-    let err = Offloader::builder("t").timeout(Duration::ZERO).build().unwrap_err();
+    let err = Offloader::builder("t")
+        .timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("timeout must not be zero"));
 }
 

@@ -23,7 +23,9 @@ fn a_100k_burst_never_takes_more_threads_than_the_lane_allows() {
     if !std::path::Path::new("/proc/self/status").exists() {
         return; // the thread count is read from procfs
     }
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let before = threads_now();
     let lane = Offloader::builder("bounded")
         .max_concurrency(4)
@@ -43,7 +45,10 @@ fn a_100k_burst_never_takes_more_threads_than_the_lane_allows() {
         });
         futures::future::join_all(calls).await
     });
-    assert!(done.iter().enumerate().all(|(i, r)| r.as_ref().ok() == Some(&i)));
+    assert!(done
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.as_ref().ok() == Some(&i)));
     let peak = peak_threads.load(Ordering::SeqCst);
     assert!(
         peak <= before + 4,

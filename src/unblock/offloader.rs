@@ -19,20 +19,22 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
-use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::{self, Either};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::OffloadError;
 use crate::error::ConfigError;
-use crate::job::{self, Kind, Origin, Outcome, Ran};
+use crate::job::{self, Claim, Kind, Origin, Outcome, Ran, Reply};
 use crate::timer;
 
 type Site = &'static Location<'static>;
@@ -392,8 +394,8 @@ impl Offloader {
             std::mem::take(&mut state.queue)
         };
         lane.wake.notify_all(); // idle drainers give their threads back
-        // Dropping the tickets outside the lock fails their callers with `is_shutdown`.
-        let abandoned = abandoned.into_iter().filter(|e| e.withdraw()).count();
+                                // Dropping the tickets outside the lock fails their callers with `is_shutdown`.
+        let abandoned = abandoned.into_iter().filter(|e| e.claim.abandon()).count();
         lane.shutdown.cancel();
         if let Some(sleep) = Handle::try_current()
             .ok()
@@ -432,65 +434,20 @@ impl Offloader {
         T: Send + 'static,
     {
         let lane = Arc::clone(&self.lane);
-        async move {
-            let name = &lane.name;
-            let Some(handle) = lane.handle.clone().or_else(|| Handle::try_current().ok()) else {
-                return Err(OffloadError::no_runtime(
-                    name,
-                    "no tokio runtime: call the lane from inside one, or give the builder a `handle`",
-                ));
-            };
-            let sleep = match lane.timeout {
-                None => None,
-                Some(after) => match timer::sleep_on(&handle, after) {
-                    Some(sleep) => Some((after, sleep)),
-                    None => {
-                        return Err(OffloadError::no_runtime(
-                            name,
-                            "the lane has a timeout but the runtime has no timers: build it with `enable_time`",
-                        ))
-                    }
-                },
-            };
-            let token = cancellable.then(|| lane.shutdown.child_token());
-            let origin = Origin::new(Kind::Offload, Some(Arc::clone(name)), site);
-            let (ticket, reply) = job::submit(origin, token);
-            let entry = Entry::new(
-                site,
-                Box::new(move |done: &mut dyn FnMut(Ran)| {
-                    ticket.run_and(f, done);
-                }),
-            );
-            let mut waiting = Waiting {
-                lane: &lane,
-                state: Arc::clone(&entry.state),
-                settled: false,
-            };
-            if let Err(err) = lane.admit(entry, &handle) {
-                waiting.settled = true;
-                return Err(err);
+        let mut start = Some((site, cancellable, f));
+        let mut pending = None;
+        // Hand-rolled rather than `async`: a queued caller's future stays small (100k
+        // of them must fit in the memory target).
+        future::poll_fn(move |cx| {
+            if let Some((site, cancellable, f)) = start.take() {
+                match lane.submit(site, cancellable, f) {
+                    Ok(submitted) => pending = Some(submitted),
+                    Err(err) => return Poll::Ready(Err(err)),
+                }
             }
-            let outcome = match sleep {
-                None => reply.await,
-                Some((after, sleep)) => match future::select(reply, pin!(sleep)).await {
-                    Either::Left((outcome, _)) => outcome,
-                    Either::Right(((), reply)) => {
-                        waiting.settled = true;
-                        waiting.withdraw();
-                        drop(reply); // cancels the token
-                        lane.counters.timed_out.fetch_add(1, Ordering::Relaxed);
-                        return Err(OffloadError::timeout(name, after));
-                    }
-                },
-            };
-            waiting.settled = true;
-            match outcome {
-                Outcome::Done(value) => Ok(value),
-                Outcome::Panicked(payload) => Err(OffloadError::panic(name, payload)),
-                Outcome::Dropped if lane.state.lock().closed => Err(OffloadError::shutdown(name)),
-                Outcome::Dropped => Err(OffloadError::cancelled(name)),
-            }
-        }
+            let pending: &mut Pending<T> = pending.as_mut().expect("polled after completion");
+            Pin::new(pending).poll(cx)
+        })
     }
 }
 
@@ -602,6 +559,8 @@ struct State {
     drainers: usize,
     /// Drainers waiting for work.
     idle: usize,
+    /// Idle drainers woken for a queued entry that have not yet left their wait.
+    waking: usize,
     /// Closures running now.
     running: usize,
     /// Live entries waiting (the queue may also hold withdrawn ones, skipped when popped).
@@ -612,7 +571,6 @@ struct State {
     sites: Vec<Option<Site>>,
     free_slots: Vec<usize>,
 }
-
 
 #[derive(Default)]
 struct Counters {
@@ -629,44 +587,79 @@ impl Counters {
     }
 }
 
-const QUEUED: u8 = 0;
-const STARTED: u8 = 1;
-const WITHDRAWN: u8 = 2;
-
 /// A job on its way through the lane.
 struct Entry {
-    site: Site,
-    /// `QUEUED` until a drainer takes it (`STARTED`) or its caller gives up (`WITHDRAWN`).
-    state: Arc<AtomicU8>,
+    /// Claimed by a drainer, or withdrawn by its caller: exactly one wins.
+    claim: Arc<dyn Claim>,
     /// Runs the job, calling the drainer's bookkeeping before the caller sees the outcome.
-    run: Box<dyn FnOnce(&mut dyn FnMut(Ran)) + Send>,
+    run: RunJob,
 }
+
+/// A type-erased job; its argument is the drainer's bookkeeping, run before the reply.
+type RunJob = Box<dyn FnOnce(&mut dyn FnMut(Ran)) + Send>;
 
 impl Entry {
-    fn new(site: Site, run: Box<dyn FnOnce(&mut dyn FnMut(Ran)) + Send>) -> Self {
-        Entry {
-            site,
-            state: Arc::new(AtomicU8::new(QUEUED)),
-            run,
-        }
+    fn site(&self) -> Site {
+        self.claim.origin().site
     }
-
-    fn take(&self) -> bool {
-        transition(&self.state, STARTED)
-    }
-
-    fn withdraw(&self) -> bool {
-        transition(&self.state, WITHDRAWN)
-    }
-}
-
-fn transition(state: &AtomicU8, to: u8) -> bool {
-    state
-        .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
 }
 
 impl Lane {
+    /// Admits a call: starts it on a drainer, queues it, or fails it at once.
+    fn submit<F, T>(
+        self: &Arc<Self>,
+        site: Site,
+        cancellable: bool,
+        f: F,
+    ) -> Result<Pending<T>, OffloadError>
+    where
+        F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let name = &self.name;
+        let Some(handle) = self.handle.clone().or_else(|| Handle::try_current().ok()) else {
+            return Err(OffloadError::no_runtime(
+                name,
+                "no tokio runtime: call the lane from inside one, or give the builder a `handle`",
+            ));
+        };
+        let sleep = match self.timeout {
+            None => None,
+            Some(after) => Some(Box::pin(timer::sleep_on(&handle, after).ok_or_else(|| {
+                OffloadError::no_runtime(
+                    name,
+                    "the lane has a timeout but the runtime has no timers: build it with `enable_time`",
+                )
+            })?)),
+        };
+        let token = cancellable.then(|| self.shutdown.child_token());
+        let origin = Origin::new(Kind::Offload, Some(Arc::clone(name)), site);
+        let (ticket, reply) = job::submit(origin, token);
+        let entry = Entry {
+            claim: ticket.claim_handle(),
+            run: Box::new(move |done: &mut dyn FnMut(Ran)| {
+                ticket.run_and(f, done);
+            }),
+        };
+        self.admit(entry, &handle)?;
+        Ok(Pending {
+            lane: Arc::clone(self),
+            reply,
+            sleep,
+            settled: false,
+        })
+    }
+
+    /// Turns a job's outcome into the caller's answer.
+    fn answer<T>(&self, outcome: Outcome<T>) -> Result<T, OffloadError> {
+        match outcome {
+            Outcome::Done(value) => Ok(value),
+            Outcome::Panicked(payload) => Err(OffloadError::panic(&self.name, payload)),
+            Outcome::Dropped if self.state.lock().closed => Err(OffloadError::shutdown(&self.name)),
+            Outcome::Dropped => Err(OffloadError::cancelled(&self.name)),
+        }
+    }
+
     /// Starts the entry on a new drainer, queues it, or rejects it.
     fn admit(self: &Arc<Self>, entry: Entry, handle: &Handle) -> Result<(), OffloadError> {
         let mut state = self.state.lock();
@@ -674,20 +667,25 @@ impl Lane {
             return Err(OffloadError::shutdown(&self.name));
         }
         if state.queued < state.idle {
-            // An idle drainer will take it at once.
+            // An idle drainer will take it at once. Wake one only if the drainers already
+            // woken are fewer than the entries waiting: a burst of pushes wakes as many
+            // drainers as it needs, not one syscall per push.
             state.queued += 1;
             state.queue.push_back(entry);
-            self.wake.notify_one();
+            if state.waking < state.queued.min(state.idle) {
+                state.waking += 1;
+                self.wake.notify_one();
+            }
             Ok(())
         } else if state.drainers < self.max_concurrency {
-            entry.take();
+            entry.claim.claim();
             state.drainers += 1;
             state.running += 1;
             let slot = state.free_slots.pop().unwrap_or_else(|| {
                 state.sites.push(None);
                 state.sites.len() - 1
             });
-            state.sites[slot] = Some(entry.site);
+            state.sites[slot] = Some(entry.site());
             drop(state);
             let drainer = Drainer {
                 lane: Arc::clone(self),
@@ -713,13 +711,8 @@ impl Lane {
         let mut state = self.state.lock();
         let mut lingered = false;
         loop {
-            while let Some(entry) = state.queue.pop_front() {
-                if entry.take() {
-                    state.queued -= 1;
-                    state.running += 1;
-                    state.sites[slot] = Some(entry.site);
-                    return Some(entry);
-                }
+            if let Some(entry) = Self::pop(&mut state, slot) {
+                return Some(entry);
             }
             if state.closed || lingered {
                 self.release(state, slot);
@@ -728,7 +721,22 @@ impl Lane {
             state.idle += 1;
             lingered = self.wake.wait_for(&mut state, LINGER).timed_out();
             state.idle -= 1;
+            // Whether it was this drainer that was woken or not, one fewer is on its way.
+            state.waking = state.waking.saturating_sub(1);
         }
+    }
+
+    /// Takes the first live entry of the queue for the drainer in `slot`.
+    fn pop(state: &mut State, slot: usize) -> Option<Entry> {
+        while let Some(entry) = state.queue.pop_front() {
+            if entry.claim.claim() {
+                state.queued -= 1;
+                state.running += 1;
+                state.sites[slot] = Some(entry.site());
+                return Some(entry);
+            }
+        }
+        None
     }
 
     fn release(&self, mut state: MutexGuard<'_, State>, slot: usize) {
@@ -743,18 +751,20 @@ impl Lane {
         // so its callers are failed rather than left waiting.
         let orphans = std::mem::take(&mut state.queue);
         orphans.iter().for_each(|e| {
-            e.withdraw();
+            e.claim.abandon();
         });
         state.queued = 0;
         drop(state);
         drop(orphans);
     }
 
-    /// Bookkeeping for a closure that ended, done before its caller sees the outcome.
-    fn done(&self, slot: usize, ran: Ran) {
+    /// Bookkeeping for a closure that ended, done before its caller sees the outcome,
+    /// and, under the same lock, the next entry for the drainer in `slot` if one waits.
+    fn done(&self, slot: usize, ran: Ran) -> Option<Entry> {
         let mut state = self.state.lock();
         state.sites[slot] = None;
         state.running -= 1;
+        let next = Self::pop(&mut state, slot);
         if state.running == 0 {
             self.idle.notify_waiters();
         }
@@ -762,9 +772,10 @@ impl Lane {
         match ran {
             Ran::Completed => &self.counters.completed,
             Ran::Panicked => &self.counters.panicked,
-            Ran::Skipped => return,
+            Ran::Skipped => return next,
         }
         .fetch_add(1, Ordering::Relaxed);
+        next
     }
 
     /// A caller gave up on an entry that was still queued: free its place.
@@ -773,9 +784,7 @@ impl Lane {
         state.queued -= 1;
         // Withdrawn entries stay in the deque until popped; compact when they dominate.
         if state.queue.len() > 2 * state.queued + 64 {
-            state
-                .queue
-                .retain(|e| e.state.load(Ordering::Acquire) == QUEUED);
+            state.queue.retain(|e| e.claim.is_waiting());
         }
     }
 }
@@ -792,8 +801,9 @@ impl Drainer {
         let mut entry = first;
         loop {
             let (lane, slot) = (&self.lane, self.slot);
-            (entry.run)(&mut |ran| lane.done(slot, ran));
-            match self.lane.next(self.slot) {
+            let mut next = None;
+            (entry.run)(&mut |ran| next = lane.done(slot, ran));
+            match next.or_else(|| lane.next(slot)) {
                 Some(next) => entry = next,
                 None => {
                     self.released = true;
@@ -816,26 +826,55 @@ impl Drop for Drainer {
     }
 }
 
-/// The caller's side of an entry: frees the queue place of a caller that gives up.
-struct Waiting<'a> {
-    lane: &'a Lane,
-    state: Arc<AtomicU8>,
-    /// Set once the call has an answer (value, error or timeout) for its caller.
+/// A submitted call, awaited by its caller: the reply, the timeout, and the bookkeeping
+/// for a caller that gives up.
+struct Pending<T> {
+    lane: Arc<Lane>,
+    reply: Reply<T>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Set once the caller has its answer (value, error or timeout).
     settled: bool,
 }
 
-impl Waiting<'_> {
-    fn withdraw(&self) {
-        if transition(&self.state, WITHDRAWN) {
+impl<T> Pending<T> {
+    /// Gives up on the call: a queued job is withdrawn (it never runs and its place is
+    /// freed), a running one has its token cancelled.
+    fn give_up(&self) {
+        if self.reply.withdraw() {
             self.lane.forget_queued();
+        } else {
+            self.reply.cancel();
         }
     }
 }
 
-impl Drop for Waiting<'_> {
+impl<T> Future for Pending<T> {
+    type Output = Result<T, OffloadError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(outcome) = Pin::new(&mut this.reply).poll(cx) {
+            this.settled = true;
+            return Poll::Ready(this.lane.answer(outcome));
+        }
+        if let Some(sleep) = &mut this.sleep {
+            if sleep.as_mut().poll(cx).is_ready() {
+                this.settled = true;
+                this.give_up();
+                let lane = &this.lane;
+                lane.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                let after = lane.timeout.unwrap_or_default();
+                return Poll::Ready(Err(OffloadError::timeout(&lane.name, after)));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
         if !self.settled {
-            self.withdraw();
+            self.give_up();
             self.lane.counters.cancelled.fetch_add(1, Ordering::Relaxed);
         }
     }
