@@ -77,3 +77,9 @@ mod worker;
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, ShutdownReport, Stats};
+
+/// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+#[doc = include_str!("../MIGRATION.md")]
+pub struct GuideDoctests;
