@@ -133,6 +133,8 @@ pub(crate) fn submit<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
 ) -> (Ticket<T>, Reply<T>) {
+    #[cfg(feature = "test-util")]
+    let participant = crate::testing::scope::enter_job(&origin);
     let cell = Arc::new(Cell {
         origin,
         state: AtomicU8::new(WAITING),
@@ -144,6 +146,8 @@ pub(crate) fn submit<T>(
         Ticket {
             cell: Arc::clone(&cell),
             replied: false,
+            #[cfg(feature = "test-util")]
+            participant,
         },
         Reply { cell },
     )
@@ -215,6 +219,10 @@ impl<T: Send> Claim for Cell<T> {
 pub(crate) struct Ticket<T> {
     cell: Arc<Cell<T>>,
     replied: bool,
+    /// The job's entry in the virtual-time harness's ledger, if it was submitted under
+    /// one; dropped (leaving the ledger) only after the reply is delivered.
+    #[cfg(feature = "test-util")]
+    participant: Option<crate::testing::Participant>,
 }
 
 impl<T: Send + 'static> Ticket<T> {
@@ -257,7 +265,15 @@ impl<T> Ticket<T> {
         )
         .entered();
         let cancel = self.cell.cancel.as_ref();
-        let (ran, outcome) = match panic::catch_unwind(AssertUnwindSafe(|| f(cancel))) {
+        let run = || panic::catch_unwind(AssertUnwindSafe(|| f(cancel)));
+        #[cfg(feature = "test-util")]
+        let result = match &self.participant {
+            Some(participant) => participant.run(run),
+            None => run(),
+        };
+        #[cfg(not(feature = "test-util"))]
+        let result = run();
+        let (ran, outcome) = match result {
             Ok(value) => (Ran::Completed, Outcome::Done(value)),
             Err(payload) => (Ran::Panicked, Outcome::Panicked(payload)),
         };
@@ -336,6 +352,21 @@ impl<T> Drop for Reply<T> {
             self.cancel();
         }
     }
+}
+
+/// Runs blocking work on `handle`'s blocking pool, or, under the virtual-time harness,
+/// on a thread of its own: a closure that sleeps on the harness's clock inside tokio's
+/// `spawn_blocking` would hold tokio's paused clock forever.
+pub(crate) fn spawn_blocking(handle: &tokio::runtime::Handle, f: impl FnOnce() + Send + 'static) {
+    #[cfg(feature = "test-util")]
+    if crate::testing::scope::is_active() {
+        std::thread::Builder::new()
+            .name("async-bridge-harness".into())
+            .spawn(f)
+            .expect("the harness could not start a thread for blocking work");
+        return;
+    }
+    drop(handle.spawn_blocking(f));
 }
 
 /// Resumes a panic payload in the current thread, as the sync code would have panicked.

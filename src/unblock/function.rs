@@ -10,7 +10,9 @@ use crate::job::{self, Kind, Origin, Outcome};
 /// Runs blocking code on tokio's blocking pool and awaits its result.
 ///
 /// The closure runs on a `spawn_blocking` thread, so tokio's paused clock and runtime
-/// metrics see it, and the executor never blocks. Nothing happens until the future is
+/// metrics see it, and the executor never blocks. (Under the
+/// [`testing`](crate::testing) harness it runs on a thread of the harness instead, so
+/// that it can sleep on the virtual clock.) Nothing happens until the future is
 /// first polled; if it is dropped before `f` has started, `f` never runs.
 ///
 /// Use it for the odd blocking call (a file read, a DNS lookup, a legacy SDK call). For
@@ -60,7 +62,9 @@ where
         let (ticket, reply) = job::submit(Origin::new(Kind::Unblock, None, site), None);
         // The JoinHandle is not needed: the reply carries the outcome, and a runtime that
         // shuts down drops the ticket, which the reply reports as `Dropped`.
-        drop(handle.spawn_blocking(move || ticket.run(|_| f())));
+        job::spawn_blocking(&handle, move || {
+            ticket.run(|_| f());
+        });
         match reply.await {
             Outcome::Done(value) => value,
             Outcome::Panicked(payload) => job::resume(payload),

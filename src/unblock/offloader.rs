@@ -692,7 +692,7 @@ impl Lane {
                 slot,
                 released: false,
             };
-            drop(handle.spawn_blocking(move || drainer.drain(entry)));
+            job::spawn_blocking(handle, move || drainer.drain(entry));
             Ok(())
         } else if state.queued - state.idle < self.max_queue {
             state.queued += 1;

@@ -1,0 +1,110 @@
+//! Which harness (if any) the current thread works for, and as which participant.
+//!
+//! The job layer captures the scope when work is submitted and installs it on the
+//! thread that runs the work, so that `clock::now`/`clock::sleep` and nested offloads
+//! inside the work see the same virtual clock, whichever thread (blocking pool, rayon,
+//! a worker's own thread) it runs on.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use super::harness::{Harness, Participant};
+use crate::job::Origin;
+
+#[derive(Clone)]
+struct Scope {
+    harness: Arc<Harness>,
+    /// The ledger entry of the work running on this thread; `None` on the test's own
+    /// runtime thread.
+    participant: Option<u64>,
+}
+
+thread_local! {
+    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+}
+
+fn current() -> Option<Scope> {
+    SCOPE.with(|s| s.borrow().clone())
+}
+
+/// True when this thread works for a harness (cheap: no allocation, no lock).
+pub(crate) fn is_active() -> bool {
+    SCOPE.with(|s| s.borrow().is_some())
+}
+
+/// Runs `f` with `scope` installed on this thread, restoring the previous scope after.
+fn with_scope<R>(scope: Scope, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Scope>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SCOPE.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(SCOPE.with(|s| s.borrow_mut().replace(scope)));
+    f()
+}
+
+/// Runs the test's future on this thread as the harness's runtime thread.
+pub(crate) fn as_runtime_thread<R>(harness: &Arc<Harness>, f: impl FnOnce() -> R) -> R {
+    with_scope(
+        Scope {
+            harness: Arc::clone(harness),
+            participant: None,
+        },
+        f,
+    )
+}
+
+/// A ledger entry for a job submitted from this thread, when it works for a harness.
+pub(crate) fn enter_job(origin: &Origin) -> Option<Participant> {
+    current().map(|scope| scope.harness.enter(origin.clone()))
+}
+
+impl Participant {
+    /// Runs a participant's work on this thread: its scope installed and the harness's
+    /// runtime entered, so that tokio's and this crate's clocks read virtual time.
+    pub(crate) fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let harness = self.harness();
+        let _entered = harness.handle().enter();
+        with_scope(
+            Scope {
+                harness: Arc::clone(harness),
+                participant: Some(self.id()),
+            },
+            f,
+        )
+    }
+}
+
+/// Virtual now, when this thread works for a harness.
+pub(crate) fn now() -> Option<std::time::Instant> {
+    SCOPE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .map(|scope| scope.harness.now().into_std())
+    })
+}
+
+/// Sleeps on the virtual clock when this thread works for a harness; false when it
+/// does not (the caller then sleeps for real).
+///
+/// # Panics
+///
+/// On the test's runtime thread: blocking it would stop every task and timer.
+#[track_caller]
+pub(crate) fn sleep(duration: std::time::Duration) -> bool {
+    let Some(scope) = current() else {
+        return false;
+    };
+    match scope.participant {
+        Some(id) => scope.harness.sleep(id, duration),
+        None => panic!(
+            "async_bridge::clock::sleep at {} was called on the test's runtime thread, where it \
+             would stop every task and timer: in async code use tokio::time::sleep; run sync \
+             code that sleeps through unblock, an Offloader, compute or a Worker",
+            std::panic::Location::caller()
+        ),
+    }
+    true
+}
