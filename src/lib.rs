@@ -50,6 +50,20 @@
 //! # });
 //! ```
 //!
+//! Old sync code calling new async code, safe from any thread (inside a runtime too):
+//!
+//! ```
+//! async fn fetch_user(id: u32) -> String {
+//!     tokio::task::yield_now().await;
+//!     format!("user-{id}")
+//! }
+//!
+//! fn legacy_handler(id: u32) -> Result<String, async_bridge::BlockOnError> {
+//!     async_bridge::block_on(fetch_user(id))
+//! }
+//! assert_eq!(legacy_handler(7).unwrap(), "user-7");
+//! ```
+//!
 //! # Features
 //!
 //! - `tracing`: every offloaded job runs inside a `tracing` span naming its kind, lane and
@@ -67,13 +81,19 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod blocking;
+pub mod clock;
 mod compute;
 mod error;
 mod job;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 mod timer;
 mod unblock;
+pub mod watchdog;
 mod worker;
 
+pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, ShutdownReport, Stats};

@@ -12,7 +12,7 @@ use support::{panic_text, poll_once, Gate};
 
 #[tokio::test]
 async fn returns_the_closure_value() {
-    let data = vec![3u64, 4, 5];
+    let data = [3u64, 4, 5];
     let sum = unblock(move || data.iter().sum::<u64>()).await;
     assert_eq!(sum, 12);
 }

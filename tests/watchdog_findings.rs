@@ -181,3 +181,35 @@ fn watchdog_types_are_send_and_sync() {
     send_sync::<watchdog::Report>();
     send_sync::<watchdog::Finding>();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_facade_in_async_code_is_a_finding_even_where_it_runs() {
+    let dog = Watchdog::builder().start().unwrap();
+    // On a worker thread (a spawned task).
+    let line = line!() + 1;
+    let value = tokio::spawn(async { async_bridge::block_on(async { 7 }).unwrap() }).await;
+    assert_eq!(value.unwrap(), 7);
+    // From a blocking-pool thread the same call is what facades are for: no finding.
+    let pool_line = line!() + 1;
+    let from_pool = async_bridge::unblock(|| async_bridge::block_on(async { 8 }).unwrap()).await;
+    assert_eq!(from_pool, 8);
+
+    let report = dog.report();
+    let finding = report
+        .findings()
+        .iter()
+        .find(|f| f.site().line() == line)
+        .expect("the facade call from a worker was reported");
+    assert_eq!(finding.kind(), Kind::BlockingFacade);
+    assert!(finding.to_string().contains("blocked 1 blocking facade call"));
+    assert!(report.findings().iter().all(|f| f.site().line() != pool_line));
+}
+
+#[tokio::test]
+async fn a_refused_facade_on_a_current_thread_runtime_is_a_finding_too() {
+    let dog = Watchdog::builder().start().unwrap();
+    let line = line!() + 1;
+    let err = async_bridge::block_on(async { 1 }).unwrap_err();
+    assert!(err.is_would_deadlock());
+    assert!(dog.report().findings().iter().any(|f| f.site().line() == line));
+}

@@ -1,1 +1,19 @@
-//! Async code behind a blocking API: `block_on`, `Portal`, `Blocking<T>` (in progress).
+//! Async code behind a blocking API: the [`block_on`] function, the [`Portal`] that
+//! facades run on, and [`Blocking<T>`], an async value with a blocking face.
+//!
+//! Every facade call goes through one entry ([`entry`]), which finds out where it is
+//! called from ([`context`]) and polls the future on the calling thread ([`park`]).
+
+mod block_on;
+#[allow(clippy::module_inception)]
+mod blocking;
+mod context;
+mod entry;
+mod error;
+mod park;
+mod portal;
+
+pub use block_on::block_on;
+pub use blocking::Blocking;
+pub use error::BlockOnError;
+pub use portal::{Portal, PortalBuilder};

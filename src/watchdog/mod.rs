@@ -15,7 +15,9 @@
 //!   driver); slow polls by call site are the precise tool there.
 //! - **Blocking facades on a runtime thread.** A [`block_on`](crate::block_on) or other
 //!   blocking facade called from async code is a finding at its call site, even where
-//!   it is allowed to run.
+//!   it is allowed to run. (One case cannot be seen with tokio's public API: the future
+//!   that a multi-thread runtime's own `Runtime::block_on` polls on the calling thread
+//!   looks like a blocking-pool thread. Code in spawned tasks is covered.)
 //!
 //! Findings are process-wide: every running watchdog sees every watched future. With
 //! the `tracing` feature each finding is also logged as a `tracing` warning.
@@ -58,6 +60,11 @@ use tokio::task::JoinHandle;
 use crate::error::ConfigError;
 
 pub(crate) use registry::record_blocking_facade;
+
+/// True while any watchdog runs (one atomic load).
+pub(crate) fn is_running() -> bool {
+    registry::threshold().is_some()
+}
 pub use report::{Finding, Kind, Lag, Report};
 pub use watched::{watch, WatchExt, Watched};
 

@@ -61,7 +61,5 @@ pub(super) fn record_slow_poll(site: &'static Location<'static>, took: Duration)
 /// A blocking facade was entered from an async context: a finding for every running
 /// watchdog, whether or not the facade could run there.
 pub(crate) fn record_blocking_facade(site: &'static Location<'static>, took: Duration) {
-    if threshold().is_some() {
-        each(|findings| findings.record(Kind::BlockingFacade, site, took));
-    }
+    each(|findings| findings.record(Kind::BlockingFacade, site, took));
 }

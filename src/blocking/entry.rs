@@ -1,0 +1,99 @@
+//! The one entry every blocking facade goes through.
+//!
+//! [`block_on`](crate::block_on), [`Portal::block_on`](crate::Portal::block_on) and every
+//! [`Blocking<T>`](crate::Blocking) call end up in [`enter`], which resolves the portal,
+//! builds the call's [`Origin`], finds out where it is called from
+//! ([`context::caller`]) and then polls the future on the calling thread ([`park`]) with
+//! the portal's runtime context entered (`Handle::enter`):
+//!
+//! | caller | what happens |
+//! |---|---|
+//! | plain, rayon or dedicated thread | polled directly |
+//! | multi-thread worker, inside a task | `block_in_place`, then polled: the worker's other tasks move to another thread |
+//! | inside a facade's future (nested, on any of these threads) | as the thread it runs on: `block_in_place` is a no-op where there is nothing to move |
+//! | inside tokio's multi-thread `Runtime::block_on` | `block_in_place` leaves tokio's runtime context, then polled |
+//! | blocking pool thread (`spawn_blocking`, `unblock`) of any runtime | `block_in_place` is a no-op there, then polled |
+//! | the thread driving a current_thread runtime | refused: [`is_would_deadlock`](BlockOnError::is_would_deadlock) |
+//! | a `LocalSet` on a multi-thread runtime's `block_on` | tokio refuses `block_in_place`; its panic (printed once by the panic hook) is caught before the future ran, and becomes `is_would_deadlock` |
+//!
+//! Nothing is handed to another thread, so no `job::Ticket` is needed: the future runs
+//! where it was called, as the sync code it replaces did.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe, Location};
+
+use super::context::{self, Caller};
+use super::error::{CURRENT_THREAD, NO_BLOCKING_HERE};
+use super::park;
+use super::portal::{self, Portal};
+use super::BlockOnError;
+
+/// Runs `future` to completion on the calling thread through `portal` (the global one
+/// when `None`), or says why it cannot.
+///
+/// A panic of the future comes back as an [`is_panic`](BlockOnError::is_panic) error;
+/// callers that should panic instead resume it.
+pub(crate) fn enter<F: Future>(
+    portal: Option<&Portal>,
+    site: &'static Location<'static>,
+    future: F,
+) -> Result<F::Output, BlockOnError> {
+    let portal = match portal {
+        Some(portal) => portal,
+        None => portal::global(site)?,
+    };
+    let origin = portal.origin(site);
+    if portal.is_shut_down() {
+        return Err(BlockOnError::shutdown(origin));
+    }
+    #[cfg(feature = "tracing")]
+    let _span = tracing::debug_span!(
+        "async_bridge::facade",
+        portal = portal.name(),
+        site = %site,
+    )
+    .entered();
+    let handle = portal.handle();
+    let run = || {
+        let _entered = handle.enter();
+        park::block_on(future)
+    };
+    let caller = context::caller();
+    // A facade entered from async code blocks that runtime thread: a watchdog finding,
+    // even where it is allowed to run.
+    let watched = crate::watchdog::is_running()
+        && match caller {
+            Caller::Plain => false,
+            Caller::Runtime => context::drives_a_scheduler(),
+            Caller::CurrentThreadDriver => true,
+        };
+    let start = watched.then(std::time::Instant::now);
+    let result = match caller {
+        Caller::Plain => panic::catch_unwind(AssertUnwindSafe(run))
+            .map_err(|payload| BlockOnError::panic(origin, payload)),
+        Caller::Runtime => {
+            let started = Cell::new(false);
+            let started_run = || {
+                started.set(true);
+                run()
+            };
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                tokio::task::block_in_place(started_run)
+            }))
+            .map_err(|payload| {
+                if started.get() {
+                    BlockOnError::panic(origin, payload)
+                } else {
+                    // tokio refused `block_in_place` before the future was touched.
+                    BlockOnError::would_deadlock(origin, NO_BLOCKING_HERE)
+                }
+            })
+        }
+        Caller::CurrentThreadDriver => Err(BlockOnError::would_deadlock(origin, CURRENT_THREAD)),
+    };
+    if let Some(start) = start {
+        crate::watchdog::record_blocking_facade(site, start.elapsed());
+    }
+    result
+}

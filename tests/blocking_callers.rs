@@ -1,0 +1,285 @@
+//! `block_on` from every place it can be called from: each case runs, or (the thread of
+//! a current_thread runtime) returns `is_would_deadlock` at once. Every test that could
+//! hang is bounded by `within_a_minute`.
+
+mod support;
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use async_bridge::{block_on, unblock, BlockOnError, Portal};
+use support::{panic_text, within_a_minute};
+use tokio::runtime::{Builder, Handle, Runtime};
+use tokio::sync::oneshot;
+
+fn multi_thread(workers: usize) -> Runtime {
+    Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn current_thread() -> Runtime {
+    Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A future that uses tokio's timer, spawner and IO driver of whatever runtime it is
+/// polled in, and borrows its input.
+async fn uses_tokio(input: &[u32]) -> u32 {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    assert!(listener.local_addr().is_ok());
+    let spawned = tokio::spawn(async { 1 }).await.unwrap();
+    input.iter().sum::<u32>() + spawned
+}
+
+#[test]
+fn a_plain_thread_runs_a_borrowing_future_with_tokio_inside() {
+    let sum = within_a_minute(|| {
+        let input = vec![1, 2, 3];
+        block_on(uses_tokio(&input)).unwrap()
+    });
+    assert_eq!(sum, 7);
+}
+
+#[test]
+fn a_future_that_is_not_send_runs() {
+    let out = within_a_minute(|| {
+        let local = std::rc::Rc::new(5);
+        block_on(async move {
+            tokio::task::yield_now().await;
+            *local + 1
+        })
+        .unwrap()
+    });
+    assert_eq!(out, 6);
+}
+
+#[test]
+fn a_multi_thread_worker_keeps_running_its_other_tasks() {
+    // One worker: if the facade blocked it without `block_in_place`, the task that must
+    // send the value could never run, and this would hang.
+    let value = within_a_minute(|| {
+        let rt = multi_thread(1);
+        rt.block_on(async {
+            let (entered_tx, entered_rx) = oneshot::channel::<()>();
+            let (value_tx, value_rx) = oneshot::channel();
+            let sender = tokio::spawn(async move {
+                entered_rx.await.unwrap();
+                value_tx.send(42).unwrap();
+            });
+            let facade = tokio::spawn(async move {
+                block_on(async move {
+                    entered_tx.send(()).unwrap();
+                    value_rx.await.unwrap()
+                })
+                .unwrap()
+            });
+            sender.await.unwrap();
+            facade.await.unwrap()
+        })
+    });
+    assert_eq!(value, 42);
+}
+
+#[test]
+fn the_root_future_of_a_multi_thread_block_on_runs() {
+    let out =
+        within_a_minute(|| multi_thread(1).block_on(async { block_on(uses_tokio(&[1])).unwrap() }));
+    assert_eq!(out, 2);
+}
+
+#[test]
+fn blocking_pool_threads_of_both_flavors_run() {
+    for rt in [multi_thread(1), current_thread()] {
+        let out = within_a_minute(move || {
+            rt.block_on(async {
+                let a = tokio::task::spawn_blocking(|| block_on(uses_tokio(&[1])).unwrap())
+                    .await
+                    .unwrap();
+                let b = unblock(|| block_on(uses_tokio(&[2])).unwrap()).await;
+                (a, b)
+            })
+        });
+        assert_eq!(out, (2, 3));
+    }
+}
+
+#[test]
+fn rayon_and_dedicated_threads_run() {
+    let out = within_a_minute(|| {
+        let (tx, rx) = mpsc::channel();
+        rayon::spawn(move || tx.send(block_on(uses_tokio(&[10])).unwrap()).unwrap());
+        let from_rayon = rx.recv().unwrap();
+        let from_compute =
+            async_bridge::block_on(async_bridge::compute(|| block_on(async { 20 }).unwrap()))
+                .unwrap();
+        let dedicated = std::thread::Builder::new()
+            .name("dedicated".into())
+            .spawn(|| block_on(uses_tokio(&[30])).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        (from_rayon, from_compute, dedicated)
+    });
+    assert_eq!(out, (11, 20, 31));
+}
+
+#[test]
+fn nested_calls_run_at_any_depth() {
+    fn nest(depth: u32) -> u32 {
+        if depth == 0 {
+            return 0;
+        }
+        block_on(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            nest(depth - 1) + 1
+        })
+        .unwrap()
+    }
+    assert_eq!(within_a_minute(|| nest(4)), 4);
+    // The same, starting on a multi-thread worker.
+    let from_worker = within_a_minute(|| {
+        multi_thread(1).block_on(async { tokio::spawn(async { nest(3) }).await.unwrap() })
+    });
+    assert_eq!(from_worker, 3);
+}
+
+#[test]
+fn a_task_of_the_global_portal_itself_runs() {
+    let out = within_a_minute(|| {
+        let portal = Portal::global().unwrap();
+        let task = portal
+            .handle()
+            .spawn(async { block_on(uses_tokio(&[4])).unwrap() });
+        block_on(task).unwrap().unwrap()
+    });
+    assert_eq!(out, 5);
+}
+
+/// Runs `f` inside a current_thread runtime's `block_on`, bounded.
+fn on_current_thread<T: Send + 'static>(
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    within_a_minute(move || current_thread().block_on(f))
+}
+
+#[test]
+fn the_thread_of_a_current_thread_runtime_is_refused_with_a_clear_error() {
+    let (err, polled, line) = on_current_thread(async {
+        let polled = Cell::new(false);
+        let line = line!() + 1;
+        let err = block_on(async { polled.set(true) }).unwrap_err();
+        (err, polled.get(), line)
+    });
+    assert!(err.is_would_deadlock());
+    assert!(!polled, "a refused future is never polled");
+    assert_eq!(err.location().file(), file!());
+    assert_eq!(err.location().line(), line);
+    assert_eq!(err.portal_name(), None);
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("facade called at {}:{line}:", file!())),
+        "{message}"
+    );
+    assert!(message.contains("current_thread"), "{message}");
+    assert!(message.contains("async_bridge::unblock"), "{message}");
+    assert!(!err.is_panic() && !err.is_shutdown() && !err.is_no_runtime());
+}
+
+#[test]
+fn a_task_spawned_on_a_current_thread_runtime_is_refused_too() {
+    let err = on_current_thread(async {
+        tokio::spawn(async { block_on(async { 1 }).unwrap_err() })
+            .await
+            .unwrap()
+    });
+    assert!(err.is_would_deadlock());
+}
+
+#[test]
+fn a_local_set_is_refused_on_both_flavors() {
+    let local = |rt: Runtime| {
+        within_a_minute(move || {
+            let set = tokio::task::LocalSet::new();
+            rt.block_on(set.run_until(async {
+                tokio::task::spawn_local(async { block_on(async { 1 }).unwrap_err() })
+                    .await
+                    .unwrap()
+            }))
+        })
+    };
+    assert!(local(current_thread()).is_would_deadlock());
+    // On a multi-thread runtime's `block_on`, tokio refuses `block_in_place` inside a
+    // LocalSet; the facade turns that refusal into the same error.
+    assert!(local(multi_thread(1)).is_would_deadlock());
+}
+
+#[test]
+fn the_fix_the_message_gives_works_even_when_the_future_needs_that_runtime() {
+    let out = on_current_thread(async {
+        // A task only the current_thread runtime can run feeds the facade's future.
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move { tx.send(7).unwrap() });
+        unblock(move || block_on(async { rx.await.unwrap() }).unwrap()).await
+    });
+    assert_eq!(out, 7);
+}
+
+#[test]
+fn a_panic_in_the_future_resumes_in_the_caller_with_its_payload() {
+    let payload = within_a_minute(|| {
+        panic::catch_unwind(AssertUnwindSafe(|| {
+            block_on(async { std::panic::panic_any(String::from("broken")) })
+        }))
+        .unwrap_err()
+    });
+    assert_eq!(payload.downcast_ref::<String>().unwrap(), "broken");
+    // The same from a multi-thread worker, where the future runs inside block_in_place.
+    let payload = within_a_minute(|| {
+        multi_thread(1).block_on(async {
+            tokio::spawn(async { block_on(async { panic!("from a worker") }) })
+                .await
+                .unwrap_err()
+                .into_panic()
+        })
+    });
+    assert_eq!(panic_text(&*payload), "from a worker");
+}
+
+#[test]
+fn the_caller_thread_is_fine_after_a_panic_and_after_a_refusal() {
+    within_a_minute(|| {
+        let _ = panic::catch_unwind(|| block_on(async { panic!("once") }));
+        assert_eq!(block_on(async { 1 }).unwrap(), 1);
+        let rt = current_thread();
+        assert!(rt.block_on(async { block_on(async { 2 }) }).is_err());
+        assert_eq!(block_on(async { 3 }).unwrap(), 3);
+        assert!(Handle::try_current().is_err(), "no runtime context leaks");
+    });
+}
+
+#[test]
+fn the_error_is_send_sync_and_converts_to_io_error() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<BlockOnError>();
+    let err = on_current_thread(async { block_on(async {}).unwrap_err() });
+    let text = err.to_string();
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::Deadlock);
+    assert_eq!(io.to_string(), text);
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(io);
+    assert!(boxed.to_string().contains("refused to block"));
+}
+
+#[test]
+fn into_panic_on_an_error_that_is_not_a_panic_gives_it_back() {
+    let err = on_current_thread(async { block_on(async {}).unwrap_err() });
+    let err = err.try_into_panic().unwrap_err();
+    assert!(err.is_would_deadlock());
+    let payload = panic::catch_unwind(AssertUnwindSafe(|| err.into_panic())).unwrap_err();
+    assert!(panic_text(&*payload).contains("not a panic"));
+}
