@@ -333,3 +333,37 @@ fn outside_the_harness_the_clock_is_real() {
     clock::sleep(Duration::from_millis(1));
     assert!(clock::now() - now >= Duration::from_millis(1));
 }
+
+#[test]
+fn a_facade_inside_offloaded_work_waits_on_the_virtual_clock() {
+    testing::run(async {
+        let start = Instant::now();
+        // Sync code (on a harness thread) calling new async code through the facade.
+        let waited = unblock(move || {
+            async_bridge::block_on(async move {
+                tokio::time::sleep(Duration::from_secs(90)).await;
+                start.elapsed()
+            })
+            .unwrap()
+        })
+        .await;
+        assert_eq!(waited, Duration::from_secs(90));
+        let on_rayon = compute(move || {
+            async_bridge::block_on(async move {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                start.elapsed()
+            })
+            .unwrap()
+        })
+        .await;
+        assert_eq!(on_rayon, Duration::from_secs(100));
+    });
+}
+
+#[test]
+fn a_facade_on_the_test_thread_is_refused_not_hung() {
+    testing::run(async {
+        let err = async_bridge::block_on(async { 1 }).unwrap_err();
+        assert!(err.is_would_deadlock());
+    });
+}

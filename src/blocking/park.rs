@@ -27,6 +27,10 @@ use std::thread::{self, Thread};
 struct Signal {
     woken: AtomicBool,
     thread: Thread,
+    /// Under the virtual-time harness: the participant of a thread that waits here,
+    /// which lets go of the clock while it waits and takes it back when woken.
+    #[cfg(feature = "test-util")]
+    waiting: crate::testing::ClockWait,
 }
 
 impl Wake for Signal {
@@ -35,6 +39,10 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        #[cfg(feature = "test-util")]
+        self.waiting
+            .wake(|| self.woken.store(true, Ordering::Release));
+        #[cfg(not(feature = "test-util"))]
         self.woken.store(true, Ordering::Release);
         self.thread.unpark();
     }
@@ -50,6 +58,8 @@ impl Level {
         let signal = Arc::new(Signal {
             woken: AtomicBool::new(false),
             thread: thread::current(),
+            #[cfg(feature = "test-util")]
+            waiting: crate::testing::ClockWait::default(),
         });
         Rc::new(Level {
             waker: Waker::from(Arc::clone(&signal)),
@@ -114,7 +124,12 @@ fn run<F: Future>(level: &Level, future: F) -> F::Output {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return output;
         }
-        while !level.signal.woken.swap(false, Ordering::Acquire) {
+        let signal = &level.signal;
+        #[cfg(feature = "test-util")]
+        signal
+            .waiting
+            .before_wait(|| signal.woken.load(Ordering::Acquire));
+        while !signal.woken.swap(false, Ordering::Acquire) {
             thread::park();
         }
     }

@@ -44,6 +44,14 @@ struct Ledger {
 struct Entry {
     origin: Origin,
     asleep_until: Option<Instant>,
+    /// Suspended in a blocking facade, waiting for its future to be woken.
+    waiting: bool,
+}
+
+impl Entry {
+    fn holds_clock(&self) -> bool {
+        self.asleep_until.is_none() && !self.waiting
+    }
 }
 
 impl Harness {
@@ -91,6 +99,7 @@ impl Harness {
             Entry {
                 origin,
                 asleep_until: None,
+                waiting: false,
             },
         );
         self.activate(&mut ledger);
@@ -131,7 +140,7 @@ impl Harness {
     fn leave(&self, id: u64) {
         let mut ledger = self.ledger.lock();
         if let Some(entry) = ledger.entries.remove(&id) {
-            if entry.asleep_until.is_none() {
+            if entry.holds_clock() {
                 self.deactivate(&mut ledger);
             }
         }
@@ -168,6 +177,31 @@ impl Harness {
         let _ = woke_rx.recv();
     }
 
+    /// A participant waits for something other than a timer of its own (a facade's
+    /// future): it lets go of the clock until [`resume`](Self::resume).
+    pub(crate) fn suspend(&self, id: u64) {
+        {
+            let mut ledger = self.ledger.lock();
+            if let Some(entry) = ledger.entries.get_mut(&id) {
+                entry.waiting = true;
+            }
+            self.deactivate(&mut ledger);
+        }
+        self.progress();
+    }
+
+    /// The suspended participant was woken: it holds the clock again, before its thread
+    /// runs.
+    pub(crate) fn resume(self: &Arc<Self>, id: u64) {
+        let mut ledger = self.ledger.lock();
+        if let Some(entry) = ledger.entries.get_mut(&id) {
+            entry.waiting = false;
+        }
+        self.activate(&mut ledger);
+        drop(ledger);
+        self.progress();
+    }
+
     /// The timer of a sleeping participant fired: it holds the clock again, before its
     /// thread runs.
     fn wake(self: &Arc<Self>, id: u64) {
@@ -186,6 +220,11 @@ impl Harness {
         let mut text = String::new();
         for entry in ledger.entries.values() {
             let _ = match entry.asleep_until {
+                None if entry.waiting => writeln!(
+                    text,
+                    "  - {}: waiting in a blocking facade for its future",
+                    entry.origin
+                ),
                 None => writeln!(text, "  - {}: running (holds the clock)", entry.origin),
                 Some(t) => writeln!(
                     text,

@@ -72,6 +72,7 @@ use futures::future::{self, Either};
 
 use harness::Harness;
 pub(crate) use harness::Participant;
+pub(crate) use scope::ClockWait;
 
 /// Runs `test` to completion in paused virtual time that spans sync and async code.
 ///

@@ -108,3 +108,46 @@ pub(crate) fn sleep(duration: std::time::Duration) -> bool {
     }
     true
 }
+
+/// A facade's wait, seen by the harness: a participant that blocks its thread until a
+/// waker fires lets go of the clock meanwhile (the future may be waiting for a virtual
+/// timer), and takes it back in the waker, before its thread runs again.
+#[derive(Default)]
+pub(crate) struct ClockWait {
+    /// The harness and participant of a wait in progress; the lock also orders the
+    /// waker's "woken" against the waiter's check of it.
+    suspended: parking_lot::Mutex<Option<(Arc<Harness>, u64)>>,
+}
+
+impl ClockWait {
+    /// Called before the thread waits; `woken` tells whether the waker already fired.
+    pub(crate) fn before_wait(&self, woken: impl FnOnce() -> bool) {
+        let Some(Scope {
+            harness,
+            participant: Some(id),
+        }) = current()
+        else {
+            return;
+        };
+        let mut suspended = self.suspended.lock();
+        if !woken() {
+            harness.suspend(id);
+            *suspended = Some((harness, id));
+        }
+    }
+
+    /// Called by the waker: marks the waiter woken and gives it the clock back first.
+    pub(crate) fn wake(&self, mark_woken: impl FnOnce()) {
+        let mut suspended = self.suspended.lock();
+        if let Some((harness, id)) = suspended.take() {
+            harness.resume(id);
+        }
+        mark_woken();
+    }
+}
+
+/// The runtime a global facade should use under the harness: the harness's own, so its
+/// timers are virtual too.
+pub(crate) fn harness_handle() -> Option<tokio::runtime::Handle> {
+    current().map(|scope| scope.harness.handle().clone())
+}
