@@ -50,6 +50,10 @@ pub(crate) enum Kind {
     Compute,
     /// A blocking facade entry: `block_on`, a `Portal` or a `Blocking<T>` call.
     Facade,
+    /// A call into a `Worker` or a `WorkerPool`, on the worker's own thread.
+    Worker,
+    /// A blocking hop of an `Unblock<T>`: read-ahead, write-behind, seek, flush, `call`.
+    Io,
 }
 
 impl Kind {
@@ -59,6 +63,8 @@ impl Kind {
             Kind::Offload => "offload",
             Kind::Compute => "compute",
             Kind::Facade => "facade",
+            Kind::Worker => "worker",
+            Kind::Io => "io",
         }
     }
 }

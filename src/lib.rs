@@ -50,6 +50,39 @@
 //! # });
 //! ```
 //!
+//! A std file (or any `Read`, `Write`, `Seek` or `Iterator`) with an async face, as fast
+//! as `std`, positions exact:
+//!
+//! ```
+//! use tokio::io::{AsyncReadExt, AsyncSeekExt};
+//! use async_bridge::Unblock;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let mut manifest = Unblock::new(std::fs::File::open("Cargo.toml")?);
+//! let mut head = [0; 9];
+//! manifest.read_exact(&mut head).await?;
+//! assert_eq!(&head, b"[package]");
+//! assert_eq!(manifest.stream_position().await?, 9);
+//! # Ok::<(), std::io::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! A legacy object that must stay on one thread (here a SQLite connection), owned by a
+//! worker thread and called from async code (old sync callers use `call_blocking`):
+//!
+//! ```
+//! use async_bridge::Worker;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let db = Worker::builder("orders-db").spawn(rusqlite::Connection::open_in_memory)?;
+//! db.call(|conn| conn.execute_batch("CREATE TABLE orders (total INTEGER)")).await??;
+//! db.call(|conn| conn.execute("INSERT INTO orders VALUES (42)", [])).await??;
+//! let total: i64 = db.call(|c| c.query_row("SELECT SUM(total) FROM orders", [], |r| r.get(0))).await??;
+//! assert_eq!(total, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! Old sync code calling new async code, safe from any thread (inside a runtime too):
 //!
 //! ```
@@ -96,7 +129,13 @@ mod worker;
 pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
-pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, ShutdownReport, Stats};
+pub use unblock::{
+    unblock, OffloadError, Offloader, OffloaderBuilder, ShutdownReport, Stats, Unblock,
+};
+pub use worker::{
+    AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder,
+    WorkerShutdownReport,
+};
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -201,8 +201,13 @@ async fn a_blocking_facade_in_async_code_is_a_finding_even_where_it_runs() {
         .find(|f| f.site().line() == line)
         .expect("the facade call from a worker was reported");
     assert_eq!(finding.kind(), Kind::BlockingFacade);
-    assert!(finding.to_string().contains("blocked 1 blocking facade call"));
-    assert!(report.findings().iter().all(|f| f.site().line() != pool_line));
+    assert!(finding
+        .to_string()
+        .contains("blocked 1 blocking facade call"));
+    assert!(report
+        .findings()
+        .iter()
+        .all(|f| f.site().line() != pool_line));
 }
 
 #[tokio::test]
@@ -211,5 +216,9 @@ async fn a_refused_facade_on_a_current_thread_runtime_is_a_finding_too() {
     let line = line!() + 1;
     let err = async_bridge::block_on(async { 1 }).unwrap_err();
     assert!(err.is_would_deadlock());
-    assert!(dog.report().findings().iter().any(|f| f.site().line() == line));
+    assert!(dog
+        .report()
+        .findings()
+        .iter()
+        .any(|f| f.site().line() == line));
 }

@@ -8,4 +8,5 @@ mod offloader;
 
 pub use error::OffloadError;
 pub use function::unblock;
+pub use io::Unblock;
 pub use offloader::{Offloader, OffloaderBuilder, ShutdownReport, Stats};

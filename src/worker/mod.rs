@@ -1,1 +1,24 @@
-//! Thread-affine legacy objects behind an async API: `Worker<T>`, `WorkerPool<T>` (in progress).
+//! Thread-affine legacy objects behind an async API: [`Worker<T>`] (one thread owns the
+//! object) and [`WorkerPool<T>`] (several, each with its own object).
+//!
+//! - `builder`: the builders and the panic policy ([`AfterPanic`]);
+//! - `mailbox`: the bounded FIFO queue between callers and a worker's thread, and the
+//!   call future (every call is a job of the crate's job layer);
+//! - `thread`: the worker's thread (maker, calls, panic policy, the object's drop);
+//! - `shutdown`: the bounded shutdown and its report;
+//! - `error`: [`WorkerError`].
+
+mod builder;
+mod error;
+mod mailbox;
+mod pool;
+mod shutdown;
+mod thread;
+#[allow(clippy::module_inception)]
+mod worker;
+
+pub use builder::{AfterPanic, WorkerBuilder, WorkerPoolBuilder};
+pub use error::WorkerError;
+pub use pool::WorkerPool;
+pub use shutdown::WorkerShutdownReport;
+pub use worker::Worker;

@@ -1,0 +1,76 @@
+//! The same service after the migration: an async API over the unchanged legacy code.
+//!
+//! - the SQLite connection lives on its own thread behind a `Worker` (MIGRATION.md
+//!   step 3): every statement runs there, in order, and the connection never moves;
+//! - the blocking pricing client runs on an `Offloader` lane with limits and a timeout
+//!   (step 2);
+//! - the receipt digest and the report's CPU part run on rayon through `compute`
+//!   (step 4);
+//! - old sync callers keep calling it through `Blocking<AsyncInventory>` (step 5).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use async_bridge::{compute, Offloader, Worker};
+use rusqlite::Connection;
+
+use crate::legacy::{self, Placed};
+
+pub struct AsyncInventory {
+    db: Worker<Connection>,
+    pricing: Offloader,
+    pricing_addr: SocketAddr,
+}
+
+impl AsyncInventory {
+    pub fn open(db_path: &Path, pricing_addr: SocketAddr) -> io::Result<Self> {
+        let path = db_path.to_owned();
+        let db = Worker::builder("inventory-db")
+            .mailbox(1_024)
+            .spawn(move || legacy::open_db(&path))?;
+        let pricing = Offloader::builder("pricing")
+            .max_concurrency(64)
+            .max_queue(10_000)
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(AsyncInventory {
+            db,
+            pricing,
+            pricing_addr,
+        })
+    }
+
+    /// The legacy `place_order`, each step where it belongs. The stock check and the
+    /// insert share one trip to the database thread: one hop instead of two.
+    pub async fn place_order(&self, sku: u32, qty: u32) -> io::Result<Placed> {
+        let addr = self.pricing_addr;
+        let price = self
+            .pricing
+            .run(move || legacy::fetch_price(addr, sku))
+            .await??;
+        let digest = compute(move || legacy::receipt_digest(sku, qty, price)).await;
+        self.db
+            .call(move |conn| {
+                let stock = legacy::stock(conn, sku).map_err(io::Error::other)?;
+                if stock.unwrap_or(0) < i64::from(qty) {
+                    let msg = format!("sku {sku} out of stock");
+                    return Err(io::Error::new(io::ErrorKind::NotFound, msg));
+                }
+                legacy::record_order(conn, sku, qty, price, digest).map_err(io::Error::other)
+            })
+            .await??;
+        Ok(Placed { sku, price, digest })
+    }
+
+    /// The daily report: rows read on the database's thread, digested on rayon.
+    pub async fn daily_report(&self) -> io::Result<(u64, u64)> {
+        let rows = self
+            .db
+            .call(|conn| legacy::order_rows(conn))
+            .await?
+            .map_err(io::Error::other)?;
+        Ok(compute(move || legacy::report_of(&rows)).await)
+    }
+}

@@ -1,1 +1,0 @@
-//! `Unblock<T>`: std IO and iterators with an async face (in progress).

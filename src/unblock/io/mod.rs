@@ -1,0 +1,471 @@
+//! `Unblock<T>`: std IO and iterators with an async face.
+
+mod compat;
+mod hop;
+mod pipe;
+mod read;
+mod seek;
+mod stream;
+mod write;
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::fs::File;
+use std::future::{poll_fn, Future};
+use std::io::{self, BufReader, Cursor, Seek, SeekFrom};
+use std::mem;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Poll};
+
+use self::hop::{clean_up, defer, Hop, HopKind, Payload, Slots};
+use self::pipe::{Chunk, Fns, Leftover, RewindFn, Shared};
+use crate::job;
+
+/// Bytes buffered in each direction by [`Unblock::new`]: 8 MiB.
+const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
+
+/// A blocking reader, writer or iterator with an async face: `std::fs::File`,
+/// `std::process::ChildStdout`, a parser's `Read`, `BufRead::lines()`.
+///
+/// The mirror image of [`Blocking<T>`](crate::Blocking). `Unblock<T>` implements tokio's
+/// `AsyncRead` and `AsyncBufRead` (for `T: Read`), `AsyncWrite` (`T: Write`), `AsyncSeek`
+/// (`T: Seek`) and futures' `Stream` (`T: Iterator`); with the `futures-io` feature, the
+/// futures IO traits too. The blocking calls run on tokio's blocking pool, never on the
+/// executor, and any method of `T` is one [`call`](Self::call) away. IO errors of `T`
+/// pass through unchanged.
+///
+/// # Read-ahead, write-behind and positions
+///
+/// A blocking thread reads ahead and writes behind in chunks of up to 1 MiB, up to the
+/// capacity (8 MiB, or [`with_capacity`](Self::with_capacity)) in each direction, and
+/// keeps going while the async side consumes, so that one thread hop serves many reads
+/// and writes. That is what makes it as fast as `std` and much faster than
+/// `tokio::fs::File`, which pays a hop per call. The rules:
+///
+/// - **No byte is lost, no position drifts.** Read-ahead happens only on values that can
+///   give it back: `File`, `BufReader<File>`, `Cursor` over `Vec<u8>`, `Box<[u8]>` or
+///   `&'static [u8]`, and any `Seek` type marked with
+///   [`with_read_ahead`](Self::with_read_ahead). Before a write, a seek,
+///   [`call`](Self::call), [`get_mut`](Self::get_mut), [`into_inner`](Self::into_inner)
+///   or a drop hands the value on, the bytes read ahead and not consumed are given back
+///   (the value seeks back by their count), so `T` is exactly where the caller's reads
+///   left it. Any other reader (a pipe, stdin, a socket) is never read ahead: each read
+///   asks `T` for at most what it asked for, one blocking hop per read, and an iterator
+///   is asked for one item per `next`.
+/// - **Writes are in `T` after `flush`** (or `shutdown`, or [`into_inner`](Self::into_inner),
+///   which also flush `T`). Before a read, a seek or a `call`, the buffered writes are
+///   written to `T` first.
+/// - **Write errors are never dropped.** A write that fails on the blocking thread is
+///   reported by the next read, write, flush, shutdown or seek; the bytes not written stay
+///   buffered, and the next flush tries them again.
+/// - **Drop.** Dropping an `Unblock<T>` with unflushed writes writes and flushes them *in
+///   the background*, on a blocking thread, and gives read-ahead back; errors there reach
+///   nobody. To see them, `flush().await` (or `into_inner().await`) before dropping.
+///
+/// Every blocking step goes through the crate's job layer, so it holds the paused clock of
+/// the [`testing`](crate::testing) harness while it runs.
+///
+/// # When not to use it
+///
+/// - For one blocking call, [`unblock`](crate::unblock) is simpler.
+/// - Sockets and pipes have native async versions in tokio (`TcpStream`,
+///   `tokio::process`); use them when you can, they need no thread.
+/// - A reader that blocks forever (stdin with no input) keeps one blocking thread for as
+///   long as its read lasts, as `tokio::io::stdin` does.
+///
+/// # Examples
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+/// use async_bridge::Unblock;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let path = std::env::temp_dir().join(format!("unblock-doc-{}", std::process::id()));
+/// let mut out = Unblock::new(std::fs::File::create(&path)?);
+/// out.write_all(b"hello, world").await?;
+/// out.flush().await?; // the bytes are in the file now
+/// let len = out.call(|f| f.metadata().map(|m| m.len())).await?;
+/// assert_eq!(len, 12);
+///
+/// let mut file = Unblock::new(std::fs::File::open(&path)?);
+/// let mut hello = [0; 5];
+/// file.read_exact(&mut hello).await?;
+/// assert_eq!(&hello, b"hello");
+/// // Read-ahead is given back: the position is exactly where the reads left it.
+/// assert_eq!(file.stream_position().await?, 5);
+/// let file: std::fs::File = file.into_inner().await;
+/// # drop(file);
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// An iterator as a stream:
+///
+/// ```
+/// use std::io::BufRead;
+/// use futures::StreamExt;
+/// use async_bridge::Unblock;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let text = std::io::Cursor::new("one\ntwo\n");
+/// let mut lines = Unblock::new(text.lines());
+/// let mut seen = Vec::new();
+/// while let Some(line) = lines.next().await {
+///     seen.push(line?);
+/// }
+/// assert_eq!(seen, ["one", "two"]);
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Panics
+///
+/// A panic in `T` (in its `read`, `write`, `next`, or a [`call`](Self::call) closure)
+/// resumes in the task that awaited it; `T` stays usable.
+///
+/// The IO traits return an error of kind `Other` that names the construction site when
+/// polled outside a tokio runtime; the `Stream`, `call`, `get_mut` and `into_inner` panic
+/// with that message instead (only when they have blocking work to do).
+#[must_use = "an Unblock<T> does nothing unless read, written, polled or called"]
+pub struct Unblock<T> {
+    /// At hand between hops, once taken back from the pipe.
+    value: Option<T>,
+    /// The hop that has the value, if one does.
+    hop: Option<Hop>,
+    shared: Arc<Shared<T>>,
+    fns: Fns<T>,
+    /// The chunk of read-ahead being consumed.
+    chunk: Chunk,
+    /// Written, not yet queued for the blocking thread.
+    filling: Vec<u8>,
+    /// Read-ahead given back, for the next hop to seek back over.
+    rewind_owed: u64,
+    /// Results of finished hops. In a `Mutex` only so that `Unblock<T>` is `Sync`; only
+    /// `get_mut` is used on it.
+    slots: Mutex<Slots>,
+    /// `start_seek` was called; `poll_complete` has not returned yet.
+    seeking: Option<Option<SeekFrom>>,
+    site: &'static Location<'static>,
+}
+
+const LOST: &str = "an Unblock<T> holds its value between hops";
+
+/// Types known to seek, which `new` reads ahead on.
+fn known_rewind<T: 'static>() -> Option<RewindFn<T>> {
+    fn rewind_as<T: 'static, S: Seek + 'static>(value: &mut T, by: i64) -> io::Result<u64> {
+        (value as &mut dyn Any)
+            .downcast_mut::<S>()
+            .expect("the type was checked")
+            .seek(SeekFrom::Current(by))
+    }
+    let id = TypeId::of::<T>();
+    let known: [(TypeId, RewindFn<T>); 5] = [
+        (TypeId::of::<File>(), rewind_as::<T, File>),
+        (
+            TypeId::of::<BufReader<File>>(),
+            rewind_as::<T, BufReader<File>>,
+        ),
+        (
+            TypeId::of::<Cursor<Vec<u8>>>(),
+            rewind_as::<T, Cursor<Vec<u8>>>,
+        ),
+        (
+            TypeId::of::<Cursor<Box<[u8]>>>(),
+            rewind_as::<T, Cursor<Box<[u8]>>>,
+        ),
+        (
+            TypeId::of::<Cursor<&'static [u8]>>(),
+            rewind_as::<T, Cursor<&'static [u8]>>,
+        ),
+    ];
+    known
+        .into_iter()
+        .find_map(|(known, rewind)| (known == id).then_some(rewind))
+}
+
+impl<T: Send + 'static> Unblock<T> {
+    /// Wraps a blocking value, with up to 8 MiB of buffer in each direction (allocated as
+    /// it fills).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut reader = async_bridge::Unblock::new(std::io::Cursor::new(b"abc".to_vec()));
+    /// let mut text = String::new();
+    /// reader.read_to_string(&mut text).await?;
+    /// assert_eq!(text, "abc");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn new(value: T) -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY, value)
+    }
+
+    /// Wraps a blocking value, buffering at most `capacity` bytes in each direction (a
+    /// capacity of 0 counts as 1). A smaller capacity saves memory; below 8 MiB, sequential
+    /// reads of files fall short of the speed of `std`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut out = async_bridge::Unblock::with_capacity(1 << 20, std::io::Cursor::new(Vec::new()));
+    /// out.write_all(b"abc").await?;
+    /// out.flush().await?;
+    /// assert_eq!(out.into_inner().await.into_inner(), b"abc");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn with_capacity(capacity: usize, value: T) -> Self {
+        let capacity = capacity.max(1);
+        Unblock {
+            value: Some(value),
+            hop: None,
+            shared: Shared::new(capacity),
+            fns: Fns {
+                rewind: known_rewind::<T>(),
+                write: None,
+                flush: None,
+                clean_up: clean_up::<T>,
+            },
+            chunk: Chunk::default(),
+            filling: Vec::new(),
+            rewind_owed: 0,
+            slots: Mutex::new(Slots::default()),
+            seeking: None,
+            site: Location::caller(),
+        }
+    }
+
+    /// Lets the blocking thread read ahead on a `Seek` type that `new` does not know
+    /// (it knows `File`, `BufReader<File>` and `Cursor`): read-ahead not consumed is given
+    /// back by seeking back over it, so the type must be able to seek relative to its
+    /// current position. Without this, each read is one hop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Cursor, Read, Seek, SeekFrom};
+    /// use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    ///
+    /// // A legacy reader type that can seek.
+    /// struct Archive(Cursor<Vec<u8>>);
+    /// impl Read for Archive {
+    ///     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> { Read::read(&mut self.0, buf) }
+    /// }
+    /// impl Seek for Archive {
+    ///     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> { Seek::seek(&mut self.0, pos) }
+    /// }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let archive = Archive(Cursor::new(vec![7; 1000]));
+    /// let mut archive = async_bridge::Unblock::new(archive).with_read_ahead();
+    /// let mut head = [0; 10];
+    /// archive.read_exact(&mut head).await?;
+    /// assert_eq!(archive.stream_position().await?, 10);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_read_ahead(mut self) -> Self
+    where
+        T: Seek,
+    {
+        fn rewind<T: Seek>(value: &mut T, by: i64) -> io::Result<u64> {
+            value.seek(SeekFrom::Current(by))
+        }
+        self.fns.rewind = Some(rewind::<T>);
+        self
+    }
+
+    /// Runs `f` on the value, on a blocking thread, and returns its result: any method of
+    /// `T`, off the executor.
+    ///
+    /// Buffered writes are written to `T` first and read-ahead is given back, so `f` sees
+    /// `T` exactly where the async reads and writes left it. Once polled, `f` runs even
+    /// if the future is dropped (the value stays with the `Unblock`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut file = async_bridge::Unblock::new(std::fs::File::open("Cargo.toml")?);
+    /// let mut first = [0; 9];
+    /// file.read_exact(&mut first).await?;
+    /// let len = file.call(|f| f.metadata().map(|m| m.len())).await?;
+    /// assert!(len > 9);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// A panic in `f` resumes in the caller with its payload; the value stays usable.
+    /// Panics when polled outside a tokio runtime, or when the runtime shut down before
+    /// `f` could run.
+    #[track_caller]
+    pub fn call<R, F>(&mut self, f: F) -> impl Future<Output = R> + Send + '_
+    where
+        F: FnOnce(&mut T) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let site = Location::caller();
+        let mut f = Some(f);
+        poll_fn(move |cx| loop {
+            if f.is_some() {
+                if let Err(err) = ready!(self.poll_idle(cx)) {
+                    panic!("async_bridge::Unblock::call at {site}: {err}");
+                }
+                let f = f.take().expect("checked above");
+                self.slots().answer = None;
+                self.give_back();
+                let submitted = self.submit(HopKind::Other, false, move |value, shared, ready| {
+                    defer(shared, ready);
+                    Payload::Answer(
+                        panic::catch_unwind(AssertUnwindSafe(|| f(value)))
+                            .map(|r| Box::new(r) as Box<dyn Any + Send>),
+                    )
+                });
+                if let Err(err) = submitted {
+                    panic!("async_bridge::Unblock::call at {site}: {err}");
+                }
+            } else {
+                let _ = ready!(self.poll_idle(cx));
+                return Poll::Ready(match self.slots().answer.take() {
+                    Some(Ok(answer)) => *answer.downcast::<R>().expect("the answer of this call"),
+                    Some(Err(payload)) => job::resume(payload),
+                    None => panic!(
+                        "async_bridge::Unblock::call at {site}: the runtime shut down before \
+                         the closure ran"
+                    ),
+                });
+            }
+        })
+    }
+
+    /// The value, with buffered writes written to it and read-ahead given back, so that
+    /// it is exactly where the async reads and writes left it.
+    ///
+    /// Errors of writing the buffered bytes are kept for the next write, flush or
+    /// shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Cursor;
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut reader = async_bridge::Unblock::new(Cursor::new(vec![1u8; 100_000]));
+    /// let mut head = [0; 10];
+    /// reader.read_exact(&mut head).await?;
+    /// // Far more than 10 bytes were read ahead; the cursor was moved back.
+    /// assert_eq!(reader.get_mut().await.position(), 10);
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Panics when it has blocking work to do outside a tokio runtime, or when the value
+    /// was lost because its runtime shut down with the value on a blocking thread.
+    pub async fn get_mut(&mut self) -> &mut T {
+        if let Err(err) = poll_fn(|cx| self.poll_settle(cx, false)).await {
+            panic!("async_bridge::Unblock::get_mut: {err}");
+        }
+        self.value.as_mut().expect(LOST)
+    }
+
+    /// Unwraps the value, with buffered writes written and flushed and read-ahead given
+    /// back.
+    ///
+    /// An error writing or flushing here has nobody to go to: `flush().await` first to
+    /// see it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Cursor;
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut out = async_bridge::Unblock::new(Cursor::new(Vec::new()));
+    /// out.write_all(b"kept").await?;
+    /// let cursor = out.into_inner().await;
+    /// assert_eq!(cursor.into_inner(), b"kept");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`get_mut`](Self::get_mut).
+    pub async fn into_inner(mut self) -> T {
+        if let Err(err) = poll_fn(|cx| self.poll_settle(cx, true)).await {
+            panic!("async_bridge::Unblock::into_inner: {err}");
+        }
+        self.value.take().expect(LOST)
+    }
+}
+
+impl<T> Unpin for Unblock<T> {}
+
+impl<T> Drop for Unblock<T> {
+    fn drop(&mut self) {
+        let filling = mem::take(&mut self.filling);
+        let mut pipe = self.shared.lock();
+        if !filling.is_empty() {
+            let end = filling.len();
+            pipe.queued_bytes += end;
+            pipe.queued.push_back(Chunk {
+                buf: filling,
+                start: 0,
+                end,
+            });
+        }
+        if self.fns.rewind.is_some() {
+            pipe.rewind = self.rewind_owed + (self.chunk.len() + pipe.ready_bytes) as u64;
+        } else {
+            pipe.rewind = 0;
+        }
+        if pipe.hop_running {
+            // The hop cleans up on its way out (its `Carry` sees `dropped`).
+            pipe.dropped = true;
+            pipe.stop = true;
+            self.shared.hop_cv.notify_all();
+            return;
+        }
+        let Some(value) = self.value.take().or_else(|| pipe.home.take()) else {
+            return;
+        };
+        let leftover = Leftover::take(value, &mut pipe, self.fns);
+        drop(pipe);
+        if !leftover.has_work() {
+            return;
+        }
+        (self.fns.clean_up)(leftover, self.site);
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Unblock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("Unblock");
+        match &self.value {
+            Some(value) => out.field("inner", value),
+            None => out.field("inner", &format_args!("<on a blocking thread>")),
+        };
+        out.field("capacity", &self.shared.cap)
+            .field("read_ahead", &self.fns.rewind.is_some())
+            .finish()
+    }
+}

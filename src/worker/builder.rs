@@ -1,0 +1,258 @@
+//! The builders of [`Worker`] and [`WorkerPool`], and the panic policy they share.
+
+use std::error::Error;
+use std::sync::Arc;
+
+use super::mailbox::{self, Link, Shared};
+use super::thread::{self, Starting};
+use super::{Worker, WorkerError, WorkerPool};
+use crate::error::ConfigError;
+
+/// What a worker does with its object after a call panicked.
+///
+/// Either way the caller of that call gets an [`is_panic`](WorkerError::is_panic) error
+/// with the payload, and the worker goes on serving the next calls.
+///
+/// The default is [`Keep`](AfterPanic::Keep), because it is what the sync code did
+/// before the migration (a panic caught by the caller left the object in place), it is
+/// free, and unwinding runs destructors: a `rusqlite::Transaction` that a panic unwinds
+/// through rolls back, a `MutexGuard`/`RefMut` is released. Choose
+/// [`Rebuild`](AfterPanic::Rebuild) when the object has state a panic can leave half
+/// updated with no guard to repair it (a raw `BEGIN` never committed, a C handle in the
+/// middle of a protocol, a parser's internal buffers): the fresh object costs a maker
+/// call, and loses what the old one held (caches, session settings).
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::{AfterPanic, Worker};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let counter = Worker::builder("counter")
+///     .after_panic(AfterPanic::Rebuild)
+///     .spawn(|| Ok::<u32, std::io::Error>(0))?;
+/// counter.call(|n| *n += 5).await?;
+/// let err = counter.call(|n| { *n += 1; panic!("half-way") }).await.unwrap_err();
+/// assert!(err.is_panic());
+/// assert_eq!(counter.call(|n| *n).await?, 0); // a fresh object from the maker
+/// # Ok::<(), async_bridge::WorkerError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AfterPanic {
+    /// Keep the object as the panic left it (the default).
+    #[default]
+    Keep,
+    /// Drop the object (on its thread) and build a new one with the maker before the
+    /// next call. If the maker fails, the worker stops: queued and later calls fail with
+    /// [`is_closed`](WorkerError::is_closed), whose source is the maker's error.
+    Rebuild,
+}
+
+/// Default mailbox size, per worker.
+const MAILBOX: usize = 1024;
+
+/// Builds a [`Worker`]; see [`Worker::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::{AfterPanic, Worker};
+///
+/// let worker = Worker::builder("sdk")
+///     .mailbox(64)
+///     .after_panic(AfterPanic::Keep)
+///     .spawn(|| Ok::<_, std::io::Error>(String::from("handle")))
+///     .unwrap();
+/// assert_eq!(worker.name(), "sdk");
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `spawn` is called"]
+pub struct WorkerBuilder {
+    name: String,
+    mailbox: usize,
+    after_panic: AfterPanic,
+}
+
+/// Builds a [`WorkerPool`]; see [`WorkerPool::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::WorkerPool;
+///
+/// let pool = WorkerPool::builder("parsers")
+///     .workers(2)
+///     .mailbox(128)
+///     .spawn(|| Ok::<_, std::io::Error>(Vec::<u8>::new()))
+///     .unwrap();
+/// assert_eq!(pool.workers(), 2);
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `spawn` is called"]
+pub struct WorkerPoolBuilder {
+    name: String,
+    workers: usize,
+    mailbox: usize,
+    after_panic: AfterPanic,
+}
+
+impl WorkerBuilder {
+    pub(crate) fn new(name: String) -> Self {
+        WorkerBuilder {
+            name,
+            mailbox: MAILBOX,
+            after_panic: AfterPanic::Keep,
+        }
+    }
+
+    /// At most this many calls wait in the worker's mailbox (default 1024); further
+    /// callers wait for room in FIFO order, holding no thread. Must be at least 1.
+    pub fn mailbox(mut self, calls: usize) -> Self {
+        self.mailbox = calls;
+        self
+    }
+
+    /// What to do with the object after a call panics (default [`AfterPanic::Keep`]).
+    pub fn after_panic(mut self, policy: AfterPanic) -> Self {
+        self.after_panic = policy;
+        self
+    }
+
+    /// Starts the worker: a thread named after the worker that builds its object with
+    /// `maker`, then serves calls. Returns once the maker has returned.
+    ///
+    /// The maker runs on the worker's thread, so the object need not be `Send`; the
+    /// maker must be, and is kept there to rebuild the object under
+    /// [`AfterPanic::Rebuild`]. `spawn` blocks the calling thread while the maker runs;
+    /// in async code with a slow maker, call it inside
+    /// [`unblock`](crate::unblock).
+    ///
+    /// # Errors
+    ///
+    /// - [`is_maker_error`](WorkerError::is_maker_error): the maker returned an error,
+    ///   which is the [`source`](Error::source) (downcast it to the maker's type).
+    /// - [`is_panic`](WorkerError::is_panic): the maker panicked.
+    /// - [`is_config`](WorkerError::is_config): the mailbox is zero, the name contains
+    ///   a NUL byte, or the thread could not be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::Worker;
+    ///
+    /// let err = Worker::builder("orders-db")
+    ///     .spawn(|| rusqlite::Connection::open("/no/such/dir/orders.db"))
+    ///     .unwrap_err();
+    /// assert!(err.is_maker_error());
+    /// let cause = std::error::Error::source(&err).unwrap();
+    /// assert!(cause.downcast_ref::<rusqlite::Error>().is_some());
+    /// ```
+    pub fn spawn<T, M, E>(self, maker: M) -> Result<Worker<T>, WorkerError>
+    where
+        T: 'static,
+        M: FnMut() -> Result<T, E> + Send + 'static,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let name: Arc<str> = self.name.as_str().into();
+        check(&name, self.mailbox, 1, "workers")?;
+        let shared = Shared::new(Arc::clone(&name), mailbox::new_group(), self.mailbox);
+        let link = Link::new(&shared);
+        thread::start(&shared, self.name, thread::maker(maker), self.after_panic)?.wait()?;
+        Ok(Worker::from_link(link))
+    }
+}
+
+impl WorkerPoolBuilder {
+    pub(crate) fn new(name: String) -> Self {
+        WorkerPoolBuilder {
+            name,
+            workers: std::thread::available_parallelism().map_or(4, |n| n.get()),
+            mailbox: MAILBOX,
+            after_panic: AfterPanic::Keep,
+        }
+    }
+
+    /// How many workers (threads, objects) the pool has; default: one per core. Must be
+    /// at least 1.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// At most this many calls wait in each worker's mailbox (default 1024). Must be at
+    /// least 1.
+    pub fn mailbox(mut self, calls: usize) -> Self {
+        self.mailbox = calls;
+        self
+    }
+
+    /// What each worker does with its object after a call panics (default
+    /// [`AfterPanic::Keep`]).
+    pub fn after_panic(mut self, policy: AfterPanic) -> Self {
+        self.after_panic = policy;
+        self
+    }
+
+    /// Starts the pool: one thread per worker, named `name-0`, `name-1`, …, each
+    /// building its own object with `maker`. Returns once every maker has returned; if
+    /// any failed, the workers already started are stopped and the first error returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`WorkerBuilder::spawn`]; also [`is_config`](WorkerError::is_config) when
+    /// `workers` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::WorkerPool;
+    ///
+    /// let err = WorkerPool::builder("none").workers(0).spawn(|| Ok::<_, std::io::Error>(()));
+    /// assert!(err.unwrap_err().to_string().contains("workers must be at least 1"));
+    /// ```
+    pub fn spawn<T, M, E>(self, maker: M) -> Result<WorkerPool<T>, WorkerError>
+    where
+        T: 'static,
+        M: Fn() -> Result<T, E> + Send + Sync + 'static,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let name: Arc<str> = self.name.as_str().into();
+        check(&name, self.mailbox, self.workers, "workers")?;
+        let maker = Arc::new(maker);
+        let group = mailbox::new_group();
+        let mut links = Vec::with_capacity(self.workers);
+        let mut starting: Vec<Starting> = Vec::with_capacity(self.workers);
+        for i in 0..self.workers {
+            let shared = Shared::new(Arc::clone(&name), group, self.mailbox);
+            links.push(Link::new(&shared));
+            let maker = Arc::clone(&maker);
+            let each = thread::maker(move || maker());
+            starting.push(thread::start(
+                &shared,
+                format!("{}-{i}", self.name),
+                each,
+                self.after_panic,
+            )?);
+        }
+        // Wait for every maker, even after one failed, so no thread is left mid-start.
+        let results: Vec<_> = starting.into_iter().map(Starting::wait).collect();
+        results.into_iter().collect::<Result<(), _>>()?;
+        Ok(WorkerPool::from_links(name, links))
+    }
+}
+
+/// Checks the settings shared by both builders.
+fn check(name: &Arc<str>, mailbox: usize, workers: usize, what: &str) -> Result<(), WorkerError> {
+    let problem = if mailbox == 0 {
+        "mailbox must be at least 1".to_owned()
+    } else if workers == 0 {
+        format!("{what} must be at least 1")
+    } else if name.contains('\0') {
+        "the name must not contain a NUL byte (it names the worker's thread)".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(WorkerError::config(name, ConfigError::new(name, problem)))
+}

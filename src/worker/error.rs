@@ -1,0 +1,250 @@
+//! `WorkerError`: why a call into a worker (or starting one) did not return a value.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::ConfigError;
+use crate::job::{self, Panic};
+use crate::BlockOnError;
+
+/// A shareable error value: the reason a worker stopped is stored once and seen by every
+/// caller that finds it stopped.
+pub(crate) type Cause = Arc<dyn Error + Send + Sync + 'static>;
+
+/// Why a worker stopped after a panic: the maker could not build a fresh object. The
+/// maker's error (or panic message) is its source.
+#[derive(Debug)]
+pub(crate) struct RebuildFailed(pub(crate) Cause);
+
+impl fmt::Display for RebuildFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rebuilding its object after a panic failed: {}", self.0)
+    }
+}
+
+impl Error for RebuildFailed {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// A cause given as text.
+pub(crate) fn cause(text: impl Into<String>) -> Cause {
+    Arc::from(Box::<dyn Error + Send + Sync>::from(text.into()))
+}
+
+/// Why a [`Worker`](crate::Worker) or [`WorkerPool`](crate::WorkerPool) call did not
+/// return the closure's value, or why `spawn` did not start the worker.
+///
+/// One opaque type with a predicate per cause, like tokio's `JoinError`. The message is
+/// lowercase and names the worker. A panic keeps its payload intact:
+/// [`into_panic`](Self::into_panic) returns it, to resume or inspect. The error of a
+/// maker that failed is the [`source`](Error::source), to downcast.
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::Worker;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let parser = Worker::builder("parser").spawn(|| Ok::<_, std::io::Error>(Vec::<u8>::new()))?;
+/// let err = parser.call(|_| -> u32 { panic!("bad input") }).await.unwrap_err();
+/// assert!(err.is_panic());
+/// assert_eq!(err.to_string(), "worker `parser`: closure panicked: bad input");
+/// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "bad input");
+///
+/// // The worker survived the panic.
+/// assert_eq!(parser.call(|buf| buf.len()).await?, 0);
+/// # Ok::<(), async_bridge::WorkerError>(())
+/// # }).unwrap();
+/// ```
+pub struct WorkerError {
+    name: Arc<str>,
+    repr: Repr,
+}
+
+enum Repr {
+    /// In a mutex only so that the error is `Sync` (a payload is `Send` only), as
+    /// `anyhow` and `io::Error` need.
+    Panic(Mutex<Panic>),
+    /// The worker was shut down, or stopped for the reason given.
+    Closed(Option<Cause>),
+    /// Waiting here would never end.
+    WouldDeadlock(WhyDeadlock),
+    /// The maker returned an error (at `spawn`, or when rebuilding after a panic).
+    Maker(Cause),
+    /// The builder's settings cannot work, or the thread could not start.
+    Config(ConfigError),
+    /// The blocking facade under `call_blocking` could not run for another reason.
+    Facade(BlockOnError),
+}
+
+enum WhyDeadlock {
+    /// The caller is a thread of the very worker (or pool) it calls.
+    OwnThread,
+    /// The facade refused to block this thread.
+    Facade(BlockOnError),
+}
+
+/// The caller is one of the worker's own threads.
+const OWN_THREAD: &str = "called from the worker's own thread, which would wait for itself \
+     forever: call the object directly (the closure already has it), or call from another thread";
+
+impl WorkerError {
+    pub(crate) fn panic(name: &Arc<str>, payload: Panic) -> Self {
+        Self::new(name, Repr::Panic(Mutex::new(payload)))
+    }
+
+    pub(crate) fn closed(name: &Arc<str>, cause: Option<Cause>) -> Self {
+        Self::new(name, Repr::Closed(cause))
+    }
+
+    pub(crate) fn own_thread(name: &Arc<str>) -> Self {
+        Self::new(name, Repr::WouldDeadlock(WhyDeadlock::OwnThread))
+    }
+
+    pub(crate) fn maker(name: &Arc<str>, cause: Cause) -> Self {
+        Self::new(name, Repr::Maker(cause))
+    }
+
+    pub(crate) fn config(name: &Arc<str>, err: ConfigError) -> Self {
+        Self::new(name, Repr::Config(err))
+    }
+
+    pub(crate) fn facade(name: &Arc<str>, err: BlockOnError) -> Self {
+        if err.is_would_deadlock() {
+            Self::new(name, Repr::WouldDeadlock(WhyDeadlock::Facade(err)))
+        } else {
+            Self::new(name, Repr::Facade(err))
+        }
+    }
+
+    fn new(name: &Arc<str>, repr: Repr) -> Self {
+        WorkerError {
+            name: Arc::clone(name),
+            repr,
+        }
+    }
+
+    /// The closure panicked. [`into_panic`](Self::into_panic) gives the payload. The
+    /// worker keeps serving the next calls (see [`AfterPanic`](crate::AfterPanic) for
+    /// what happens to its object).
+    ///
+    /// Also returned by `spawn` when the maker panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panic(_))
+    }
+
+    /// The worker has stopped and the call did not run: it was shut down, or its object
+    /// could not be rebuilt after a panic (then [`source`](Error::source) is the maker's
+    /// error).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.repr, Repr::Closed(_))
+    }
+
+    /// `call_blocking` refused to block because the wait could never end: the caller is
+    /// the thread of a current_thread runtime (see [`block_on`](crate::block_on)), or the
+    /// worker's own thread calling itself. The call did not run.
+    pub fn is_would_deadlock(&self) -> bool {
+        matches!(self.repr, Repr::WouldDeadlock(_))
+    }
+
+    /// `spawn` failed because the maker returned an error; [`source`](Error::source) is
+    /// that error.
+    pub fn is_maker_error(&self) -> bool {
+        matches!(self.repr, Repr::Maker(_))
+    }
+
+    /// `spawn` failed because a setting of the builder cannot work, or the thread could
+    /// not be started; [`source`](Error::source) is the [`ConfigError`].
+    pub fn is_config(&self) -> bool {
+        matches!(self.repr, Repr::Config(_))
+    }
+
+    /// The name of the worker or pool.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The panic payload of a closure that panicked.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the error is not a panic; check [`is_panic`](Self::is_panic) first, or
+    /// use [`try_into_panic`](Self::try_into_panic).
+    pub fn into_panic(self) -> Box<dyn std::any::Any + Send + 'static> {
+        self.try_into_panic().unwrap_or_else(|err| {
+            panic!("`into_panic` called on an error that is not a panic: {err}")
+        })
+    }
+
+    /// The panic payload, or the error back when it is not a panic.
+    pub fn try_into_panic(self) -> Result<Box<dyn std::any::Any + Send + 'static>, WorkerError> {
+        match self.repr {
+            Repr::Panic(payload) => {
+                Ok(payload.into_inner().unwrap_or_else(PoisonError::into_inner))
+            }
+            repr => Err(WorkerError { repr, ..self }),
+        }
+    }
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker `{}`: ", self.name)?;
+        match &self.repr {
+            Repr::Panic(payload) => {
+                let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
+                match job::panic_message(&payload) {
+                    Some(msg) => write!(f, "closure panicked: {msg}"),
+                    None => f.write_str("closure panicked"),
+                }
+            }
+            Repr::Closed(None) => f.write_str("worker is shut down"),
+            Repr::Closed(Some(cause)) => write!(f, "worker has stopped: {cause}"),
+            Repr::WouldDeadlock(WhyDeadlock::OwnThread) => {
+                write!(f, "call_blocking would deadlock: {OWN_THREAD}")
+            }
+            Repr::WouldDeadlock(WhyDeadlock::Facade(err)) => {
+                write!(f, "call_blocking would deadlock: {err}")
+            }
+            Repr::Maker(cause) => write!(f, "the maker failed: {cause}"),
+            Repr::Config(err) => write!(f, "cannot start: {err}"),
+            Repr::Facade(err) => write!(f, "call_blocking failed: {err}"),
+        }
+    }
+}
+
+impl fmt::Debug for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerError")
+            .field("name", &self.name)
+            .field("error", &format_args!("{self}"))
+            .finish()
+    }
+}
+
+impl Error for WorkerError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.repr {
+            Repr::Closed(Some(cause)) | Repr::Maker(cause) => Some(&**cause),
+            Repr::Config(err) => Some(err),
+            Repr::WouldDeadlock(WhyDeadlock::Facade(err)) | Repr::Facade(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<WorkerError> for io::Error {
+    fn from(err: WorkerError) -> Self {
+        let kind = match err.repr {
+            Repr::Closed(_) => io::ErrorKind::BrokenPipe,
+            Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
+            Repr::Config(_) => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, err)
+    }
+}

@@ -1,0 +1,572 @@
+//! The mailbox between a worker's callers and its thread: a bounded FIFO queue of
+//! calls, a FIFO line of callers waiting for room, and the call future that goes through
+//! both.
+//!
+//! How a call travels: [`Call`] is created with its job already submitted to the job
+//! layer (a `Ticket` boxed into an [`Envelope`], the `Reply` kept by the caller). On its
+//! first poll it is *admitted* — pushed into the queue — if the queue has room and
+//! nobody waits before it; otherwise it joins the line of waiters, holding its envelope
+//! and no thread. The worker thread pops calls one at a time; each pop frees a slot,
+//! which is *granted* to the first waiter (reserved for it and its task woken), so
+//! callers are admitted strictly in order. Sync callers use the same future.
+//!
+//! A caller that gives up before its call starts leaves no trace: a waiter leaves the
+//! line (passing on a slot granted to it), an admitted call is withdrawn through the job
+//! layer and skipped when popped. Withdrawals and the worker's claims happen under the
+//! mailbox lock, so the count of withdrawn entries still in the queue is exact.
+//!
+//! Nothing here needs a tokio runtime, and nothing takes from tokio's cooperative
+//! budget: a burst of ten thousand callers in one `join_all` is not re-polled over and
+//! over.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::task::AtomicWaker;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{cause, Cause};
+use super::WorkerError;
+use crate::job::{self, Claim, Kind, Origin, Outcome, Ran, Reply};
+
+pub(crate) type Site = &'static Location<'static>;
+
+/// How long an idle worker thread stays awake for the next call before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// What a queued call does on the worker thread: runs against the object, calling the
+/// worker's bookkeeping (its argument) before the caller sees the outcome.
+type RunCall<T> = Box<dyn FnOnce(&RefCell<Option<T>>, &mut dyn FnMut(Ran)) + Send>;
+
+/// A call on its way to the worker's thread.
+pub(crate) struct Envelope<T> {
+    /// Claimed by the worker, or withdrawn by the caller: exactly one wins.
+    claim: Arc<dyn Claim>,
+    run: RunCall<T>,
+}
+
+impl<T> Envelope<T> {
+    /// Runs the call against `object`, calling `done` before the caller sees the outcome.
+    pub(crate) fn run(self, object: &RefCell<Option<T>>, done: &mut dyn FnMut(Ran)) {
+        (self.run)(object, done);
+    }
+}
+
+/// A caller waiting for room in the mailbox.
+#[derive(Default)]
+pub(crate) struct Waiter {
+    /// A slot was reserved for this caller; written and read under the mailbox lock.
+    granted: AtomicBool,
+    waker: AtomicWaker,
+}
+
+/// Why the mailbox no longer admits calls.
+#[derive(Clone)]
+pub(crate) enum Closed {
+    /// `shutdown` was called.
+    ShutDown,
+    /// The worker stopped for this reason (its object could not be rebuilt, or its
+    /// thread ended).
+    Stopped(Cause),
+}
+
+/// The state shared by a worker's handles, its callers and its thread.
+pub(crate) struct Shared<T> {
+    pub(crate) name: Arc<str>,
+    /// The worker's group: the worker alone, or every worker of one pool. A thread of
+    /// the group calling into it would wait for itself.
+    group: u64,
+    capacity: usize,
+    state: Mutex<State<T>>,
+    /// Wakes the worker thread: a call was queued, the last sender left, or shutdown.
+    wake: Condvar,
+    /// Handles, plus calls not yet admitted: the worker thread ends once there are none
+    /// and its queue is empty.
+    senders: AtomicUsize,
+    /// Calls routed here and not yet over, for a pool's least-loaded routing.
+    load: AtomicUsize,
+    /// The parent of every call's token; cancelled by `shutdown`.
+    pub(crate) shutdown: CancellationToken,
+    /// Calls that returned or panicked.
+    finished: AtomicU64,
+    /// Calls pushed into the queue, ever: what an idle worker watches while it spins.
+    pushes: AtomicU64,
+    /// Set once the mailbox is closed, for routing without the lock.
+    closed: AtomicBool,
+    stopped: AtomicBool,
+    stopped_notify: Notify,
+}
+
+struct State<T> {
+    /// Admitted calls, withdrawn ones included until popped.
+    queue: VecDeque<Envelope<T>>,
+    /// Withdrawn calls still in the queue.
+    dead: usize,
+    /// Slots granted to waiters that have not pushed their call yet.
+    reserved: usize,
+    waiters: VecDeque<Arc<Waiter>>,
+    closed: Option<Closed>,
+    /// The worker thread waits on the condvar.
+    idle: bool,
+    /// It was notified and has not woken yet: no need to notify again.
+    woken: bool,
+    /// The call site of the call running now.
+    running: Option<Site>,
+}
+
+impl<T> State<T> {
+    /// Slots taken: live calls in the queue and slots reserved for waiters.
+    fn occupied(&self) -> usize {
+        self.queue.len() - self.dead + self.reserved
+    }
+
+    /// Wakes the worker thread if it waits and nobody woke it yet; true when the caller
+    /// must notify the condvar (after unlocking).
+    fn needs_notify(&mut self) -> bool {
+        let notify = self.idle && !self.woken;
+        self.woken |= notify;
+        notify
+    }
+}
+
+/// Wakes the waiters granted a slot, outside the lock.
+fn wake_all(woken: Vec<Arc<Waiter>>) {
+    for waiter in woken {
+        waiter.waker.wake();
+    }
+}
+
+static GROUPS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The group of the worker whose thread this is; 0 on any other thread.
+    static GROUP: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A fresh group id, for a worker or a pool.
+pub(crate) fn new_group() -> u64 {
+    GROUPS.fetch_add(1, Ordering::Relaxed)
+}
+
+impl<T: 'static> Shared<T> {
+    pub(crate) fn new(name: Arc<str>, group: u64, capacity: usize) -> Arc<Self> {
+        Arc::new(Shared {
+            name,
+            group,
+            capacity,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                dead: 0,
+                reserved: 0,
+                waiters: VecDeque::new(),
+                closed: None,
+                idle: false,
+                woken: false,
+                running: None,
+            }),
+            wake: Condvar::new(),
+            senders: AtomicUsize::new(0),
+            load: AtomicUsize::new(0),
+            shutdown: CancellationToken::new(),
+            finished: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            stopped_notify: Notify::new(),
+        })
+    }
+
+    /// True on a thread of this worker's group (the worker itself or a pool sibling).
+    pub(crate) fn on_own_thread(&self) -> bool {
+        GROUP.with(Cell::get) == self.group
+    }
+
+    /// Marks the calling thread as this worker's.
+    pub(crate) fn enter_thread(&self) {
+        GROUP.with(|g| g.set(self.group));
+    }
+
+    pub(crate) fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn finished(&self) -> u64 {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// True once the mailbox admits no more calls (shut down or stopped).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// A future that resolves once the worker thread has ended; `enable` it, then check
+    /// [`is_stopped`](Self::is_stopped), to not miss the notification.
+    pub(crate) fn stopped_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.stopped_notify.notified()
+    }
+
+    /// The call site of the call running now, if any.
+    pub(crate) fn running(&self) -> Option<Site> {
+        self.state.lock().running
+    }
+
+    /// Builds a call of `f` against the object, submitted to the job layer.
+    pub(crate) fn call<F, R>(
+        self: &Arc<Self>,
+        link: Link<T>,
+        site: Site,
+        cancellable: bool,
+        f: F,
+    ) -> Call<T, R>
+    where
+        F: FnOnce(&mut T, Option<&CancellationToken>) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let token = cancellable.then(|| self.shutdown.child_token());
+        let origin = Origin::new(Kind::Worker, Some(Arc::clone(&self.name)), site);
+        let (ticket, reply) = job::submit(origin, token);
+        let envelope = Envelope {
+            claim: ticket.claim_handle(),
+            run: Box::new(
+                move |object: &RefCell<Option<T>>, done: &mut dyn FnMut(Ran)| {
+                    ticket.run_and(
+                        |token| {
+                            let mut object = object.borrow_mut();
+                            // `None` only once the worker has stopped, when no call runs.
+                            let object = object.as_mut().expect("the worker's object is there");
+                            f(object, token)
+                        },
+                        done,
+                    );
+                },
+            ),
+        };
+        self.load.fetch_add(1, Ordering::Relaxed);
+        Call {
+            shared: Arc::clone(self),
+            link: Some(link),
+            envelope: Some(envelope),
+            waiter: None,
+            reply,
+            settled: false,
+        }
+    }
+
+    /// Grants free slots to the first waiters; returns them, to wake outside the lock.
+    fn grant(&self, state: &mut State<T>) -> Vec<Arc<Waiter>> {
+        let mut woken = Vec::new();
+        while state.occupied() < self.capacity {
+            let Some(waiter) = state.waiters.pop_front() else {
+                break;
+            };
+            waiter.granted.store(true, Ordering::Relaxed);
+            state.reserved += 1;
+            woken.push(waiter);
+        }
+        woken
+    }
+
+    /// Turns a job's outcome into the caller's answer.
+    fn answer<R>(&self, outcome: Outcome<R>) -> Result<R, WorkerError> {
+        match outcome {
+            Outcome::Done(value) => Ok(value),
+            Outcome::Panicked(payload) => Err(WorkerError::panic(&self.name, payload)),
+            Outcome::Dropped => Err(self.closed_error(self.state.lock().closed.clone())),
+        }
+    }
+
+    fn closed_error(&self, closed: Option<Closed>) -> WorkerError {
+        match closed {
+            Some(Closed::ShutDown) => WorkerError::closed(&self.name, None),
+            Some(Closed::Stopped(cause)) => WorkerError::closed(&self.name, Some(cause)),
+            None => WorkerError::closed(&self.name, Some(cause("its thread ended"))),
+        }
+    }
+
+    /// Stops admitting calls (keeping an earlier reason): new callers and waiters fail
+    /// with `is_closed`; queued calls still run. Returns false if it was already closed.
+    pub(crate) fn close(&self, why: Closed) -> bool {
+        let mut state = self.state.lock();
+        let first = state.closed.is_none();
+        if first {
+            state.closed = Some(why);
+            self.closed.store(true, Ordering::Release);
+        }
+        let waiters = std::mem::take(&mut state.waiters);
+        let notify = state.needs_notify();
+        drop(state);
+        if notify {
+            self.wake.notify_one();
+        }
+        for waiter in waiters {
+            waiter.waker.wake();
+        }
+        first
+    }
+
+    /// Fails every queued call with `is_closed`; returns how many were live.
+    pub(crate) fn abandon_queue(&self) -> usize {
+        let mut state = self.state.lock();
+        let queue = std::mem::take(&mut state.queue);
+        state.dead = 0;
+        // Abandoned under the lock, so that no caller counts a withdrawal of its own.
+        let abandoned = queue.iter().filter(|e| e.claim.abandon()).count();
+        drop(state);
+        drop(queue); // outside the lock: each dropped ticket wakes its caller
+        abandoned
+    }
+
+    /// The next call to run, waiting for one; `None` when the worker should end: its
+    /// queue is empty and it is closed or has no sender left. Also the bookkeeping of
+    /// the call that ended before.
+    pub(crate) fn next(&self) -> Option<Envelope<T>> {
+        let mut state = self.state.lock();
+        state.running = None;
+        let mut spun = false;
+        loop {
+            while let Some(envelope) = state.queue.pop_front() {
+                if envelope.claim.claim() {
+                    state.running = Some(envelope.claim.origin().site);
+                    let woken = self.grant(&mut state);
+                    drop(state);
+                    wake_all(woken);
+                    return Some(envelope);
+                }
+                state.dead -= 1; // withdrawn by its caller: skip it
+            }
+            if state.closed.is_some() || self.senders.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            if !spun {
+                // A caller awaiting one call after another sends the next one a thread
+                // wake-up after the reply: wait for it awake for a moment rather than
+                // pay a second wake-up for the worker.
+                spun = true;
+                let seen = self.pushes.load(Ordering::Acquire);
+                MutexGuard::unlocked(&mut state, || self.spin(seen));
+                continue;
+            }
+            state.idle = true;
+            self.wake.wait(&mut state);
+            state.idle = false;
+            state.woken = false;
+        }
+    }
+
+    /// Waits, awake but yielding, until a call is pushed or [`SPIN`] has passed.
+    fn spin(&self, seen: u64) {
+        let start = Instant::now();
+        while self.pushes.load(Ordering::Acquire) == seen && start.elapsed() < SPIN {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Counts a call that ran.
+    pub(crate) fn count(&self, ran: Ran) {
+        if ran != Ran::Skipped {
+            self.finished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The worker thread has ended (its object is dropped): fails anything left and
+    /// tells those waiting for it.
+    pub(crate) fn mark_stopped(&self) {
+        self.close(Closed::Stopped(cause("its thread ended")));
+        self.abandon_queue();
+        self.state.lock().running = None;
+        self.stopped.store(true, Ordering::Release);
+        self.stopped_notify.notify_waiters();
+    }
+}
+
+/// A sender's hold on a worker: while any exists (handles, calls not yet admitted), the
+/// worker thread keeps waiting for calls.
+pub(crate) struct Link<T: 'static> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: 'static> Link<T> {
+    pub(crate) fn new(shared: &Arc<Shared<T>>) -> Self {
+        shared.senders.fetch_add(1, Ordering::Relaxed);
+        Link {
+            shared: Arc::clone(shared),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
+        &self.shared
+    }
+}
+
+impl<T: 'static> Clone for Link<T> {
+    fn clone(&self) -> Self {
+        Link::new(&self.shared)
+    }
+}
+
+impl<T: 'static> Drop for Link<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last sender: an idle worker thread ends (its queue is empty).
+            let notify = self.shared.state.lock().needs_notify();
+            if notify {
+                self.shared.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// A call into a worker, awaited by its caller: admission, then the reply.
+pub(crate) struct Call<T: 'static, R> {
+    shared: Arc<Shared<T>>,
+    /// Held until the call is admitted: a call not yet in the queue keeps the worker up.
+    link: Option<Link<T>>,
+    /// The call, until it is admitted.
+    envelope: Option<Envelope<T>>,
+    /// Set while waiting for room.
+    waiter: Option<Arc<Waiter>>,
+    reply: Reply<R>,
+    /// The caller has its answer.
+    settled: bool,
+}
+
+enum Admit {
+    Done,
+    Waiting,
+    Refused(WorkerError),
+}
+
+impl<T: 'static, R> Call<T, R> {
+    fn admit(&mut self, cx: &mut Context<'_>) -> Admit {
+        let shared = &*self.shared;
+        let mut state = shared.state.lock();
+        if let Some(closed) = state.closed.clone() {
+            if self
+                .waiter
+                .take()
+                .is_some_and(|w| w.granted.load(Ordering::Relaxed))
+            {
+                state.reserved -= 1;
+            }
+            drop(state);
+            return Admit::Refused(shared.closed_error(Some(closed)));
+        }
+        let may_push = match &self.waiter {
+            Some(waiter) => waiter.granted.load(Ordering::Relaxed),
+            None => state.waiters.is_empty() && state.occupied() < shared.capacity,
+        };
+        if !may_push {
+            let waiter = self.waiter.get_or_insert_with(|| {
+                let waiter = Arc::new(Waiter::default());
+                state.waiters.push_back(Arc::clone(&waiter));
+                waiter
+            });
+            waiter.waker.register(cx.waker());
+            return Admit::Waiting;
+        }
+        if self.waiter.take().is_some() {
+            state.reserved -= 1;
+        }
+        let envelope = self.envelope.take().expect("admitted twice");
+        state.queue.push_back(envelope);
+        shared.pushes.fetch_add(1, Ordering::Release);
+        let notify = state.needs_notify();
+        drop(state);
+        if notify {
+            shared.wake.notify_one();
+        }
+        self.link = None; // outside the lock: dropping it may take it
+        Admit::Done
+    }
+
+    /// The caller went away before its answer: a waiter leaves the line, an admitted
+    /// call that has not started is withdrawn, a running one has its token cancelled.
+    fn give_up(&mut self) {
+        let shared = &*self.shared;
+        if let Some(waiter) = self.waiter.take() {
+            let mut state = shared.state.lock();
+            let woken = if waiter.granted.load(Ordering::Relaxed) {
+                state.reserved -= 1;
+                shared.grant(&mut state)
+            } else {
+                if let Some(at) = state.waiters.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+                    state.waiters.remove(at);
+                }
+                Vec::new()
+            };
+            drop(state);
+            wake_all(woken);
+        } else if self.envelope.is_none() {
+            let mut state = shared.state.lock();
+            if self.reply.withdraw() {
+                state.dead += 1;
+                // Withdrawn entries stay queued until popped; compact when they dominate.
+                if state.dead > shared.capacity.max(64) {
+                    state.queue.retain(|e| e.claim.is_waiting());
+                    state.dead = 0;
+                }
+                let woken = shared.grant(&mut state);
+                drop(state);
+                wake_all(woken);
+            } else {
+                drop(state);
+                self.reply.cancel();
+            }
+        }
+    }
+}
+
+impl<T: 'static, R> Future for Call<T, R> {
+    type Output = Result<R, WorkerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        assert!(!this.settled, "a worker call polled after it completed");
+        if this.envelope.is_some() {
+            if this.shared.on_own_thread() {
+                this.settled = true;
+                this.give_up();
+                this.envelope = None;
+                return Poll::Ready(Err(WorkerError::own_thread(&this.shared.name)));
+            }
+            match this.admit(cx) {
+                Admit::Done => {}
+                Admit::Waiting => return Poll::Pending,
+                Admit::Refused(err) => {
+                    this.settled = true;
+                    this.envelope = None;
+                    return Poll::Ready(Err(err));
+                }
+            }
+        }
+        match Pin::new(&mut this.reply).poll(cx) {
+            Poll::Ready(outcome) => {
+                this.settled = true;
+                Poll::Ready(this.shared.answer(outcome))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: 'static, R> Drop for Call<T, R> {
+    fn drop(&mut self) {
+        self.shared.load.fetch_sub(1, Ordering::Relaxed);
+        if !self.settled {
+            self.give_up();
+        }
+    }
+}

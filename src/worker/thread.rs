@@ -1,0 +1,140 @@
+//! The worker's thread: builds the object with the maker, runs the calls of its mailbox
+//! one at a time, applies the panic policy, and drops the object when it ends.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{mpsc, Arc};
+
+use super::error::{cause, Cause, RebuildFailed};
+use super::mailbox::{Closed, Shared};
+use super::{AfterPanic, WorkerError};
+use crate::error::ConfigError;
+use crate::job::{self, Ran};
+
+/// Builds the worker's object, on its thread.
+pub(crate) type Maker<T> = Box<dyn FnMut() -> Result<T, Cause> + Send>;
+
+/// Boxes a user's maker, turning its error into a shareable cause.
+pub(crate) fn maker<T, M, E>(mut make: M) -> Maker<T>
+where
+    M: FnMut() -> Result<T, E> + Send + 'static,
+    E: Into<Box<dyn Error + Send + Sync>>,
+{
+    Box::new(move || make().map_err(|e| Arc::from(e.into())))
+}
+
+/// A worker thread that has been started and is running its maker.
+pub(crate) struct Starting {
+    name: Arc<str>,
+    made: mpsc::Receiver<Result<(), WorkerError>>,
+}
+
+impl Starting {
+    /// Waits for the maker: `Ok` once the object is built and the worker serves calls.
+    pub(crate) fn wait(self) -> Result<(), WorkerError> {
+        self.made.recv().unwrap_or_else(|_| {
+            Err(WorkerError::closed(
+                &self.name,
+                Some(cause("its thread ended before the maker returned")),
+            ))
+        })
+    }
+}
+
+/// Starts a worker thread called `thread_name` serving `shared`'s mailbox.
+pub(crate) fn start<T: 'static>(
+    shared: &Arc<Shared<T>>,
+    thread_name: String,
+    mut maker: Maker<T>,
+    after_panic: AfterPanic,
+) -> Result<Starting, WorkerError> {
+    let (made_tx, made) = mpsc::sync_channel(1);
+    let name = Arc::clone(&shared.name);
+    let thread_shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            let shared = thread_shared;
+            let stop = StopOnExit(&shared);
+            let object = match panic::catch_unwind(AssertUnwindSafe(&mut maker)) {
+                Ok(Ok(object)) => object,
+                Ok(Err(cause)) => {
+                    let _ = made_tx.send(Err(WorkerError::maker(&shared.name, cause)));
+                    return;
+                }
+                Err(payload) => {
+                    let _ = made_tx.send(Err(WorkerError::panic(&shared.name, payload)));
+                    return;
+                }
+            };
+            let _ = made_tx.send(Ok(()));
+            drop(made_tx);
+            serve(&shared, object, maker, after_panic);
+            drop(stop);
+        })
+        .map_err(|e| {
+            WorkerError::config(
+                &name,
+                ConfigError::with_source(
+                    &name,
+                    format!("cannot start the worker's thread: {e}"),
+                    e,
+                ),
+            )
+        })?;
+    Ok(Starting { name, made })
+}
+
+/// Marks the worker stopped when its thread ends, however it ends, so that no caller is
+/// left waiting on a thread that is gone.
+struct StopOnExit<'a, T: 'static>(&'a Shared<T>);
+
+impl<T: 'static> Drop for StopOnExit<'_, T> {
+    fn drop(&mut self) {
+        self.0.mark_stopped();
+    }
+}
+
+/// Runs the mailbox's calls until it is closed and empty, then drops the object here.
+fn serve<T: 'static>(shared: &Shared<T>, object: T, mut maker: Maker<T>, after_panic: AfterPanic) {
+    shared.enter_thread();
+    // `None` only after a rebuild whose maker failed; no call runs after that.
+    let object = RefCell::new(Some(object));
+    while let Some(envelope) = shared.next() {
+        let mut broken = false;
+        envelope.run(&object, &mut |ran| {
+            shared.count(ran);
+            if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
+                // The old object goes first: it may hold something the new one needs
+                // (a lock file, a device, an exclusive connection).
+                drop_quietly(object.borrow_mut().take());
+                match panic::catch_unwind(AssertUnwindSafe(&mut maker)) {
+                    Ok(Ok(new)) => *object.borrow_mut() = Some(new),
+                    Ok(Err(cause)) => {
+                        broken = true;
+                        let why = RebuildFailed(cause);
+                        shared.close(Closed::Stopped(Arc::new(why)));
+                    }
+                    Err(payload) => {
+                        broken = true;
+                        let msg = job::panic_message(&payload).unwrap_or("no message");
+                        let why = RebuildFailed(cause(format!("the maker panicked: {msg}")));
+                        shared.close(Closed::Stopped(Arc::new(why)));
+                    }
+                }
+            }
+        });
+        if broken {
+            shared.abandon_queue();
+            break;
+        }
+    }
+    drop_quietly(object.into_inner());
+}
+
+/// Drops a value, containing a panic of its destructor: the thread must still report
+/// that it stopped.
+fn drop_quietly<T>(value: T) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
+}

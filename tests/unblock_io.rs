@@ -1,0 +1,683 @@
+//! `Unblock<T>`: reads, writes, seeks and `call` with exact positions; EOF, zero-length and
+//! short reads; a writer that fails midway; drop with unflushed writes inside and outside
+//! a runtime; iterators as streams (panicking, slow); no runtime; auto traits; the paused
+//! clock of the test harness; futures' IO traits.
+
+mod support;
+
+use std::fs::File;
+use std::io::{self, BufRead, Cursor, Read, Seek, SeekFrom, Write};
+use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use async_bridge::Unblock;
+use futures::{FutureExt, StreamExt};
+use support::{block_on_plain, panic_text};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// Runs `f` on its own thread; a hang fails the test after a minute instead of hanging
+/// it (a bound, not a timing assertion). Panics keep their message.
+fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("hung: no result after 60 s"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A temporary file, deleted on drop.
+struct Temp(PathBuf);
+
+impl Temp {
+    fn with(name: &str, data: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(format!("unblock-io-{}-{name}", std::process::id()));
+        std::fs::write(&path, data).unwrap();
+        Temp(path)
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[test]
+fn reads_a_large_file_exactly_and_writes_it_back() {
+    bounded(|| {
+        let data = pattern(3 * 1024 * 1024 + 17);
+        let src = Temp::with("large-src", &data);
+        let dst = Temp::with("large-dst", b"");
+        runtime().block_on(async {
+            // A capacity smaller than the file: the pipeline stops and restarts.
+            let mut file = Unblock::with_capacity(300_000, File::open(&src.0).unwrap());
+            let mut buf = Vec::new();
+            file.read_to_end(&mut buf).await.unwrap();
+            assert_eq!(buf, data);
+
+            let mut out = Unblock::with_capacity(1 << 20, File::create(&dst.0).unwrap());
+            for piece in buf.chunks(65_536) {
+                out.write_all(piece).await.unwrap();
+            }
+            out.flush().await.unwrap();
+            // After flush, the bytes are in the file.
+            assert_eq!(std::fs::read(&dst.0).unwrap(), data);
+            let len = out.call(|f| f.metadata().map(|m| m.len())).await.unwrap();
+            assert_eq!(len, data.len() as u64);
+            let file: File = out.into_inner().await;
+            drop(file);
+        });
+    });
+}
+
+#[test]
+fn eof_is_reported_every_time_and_zero_length_reads_move_nothing() {
+    bounded(|| {
+        runtime().block_on(async {
+            let mut reader = Unblock::new(Cursor::new(b"abc".to_vec()));
+            assert_eq!(reader.read(&mut []).await.unwrap(), 0);
+            assert_eq!(reader.stream_position().await.unwrap(), 0);
+            let mut buf = [0; 8];
+            assert_eq!(reader.read(&mut buf).await.unwrap(), 3);
+            assert_eq!(&buf[..3], b"abc");
+            assert_eq!(reader.read(&mut buf).await.unwrap(), 0);
+            assert_eq!(reader.read(&mut buf).await.unwrap(), 0);
+            assert_eq!(reader.read(&mut []).await.unwrap(), 0);
+            // Data appended after EOF is read (EOF is not sticky).
+            reader.write_all(b"de").await.unwrap();
+            reader.seek(SeekFrom::Start(3)).await.unwrap();
+            assert_eq!(reader.read(&mut buf).await.unwrap(), 2);
+            assert_eq!(&buf[..2], b"de");
+            assert_eq!(reader.read(&mut buf).await.unwrap(), 0);
+        });
+    });
+}
+
+/// A reader that returns at most three bytes per call, and counts its calls.
+struct Trickle {
+    data: Cursor<Vec<u8>>,
+    calls: usize,
+}
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.calls += 1;
+        let n = buf.len().min(3);
+        Read::read(&mut self.data, &mut buf[..n])
+    }
+}
+
+#[test]
+fn short_reads_pass_through_and_an_unseekable_reader_is_not_read_ahead() {
+    bounded(|| {
+        runtime().block_on(async {
+            let data = pattern(100);
+            let mut reader = Unblock::new(Trickle {
+                data: Cursor::new(data.clone()),
+                calls: 0,
+            });
+            let mut buf = [0; 10];
+            let n = reader.read(&mut buf).await.unwrap();
+            assert!((1..=3).contains(&n), "a short read passes through: {n}");
+            let mut rest = [0; 20];
+            reader.read_exact(&mut rest).await.unwrap();
+            // Exactly what was read, and not one byte more, was taken from the reader.
+            let inner = reader.get_mut().await;
+            assert_eq!(inner.data.position() as usize, n + 20);
+            let calls = inner.calls;
+            let inner = reader.into_inner().await;
+            assert_eq!(inner.calls, calls);
+            assert_eq!(inner.data.position() as usize, n + 20);
+            assert_eq!(&buf[..n], &data[..n]);
+            assert_eq!(&rest[..], &data[n..n + 20]);
+        });
+    });
+}
+
+#[test]
+fn a_socket_handed_back_has_lost_no_byte() {
+    bounded(|| {
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        tx.write_all(b"hello, world").unwrap();
+        let rx = runtime().block_on(async {
+            let mut rx = Unblock::new(rx);
+            let mut hello = [0; 5];
+            rx.read_exact(&mut hello).await.unwrap();
+            assert_eq!(&hello, b"hello");
+            rx.into_inner().await
+        });
+        drop(tx);
+        let mut rest = String::new();
+        (&rx).read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, ", world");
+    });
+}
+
+#[test]
+fn seek_get_mut_and_call_see_the_logical_position_after_read_ahead() {
+    bounded(|| {
+        let data = pattern(200_000);
+        let file = Temp::with("positions", &data);
+        runtime().block_on(async {
+            let mut reader = Unblock::new(File::open(&file.0).unwrap());
+            let mut head = [0; 10];
+            reader.read_exact(&mut head).await.unwrap();
+            assert_eq!(reader.stream_position().await.unwrap(), 10);
+            assert_eq!(reader.seek(SeekFrom::Current(5)).await.unwrap(), 15);
+            let mut next = [0; 4];
+            reader.read_exact(&mut next).await.unwrap();
+            assert_eq!(&next, &data[15..19]);
+            let pos = reader.call(|f| f.stream_position()).await.unwrap();
+            assert_eq!(pos, 19);
+            reader.read_exact(&mut next).await.unwrap();
+            assert_eq!(reader.get_mut().await.stream_position().unwrap(), 23);
+            let mut file = reader.into_inner().await;
+            assert_eq!(file.stream_position().unwrap(), 23);
+        });
+    });
+}
+
+#[test]
+fn writes_are_visible_to_call_and_get_mut_before_a_flush() {
+    bounded(|| {
+        runtime().block_on(async {
+            let mut out = Unblock::new(Cursor::new(Vec::new()));
+            out.write_all(b"abc").await.unwrap();
+            let len = out.call(|c| c.get_ref().len()).await;
+            assert_eq!(len, 3);
+            out.write_all(b"de").await.unwrap();
+            assert_eq!(out.get_mut().await.get_ref(), b"abcde");
+        });
+    });
+}
+
+#[test]
+fn buf_read_lines_over_a_file() {
+    bounded(|| {
+        let file = Temp::with("lines", b"one\ntwo\nthree");
+        runtime().block_on(async {
+            let mut lines = Unblock::new(File::open(&file.0).unwrap()).lines();
+            let mut seen = Vec::new();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                seen.push(line);
+            }
+            assert_eq!(seen, ["one", "two", "three"]);
+        });
+    });
+}
+
+/// Accepts `limit` bytes, then fails every write with "disk full"; counts flushes.
+struct FailAfter {
+    written: Vec<u8>,
+    limit: usize,
+    flushes: usize,
+}
+
+impl Write for FailAfter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.limit - self.written.len();
+        if room == 0 {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+        }
+        let n = buf.len().min(room);
+        self.written.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flushes += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_write_error_is_reported_unchanged_and_no_byte_is_dropped() {
+    bounded(|| {
+        runtime().block_on(async {
+            let data = pattern(100);
+            let mut out = Unblock::new(FailAfter {
+                written: Vec::new(),
+                limit: 40,
+                flushes: 0,
+            });
+            // Buffered: accepted at once.
+            out.write_all(&data).await.unwrap();
+            let err = out.flush().await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+            assert_eq!(err.to_string(), "disk full");
+            assert_eq!(out.call(|w| w.written.len()).await, 40);
+            // Room again: the next flush writes the rest; nothing was dropped.
+            out.call(|w| w.limit = 1000).await;
+            out.flush().await.unwrap();
+            let inner = out.into_inner().await;
+            assert_eq!(inner.written, data);
+        });
+    });
+}
+
+#[test]
+fn a_write_behind_error_surfaces_on_a_later_write() {
+    bounded(|| {
+        runtime().block_on(async {
+            // A tiny capacity keeps the writer thread busy while the caller writes on.
+            let mut out = Unblock::with_capacity(
+                8,
+                FailAfter {
+                    written: Vec::new(),
+                    limit: 50,
+                    flushes: 0,
+                },
+            );
+            let data = pattern(1000);
+            let mut failed = None;
+            for (i, byte) in data.chunks(4).enumerate() {
+                if let Err(err) = out.write_all(byte).await {
+                    failed = Some((i, err));
+                    break;
+                }
+            }
+            let (i, err) = failed.expect("a write must report the error");
+            assert!(i * 4 >= 50, "accepted at least what fit");
+            assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+            // Reported once; what fits was written.
+            assert_eq!(out.call(|w| w.written.len()).await, 50);
+        });
+    });
+}
+
+#[test]
+fn shutdown_flushes_the_inner_writer() {
+    bounded(|| {
+        runtime().block_on(async {
+            let mut out = Unblock::new(FailAfter {
+                written: Vec::new(),
+                limit: 100,
+                flushes: 0,
+            });
+            out.write_all(b"bye").await.unwrap();
+            out.shutdown().await.unwrap();
+            let inner = out.into_inner().await;
+            assert_eq!(inner.written, b"bye");
+            assert_eq!(inner.flushes, 1);
+        });
+    });
+}
+
+/// Sends its bytes and whether it was flushed when dropped.
+struct Reporter {
+    written: Vec<u8>,
+    flushed: bool,
+    on_drop: mpsc::Sender<(Vec<u8>, bool, thread::ThreadId)>,
+}
+
+impl Write for Reporter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written.extend_from_slice(buf);
+        self.flushed = false;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flushed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        let _ = self.on_drop.send((
+            std::mem::take(&mut self.written),
+            self.flushed,
+            thread::current().id(),
+        ));
+    }
+}
+
+#[test]
+fn a_drop_inside_a_runtime_flushes_in_the_background() {
+    bounded(|| {
+        let (tx, rx) = mpsc::channel();
+        let rt = runtime();
+        let caller = rt.block_on(async move {
+            let mut out = Unblock::new(Reporter {
+                written: Vec::new(),
+                flushed: false,
+                on_drop: tx,
+            });
+            out.write_all(b"unflushed").await.unwrap();
+            drop(out);
+            thread::current().id()
+        });
+        let (written, flushed, dropped_on) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(written, b"unflushed");
+        assert!(flushed);
+        assert_ne!(dropped_on, caller, "the blocking work ran off the executor");
+    });
+}
+
+#[test]
+fn a_drop_with_a_write_in_flight_loses_nothing() {
+    bounded(|| {
+        let (tx, rx) = mpsc::channel();
+        let rt = runtime();
+        rt.block_on(async move {
+            let mut out = Unblock::with_capacity(
+                64,
+                Reporter {
+                    written: Vec::new(),
+                    flushed: false,
+                    on_drop: tx,
+                },
+            );
+            // Several chunks: the writer thread is (or was) busy when the drop comes.
+            out.write_all(&pattern(10_000)).await.unwrap();
+            drop(out);
+        });
+        let (written, flushed, _) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(written, pattern(10_000));
+        assert!(flushed);
+    });
+}
+
+#[test]
+fn a_drop_outside_a_runtime_flushes_on_the_dropping_thread() {
+    bounded(|| {
+        let (tx, rx) = mpsc::channel();
+        let out = runtime().block_on(async move {
+            let mut out = Unblock::new(Reporter {
+                written: Vec::new(),
+                flushed: false,
+                on_drop: tx,
+            });
+            out.write_all(b"late").await.unwrap();
+            out
+        });
+        drop(out);
+        let (written, flushed, on) = rx.try_recv().expect("flushed before drop returned");
+        assert_eq!(written, b"late");
+        assert!(flushed);
+        assert_eq!(on, thread::current().id());
+    });
+}
+
+#[test]
+fn a_dropped_reader_gives_read_ahead_back_to_a_shared_file() {
+    bounded(|| {
+        let data = pattern(100_000);
+        let file = Temp::with("shared", &data);
+        let original = File::open(&file.0).unwrap();
+        let mut twin = original.try_clone().unwrap(); // same file description, same offset
+        let rt = runtime();
+        rt.block_on(async {
+            let mut reader = Unblock::new(original);
+            let mut head = [0; 10];
+            reader.read_exact(&mut head).await.unwrap();
+            drop(reader);
+        });
+        drop(rt); // waits for the background blocking work
+        assert_eq!(twin.stream_position().unwrap(), 10);
+        let mut next = [0; 5];
+        twin.read_exact(&mut next).unwrap();
+        assert_eq!(&next, &data[10..15]);
+    });
+}
+
+#[test]
+fn an_iterator_is_a_stream_and_into_inner_resumes_exactly() {
+    bounded(|| {
+        runtime().block_on(async {
+            let text = Cursor::new("one\ntwo\nthree\nfour\n");
+            let mut lines = Unblock::new(BufRead::lines(text));
+            assert_eq!(lines.next().await.unwrap().unwrap(), "one");
+            assert_eq!(lines.next().await.unwrap().unwrap(), "two");
+            // Nothing was fetched ahead.
+            let mut rest = lines.into_inner().await;
+            assert_eq!(rest.next().unwrap().unwrap(), "three");
+
+            let numbers: Vec<u32> = Unblock::new(0..5).collect().await;
+            assert_eq!(numbers, [0, 1, 2, 3, 4]);
+        });
+    });
+}
+
+#[test]
+fn a_panicking_iterator_resumes_in_the_polling_task_with_its_payload() {
+    bounded(|| {
+        runtime().block_on(async {
+            let mut count = 0;
+            let iter = std::iter::from_fn(move || {
+                count += 1;
+                if count == 3 {
+                    panic!("bad record {count}");
+                }
+                Some(count)
+            });
+            let mut stream = Unblock::new(iter);
+            let task = tokio::spawn(async move {
+                let a = stream.next().await;
+                let b = stream.next().await;
+                assert_eq!((a, b), (Some(1), Some(2)));
+                stream.next().await
+            });
+            let err = task.await.unwrap_err();
+            assert_eq!(panic_text(&*err.into_panic()), "bad record 3");
+        });
+    });
+}
+
+#[test]
+fn a_slow_iterator_does_not_block_the_executor() {
+    bounded(|| {
+        // One executor thread: if `next` ran on it, the feeder task could never run.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (items_tx, items_rx) = mpsc::channel::<u32>();
+            let (asks_tx, mut asks_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            // The blocking iterator waits for each item on a std channel.
+            let iter = std::iter::from_fn(move || {
+                // The feeder is gone once it has sent everything.
+                let _ = asks_tx.send(());
+                items_rx.recv().ok()
+            });
+            let feeder = tokio::spawn(async move {
+                for i in 0..3 {
+                    asks_rx.recv().await.unwrap();
+                    items_tx.send(i).unwrap();
+                }
+                // Dropping the sender ends the iterator.
+            });
+            let items: Vec<u32> = Unblock::new(iter).collect().await;
+            assert_eq!(items, [0, 1, 2]);
+            feeder.await.unwrap();
+        });
+    });
+}
+
+#[test]
+fn a_panic_in_call_resumes_with_its_payload_and_the_value_survives() {
+    bounded(|| {
+        runtime().block_on(async {
+            let mut value = Unblock::new(Cursor::new(vec![1u8, 2, 3]));
+            let task = tokio::spawn(async move {
+                let result = AssertUnwindSafe(value.call(|_| -> u8 { panic!("legacy bug") }))
+                    .catch_unwind()
+                    .await;
+                (result.map_err(|p| panic_text(&*p)), value)
+            });
+            let (result, mut value) = task.await.unwrap();
+            assert_eq!(result.unwrap_err(), "legacy bug");
+            let mut buf = Vec::new();
+            value.read_to_end(&mut buf).await.unwrap();
+            assert_eq!(buf, [1, 2, 3]);
+        });
+    });
+}
+
+#[test]
+fn io_outside_a_runtime_is_a_clear_error() {
+    bounded(|| {
+        let mut reader = Unblock::new(Cursor::new(vec![1u8, 2, 3]));
+        let err = block_on_plain(reader.read(&mut [0; 3])).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Other);
+        assert!(err.to_string().contains("outside a tokio runtime"), "{err}");
+        assert!(
+            err.to_string().contains("unblock_io.rs"),
+            "names the site: {err}"
+        );
+
+        let mut stream = Unblock::new(0..3);
+        let panicked = panic::catch_unwind(AssertUnwindSafe(|| block_on_plain(stream.next())));
+        let message = panic_text(&*panicked.unwrap_err());
+        assert!(message.contains("outside a tokio runtime"), "{message}");
+    });
+}
+
+#[test]
+fn auto_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Unblock<File>>();
+    send_sync::<Unblock<Cursor<Vec<u8>>>>();
+    send_sync::<Unblock<std::vec::IntoIter<String>>>();
+    let mut file = Unblock::new(Cursor::new(Vec::<u8>::new()));
+    send(&file.call(|c| c.position()));
+    send(&file.get_mut());
+}
+
+#[test]
+fn debug_shows_the_value() {
+    let value = Unblock::new(Cursor::new(vec![1u8]));
+    let text = format!("{value:?}");
+    assert!(text.starts_with("Unblock"), "{text}");
+    assert!(text.contains("read_ahead: true"), "{text}");
+}
+
+#[cfg(feature = "test-util")]
+#[test]
+fn blocking_work_holds_the_paused_clock() {
+    bounded(|| {
+        async_bridge::testing::run(async {
+            let (started_tx, started_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            // A plain thread releases the call only after it has started.
+            let opener = thread::spawn(move || {
+                started_rx.recv().unwrap();
+                go_tx.send(()).unwrap();
+            });
+            let mut value = Unblock::new(Cursor::new(vec![0u8; 10]));
+            let start = tokio::time::Instant::now();
+            let result = tokio::time::timeout(
+                Duration::from_secs(3600),
+                value.call(move |c| {
+                    started_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    c.position()
+                }),
+            )
+            .await;
+            // Paused time did not jump to the timeout while the call was blocked.
+            assert_eq!(result.unwrap(), 0);
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            let mut buf = Vec::new();
+            value.read_to_end(&mut buf).await.unwrap();
+            assert_eq!(buf.len(), 10);
+            opener.join().unwrap();
+        });
+    });
+}
+
+#[cfg(feature = "futures-io")]
+#[test]
+fn futures_io_traits() {
+    bounded(|| {
+        runtime().block_on(async {
+            let mut value = Unblock::new(Cursor::new(Vec::new()));
+            futures::AsyncWriteExt::write_all(&mut value, b"hello")
+                .await
+                .unwrap();
+            futures::AsyncWriteExt::flush(&mut value).await.unwrap();
+            let pos = futures::AsyncSeekExt::seek(&mut value, SeekFrom::Start(1))
+                .await
+                .unwrap();
+            assert_eq!(pos, 1);
+            let mut text = String::new();
+            futures::AsyncReadExt::read_to_string(&mut value, &mut text)
+                .await
+                .unwrap();
+            assert_eq!(text, "ello");
+            futures::AsyncWriteExt::close(&mut value).await.unwrap();
+        });
+    });
+}
+
+#[test]
+fn a_dropped_call_future_keeps_the_value() {
+    bounded(|| {
+        runtime().block_on(async {
+            let mut value = Unblock::new(Cursor::new(vec![5u8, 6, 7]));
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let (ran_tx, ran_rx) = mpsc::channel::<()>();
+            {
+                let call = value.call(move |c| {
+                    go_rx.recv().unwrap();
+                    ran_tx.send(()).unwrap();
+                    c.position()
+                });
+                // Polled once: submitted and started; then given up on.
+                assert!(support::poll_once(call).is_pending());
+            }
+            go_tx.send(()).unwrap();
+            // Once polled, the closure runs; the value comes back for the next operation.
+            let mut buf = Vec::new();
+            value.read_to_end(&mut buf).await.unwrap();
+            assert_eq!(buf, [5, 6, 7]);
+            ran_rx.try_recv().expect("the closure ran before the read");
+        });
+    });
+}
+
+#[test]
+fn a_dropped_read_keeps_its_bytes_for_the_next_read() {
+    bounded(|| {
+        runtime().block_on(async {
+            let (mut tx, rx) = UnixStream::pair().unwrap();
+            let mut rx = Unblock::new(rx);
+            {
+                let mut buf = [0; 4];
+                let read = rx.read(&mut buf);
+                assert!(support::poll_once(read).is_pending());
+            }
+            tx.write_all(b"abcdef").unwrap();
+            let mut all = Vec::new();
+            let mut buf = [0; 2];
+            while all.len() < 6 {
+                let n = rx.read(&mut buf).await.unwrap();
+                all.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(all, b"abcdef");
+        });
+    });
+}
