@@ -14,6 +14,11 @@
 //! Run with: `cargo bench --bench facade`. The figure that counts is the ratio of a
 //! library row to its baseline row of the same group.
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::runtime;
+
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::{pin, Pin};
@@ -26,14 +31,6 @@ use async_bridge::{block_on, Portal};
 use criterion::{criterion_group, Criterion};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{mpsc, oneshot};
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 struct Unpark(thread::Thread);
 
@@ -172,17 +169,9 @@ fn from_worker(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .configure_from_args()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config(20, 2);
     targets = plain_thread, from_worker
 }
 

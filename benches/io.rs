@@ -9,6 +9,11 @@
 //! row of the same group (targets: ≥ 0.9× std, ≥ 1.0× `blocking::Unblock`, ≥ 4×
 //! `tokio::fs::File` in throughput).
 
+#[path = "support/mod.rs"]
+mod support;
+
+use support::runtime;
+
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -18,18 +23,9 @@ use std::time::Duration;
 use async_bridge::Unblock;
 use criterion::{criterion_group, Criterion, Throughput};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::runtime::Runtime;
 
 const LEN: usize = 256 * 1024 * 1024;
 const CALL: usize = 64 * 1024;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Deletes the bench files however the bench ends.
 struct TempFiles(Vec<PathBuf>);

@@ -9,52 +9,16 @@
 //! Run with: `cargo bench --bench offload`. The figure that counts is the ratio of a
 //! library row to its baseline row of the same group.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{awaited, burst, runtime};
+
+use std::time::Duration;
 
 use async_bridge::{compute, unblock, ComputePool, Offloader};
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use futures::channel::oneshot;
-use futures::future::join_all;
-use tokio::runtime::Runtime;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Times `iters` sequential awaits of `call()` inside the runtime.
-fn awaited<F, Fut>(rt: &Runtime, iters: u64, call: F) -> Duration
-where
-    F: Fn() -> Fut,
-    Fut: Future,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for _ in 0..iters {
-            std::hint::black_box(call().await);
-        }
-        start.elapsed()
-    })
-}
-
-/// Times `iters` bursts of `n` calls issued at once and joined.
-fn burst<F, Fut>(rt: &Runtime, iters: u64, n: usize, call: F) -> Duration
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for _ in 0..iters {
-            std::hint::black_box(join_all((0..n).map(&call)).await);
-        }
-        start.elapsed()
-    })
-}
 
 fn rayon_oneshot<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -215,17 +179,9 @@ fn report_queued_memory() {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config(20, 3);
     targets = per_call, burst_10k
 }
 

@@ -11,53 +11,17 @@
 //! Run with: `cargo bench --bench worker`. The figure that counts is the ratio of a
 //! library row to its baseline row of the same group.
 
-use std::future::Future;
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{awaited, burst, runtime};
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_bridge::{Worker, WorkerPool};
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use futures::future::join_all;
 use rusqlite::Connection;
-use tokio::runtime::Runtime;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Times `iters` sequential awaits of `call()` inside the runtime.
-fn awaited<F, Fut>(rt: &Runtime, iters: u64, call: F) -> Duration
-where
-    F: Fn() -> Fut,
-    Fut: Future,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for _ in 0..iters {
-            std::hint::black_box(call().await);
-        }
-        start.elapsed()
-    })
-}
-
-/// Times `iters` bursts of `n` calls issued at once and joined.
-fn burst<F, Fut>(rt: &Runtime, iters: u64, n: usize, call: F) -> Duration
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for _ in 0..iters {
-            std::hint::black_box(join_all((0..n).map(&call)).await);
-        }
-        start.elapsed()
-    })
-}
 
 fn unit() -> std::io::Result<()> {
     Ok(())
@@ -184,17 +148,9 @@ fn sqlite(c: &mut Criterion) {
     drop(db);
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(15)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args()
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = support::config(15, 3);
     targets = per_call, burst_10k, sqlite
 }
 

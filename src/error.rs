@@ -65,3 +65,33 @@ impl From<ConfigError> for io::Error {
         io::Error::new(io::ErrorKind::InvalidInput, err)
     }
 }
+
+/// A panic payload kept inside an error.
+///
+/// In a mutex only so that the error holding it is `Sync` (a payload is `Send` only), as
+/// `anyhow` and `io::Error` need.
+pub(crate) struct PanicPayload(std::sync::Mutex<crate::job::Panic>);
+
+impl PanicPayload {
+    pub(crate) fn new(payload: crate::job::Panic) -> Self {
+        PanicPayload(std::sync::Mutex::new(payload))
+    }
+
+    pub(crate) fn into_inner(self) -> crate::job::Panic {
+        self.0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes "`what` panicked", with the panic's message when it has one.
+    pub(crate) fn describe(&self, f: &mut fmt::Formatter<'_>, what: &str) -> fmt::Result {
+        let payload = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match crate::job::panic_message(&payload) {
+            Some(msg) => write!(f, "{what} panicked: {msg}"),
+            None => write!(f, "{what} panicked"),
+        }
+    }
+}

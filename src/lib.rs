@@ -118,6 +118,7 @@ pub mod clock;
 mod compute;
 mod error;
 mod job;
+mod shutdown;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
@@ -129,13 +130,9 @@ mod worker;
 pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
-pub use unblock::{
-    unblock, OffloadError, Offloader, OffloaderBuilder, ShutdownReport, Stats, Unblock,
-};
-pub use worker::{
-    AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder,
-    WorkerShutdownReport,
-};
+pub use shutdown::ShutdownReport;
+pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
+pub use worker::{AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder};
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,8 +1,14 @@
-//! Timers that fail with `None` instead of a panic from inside tokio.
+//! Timers that fail with `None` instead of a panic from inside tokio, and a grace-period
+//! deadline that holds on any executor.
 
+use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::mpsc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::channel::oneshot;
 use tokio::runtime::Handle;
 use tokio::time::Sleep;
 
@@ -14,4 +20,60 @@ use tokio::time::Sleep;
 pub(crate) fn sleep_on(handle: &Handle, after: Duration) -> Option<Sleep> {
     let _entered = handle.enter();
     panic::catch_unwind(AssertUnwindSafe(|| tokio::time::sleep(after))).ok()
+}
+
+/// The end of a grace period: a tokio timer when the caller is in a runtime with timers,
+/// otherwise a helper thread that waits it out (and ends early once the deadline is
+/// dropped), so that the bound holds on any executor.
+pub(crate) enum Deadline {
+    Tokio(Pin<Box<tokio::time::Sleep>>),
+    Thread {
+        fired: oneshot::Receiver<()>,
+        /// Dropped with the deadline: wakes the helper thread so it ends at once.
+        _dropped: mpsc::Sender<()>,
+    },
+    Now,
+}
+
+impl Deadline {
+    pub(crate) fn new(grace: Duration) -> Self {
+        if grace.is_zero() {
+            return Deadline::Now;
+        }
+        if let Some(sleep) = Handle::try_current()
+            .ok()
+            .and_then(|handle| sleep_on(&handle, grace))
+        {
+            return Deadline::Tokio(Box::pin(sleep));
+        }
+        let (fire, fired) = oneshot::channel();
+        let (dropped, wait) = mpsc::channel::<()>();
+        let helper = std::thread::Builder::new()
+            .name("async-bridge-grace-timer".into())
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(grace) {
+                    let _ = fire.send(());
+                }
+            });
+        match helper {
+            Ok(_) => Deadline::Thread {
+                fired,
+                _dropped: dropped,
+            },
+            // No thread to time the grace with: do not wait at all rather than unbounded.
+            Err(_) => Deadline::Now,
+        }
+    }
+}
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.get_mut() {
+            Deadline::Tokio(sleep) => sleep.as_mut().poll(cx),
+            Deadline::Thread { fired, .. } => Pin::new(fired).poll(cx).map(drop),
+            Deadline::Now => Poll::Ready(()),
+        }
+    }
 }

@@ -16,22 +16,8 @@ use std::time::Duration;
 
 use async_bridge::Unblock;
 use futures::{FutureExt, StreamExt};
-use support::{block_on_plain, panic_text};
+use support::{block_on_plain, panic_text, within_a_minute};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-
-/// Runs `f` on its own thread; a hang fails the test after a minute instead of hanging
-/// it (a bound, not a timing assertion). Panics keep their message.
-fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!("hung: no result after 60 s"),
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -64,7 +50,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[test]
 fn reads_a_large_file_exactly_and_writes_it_back() {
-    bounded(|| {
+    within_a_minute(|| {
         let data = pattern(3 * 1024 * 1024 + 17);
         let src = Temp::with("large-src", &data);
         let dst = Temp::with("large-dst", b"");
@@ -92,7 +78,7 @@ fn reads_a_large_file_exactly_and_writes_it_back() {
 
 #[test]
 fn eof_is_reported_every_time_and_zero_length_reads_move_nothing() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let mut reader = Unblock::new(Cursor::new(b"abc".to_vec()));
             assert_eq!(reader.read(&mut []).await.unwrap(), 0);
@@ -129,7 +115,7 @@ impl Read for Trickle {
 
 #[test]
 fn short_reads_pass_through_and_an_unseekable_reader_is_not_read_ahead() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let data = pattern(100);
             let mut reader = Unblock::new(Trickle {
@@ -156,7 +142,7 @@ fn short_reads_pass_through_and_an_unseekable_reader_is_not_read_ahead() {
 
 #[test]
 fn a_socket_handed_back_has_lost_no_byte() {
-    bounded(|| {
+    within_a_minute(|| {
         let (mut tx, rx) = UnixStream::pair().unwrap();
         tx.write_all(b"hello, world").unwrap();
         let rx = runtime().block_on(async {
@@ -175,7 +161,7 @@ fn a_socket_handed_back_has_lost_no_byte() {
 
 #[test]
 fn seek_get_mut_and_call_see_the_logical_position_after_read_ahead() {
-    bounded(|| {
+    within_a_minute(|| {
         let data = pattern(200_000);
         let file = Temp::with("positions", &data);
         runtime().block_on(async {
@@ -199,7 +185,7 @@ fn seek_get_mut_and_call_see_the_logical_position_after_read_ahead() {
 
 #[test]
 fn writes_are_visible_to_call_and_get_mut_before_a_flush() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let mut out = Unblock::new(Cursor::new(Vec::new()));
             out.write_all(b"abc").await.unwrap();
@@ -213,7 +199,7 @@ fn writes_are_visible_to_call_and_get_mut_before_a_flush() {
 
 #[test]
 fn buf_read_lines_over_a_file() {
-    bounded(|| {
+    within_a_minute(|| {
         let file = Temp::with("lines", b"one\ntwo\nthree");
         runtime().block_on(async {
             let mut lines = Unblock::new(File::open(&file.0).unwrap()).lines();
@@ -252,7 +238,7 @@ impl Write for FailAfter {
 
 #[test]
 fn a_write_error_is_reported_unchanged_and_no_byte_is_dropped() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let data = pattern(100);
             let mut out = Unblock::new(FailAfter {
@@ -277,7 +263,7 @@ fn a_write_error_is_reported_unchanged_and_no_byte_is_dropped() {
 
 #[test]
 fn a_write_behind_error_surfaces_on_a_later_write() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             // A tiny capacity keeps the writer thread busy while the caller writes on.
             let mut out = Unblock::with_capacity(
@@ -307,7 +293,7 @@ fn a_write_behind_error_surfaces_on_a_later_write() {
 
 #[test]
 fn shutdown_flushes_the_inner_writer() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let mut out = Unblock::new(FailAfter {
                 written: Vec::new(),
@@ -355,7 +341,7 @@ impl Drop for Reporter {
 
 #[test]
 fn a_drop_inside_a_runtime_flushes_in_the_background() {
-    bounded(|| {
+    within_a_minute(|| {
         let (tx, rx) = mpsc::channel();
         let rt = runtime();
         let caller = rt.block_on(async move {
@@ -377,7 +363,7 @@ fn a_drop_inside_a_runtime_flushes_in_the_background() {
 
 #[test]
 fn a_drop_with_a_write_in_flight_loses_nothing() {
-    bounded(|| {
+    within_a_minute(|| {
         let (tx, rx) = mpsc::channel();
         let rt = runtime();
         rt.block_on(async move {
@@ -401,7 +387,7 @@ fn a_drop_with_a_write_in_flight_loses_nothing() {
 
 #[test]
 fn a_drop_outside_a_runtime_flushes_on_the_dropping_thread() {
-    bounded(|| {
+    within_a_minute(|| {
         let (tx, rx) = mpsc::channel();
         let out = runtime().block_on(async move {
             let mut out = Unblock::new(Reporter {
@@ -422,7 +408,7 @@ fn a_drop_outside_a_runtime_flushes_on_the_dropping_thread() {
 
 #[test]
 fn a_dropped_reader_gives_read_ahead_back_to_a_shared_file() {
-    bounded(|| {
+    within_a_minute(|| {
         let data = pattern(100_000);
         let file = Temp::with("shared", &data);
         let original = File::open(&file.0).unwrap();
@@ -444,7 +430,7 @@ fn a_dropped_reader_gives_read_ahead_back_to_a_shared_file() {
 
 #[test]
 fn an_iterator_is_a_stream_and_into_inner_resumes_exactly() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let text = Cursor::new("one\ntwo\nthree\nfour\n");
             let mut lines = Unblock::new(BufRead::lines(text));
@@ -462,7 +448,7 @@ fn an_iterator_is_a_stream_and_into_inner_resumes_exactly() {
 
 #[test]
 fn a_panicking_iterator_resumes_in_the_polling_task_with_its_payload() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let mut count = 0;
             let iter = std::iter::from_fn(move || {
@@ -487,7 +473,7 @@ fn a_panicking_iterator_resumes_in_the_polling_task_with_its_payload() {
 
 #[test]
 fn a_slow_iterator_does_not_block_the_executor() {
-    bounded(|| {
+    within_a_minute(|| {
         // One executor thread: if `next` ran on it, the feeder task could never run.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -518,7 +504,7 @@ fn a_slow_iterator_does_not_block_the_executor() {
 
 #[test]
 fn a_panic_in_call_resumes_with_its_payload_and_the_value_survives() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let mut value = Unblock::new(Cursor::new(vec![1u8, 2, 3]));
             let task = tokio::spawn(async move {
@@ -538,7 +524,7 @@ fn a_panic_in_call_resumes_with_its_payload_and_the_value_survives() {
 
 #[test]
 fn io_outside_a_runtime_is_a_clear_error() {
-    bounded(|| {
+    within_a_minute(|| {
         let mut reader = Unblock::new(Cursor::new(vec![1u8, 2, 3]));
         let err = block_on_plain(reader.read(&mut [0; 3])).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Other);
@@ -578,7 +564,7 @@ fn debug_shows_the_value() {
 #[cfg(feature = "test-util")]
 #[test]
 fn blocking_work_holds_the_paused_clock() {
-    bounded(|| {
+    within_a_minute(|| {
         async_bridge::testing::run(async {
             let (started_tx, started_rx) = mpsc::channel::<()>();
             let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -612,7 +598,7 @@ fn blocking_work_holds_the_paused_clock() {
 #[cfg(feature = "futures-io")]
 #[test]
 fn futures_io_traits() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let mut value = Unblock::new(Cursor::new(Vec::new()));
             futures::AsyncWriteExt::write_all(&mut value, b"hello")
@@ -635,7 +621,7 @@ fn futures_io_traits() {
 
 #[test]
 fn a_dropped_call_future_keeps_the_value() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let mut value = Unblock::new(Cursor::new(vec![5u8, 6, 7]));
             let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -661,7 +647,7 @@ fn a_dropped_call_future_keeps_the_value() {
 
 #[test]
 fn a_dropped_read_keeps_its_bytes_for_the_next_read() {
-    bounded(|| {
+    within_a_minute(|| {
         runtime().block_on(async {
             let (mut tx, rx) = UnixStream::pair().unwrap();
             let mut rx = Unblock::new(rx);

@@ -2,12 +2,13 @@
 //! `Unblock<T>` against the same sequence on the std value, on a `Cursor<Vec<u8>>`, on a
 //! `File`, and on a reader that cannot seek: same bytes, same positions, same errors.
 
+mod support;
+
+use support::within_a_minute;
+
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 use std::panic;
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
 
 use async_bridge::Unblock;
 use proptest::prelude::*;
@@ -52,20 +53,6 @@ fn config() -> ProptestConfig {
         cases: 64,
         failure_persistence: None,
         ..ProptestConfig::default()
-    }
-}
-
-/// Runs `f` on its own thread; a hang fails the test after a minute instead of hanging
-/// it (a bound, not a timing assertion). Panics keep their message.
-fn bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(panic::catch_unwind(panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!("hung: no result after 60 s"),
     }
 }
 
@@ -157,7 +144,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..40),
         capacity in capacity(),
     ) {
-        bounded(move || {
+        within_a_minute(move || {
             runtime().block_on(async move {
                 let mut std = Cursor::new(initial.clone());
                 let mut ours = wrap(capacity, Cursor::new(initial));
@@ -178,7 +165,7 @@ proptest! {
         capacity in capacity(),
         case in any::<u64>(),
     ) {
-        bounded(move || {
+        within_a_minute(move || {
             let dir = std::env::temp_dir();
             let pid = std::process::id();
             let ours_path = dir.join(format!("unblock-prop-ours-{pid}-{case}"));
@@ -210,7 +197,7 @@ proptest! {
         reads in proptest::collection::vec(0usize..900, 0..12),
         capacity in capacity(),
     ) {
-        bounded(move || {
+        within_a_minute(move || {
             runtime().block_on(async move {
                 let mut ours = wrap(capacity, NoSeek(Cursor::new(data.clone())));
                 let mut got = Vec::new();

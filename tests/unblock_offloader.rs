@@ -467,3 +467,29 @@ fn a_runtime_that_shuts_down_under_a_queued_call_fails_it_instead_of_hanging() {
         Err(err) => assert!(err.is_cancelled(), "{err}"),
     }
 }
+
+#[test]
+fn shutdown_outside_a_runtime_still_waits_at_most_grace() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lane = Offloader::builder("outside-shutdown")
+        .handle(rt.handle().clone())
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let call = lane.run(move || {
+        started_tx.send(()).unwrap();
+        g.wait();
+    });
+    let caller = std::thread::spawn(move || support::block_on_plain(call));
+    started_rx.recv().unwrap();
+    // Polled by an executor with no tokio in it: a helper thread times the grace.
+    let l = lane.clone();
+    let report =
+        within_a_minute(move || support::block_on_plain(l.shutdown(Duration::from_millis(20))));
+    assert!(!report.is_complete());
+    assert_eq!(report.still_running().len(), 1);
+    gate.open();
+    caller.join().unwrap().unwrap();
+}

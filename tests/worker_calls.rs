@@ -13,7 +13,7 @@ use std::task::Poll;
 
 use async_bridge::{AfterPanic, Worker, WorkerError};
 use futures::future::join_all;
-use support::{block_on_plain, panic_text, within_a_minute, Gate};
+use support::{block_on_plain, panic_text, within_a_minute, DropProbe, Gate};
 use tokio_util::sync::CancellationToken;
 
 type Io<T> = std::io::Result<T>;
@@ -29,19 +29,6 @@ fn rt() -> tokio::runtime::Runtime {
 /// Polls a future once with the current task's waker (so that it is woken later).
 async fn poll_now<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     futures::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
-}
-
-/// Reports the thread it is dropped on.
-struct DropProbe(mpsc::Sender<String>);
-
-impl Drop for DropProbe {
-    fn drop(&mut self) {
-        let name = std::thread::current()
-            .name()
-            .unwrap_or("<unnamed>")
-            .to_owned();
-        let _ = self.0.send(name);
-    }
 }
 
 #[test]
@@ -459,7 +446,7 @@ fn auto_traits() {
     send_sync::<Worker<Rc<RefCell<u8>>>>();
     send_sync::<async_bridge::WorkerPool<Rc<RefCell<u8>>>>();
     send_sync::<WorkerError>();
-    send_sync::<async_bridge::WorkerShutdownReport>();
+    send_sync::<async_bridge::ShutdownReport>();
     send_sync::<AfterPanic>();
     unpin::<Worker<Rc<u8>>>();
     let w = Worker::builder("traits")

@@ -10,25 +10,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_bridge::{Worker, WorkerPool};
-use support::{block_on_plain, within_a_minute, Gate};
+use support::{block_on_plain, within_a_minute, DropProbe, Gate};
 use tokio_util::sync::CancellationToken;
 
 /// Polls a future once with the current task's waker (so that it is woken later).
 async fn poll_now<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     futures::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *fut).poll(cx))).await
-}
-
-/// Reports the thread it is dropped on.
-struct DropProbe(mpsc::Sender<String>);
-
-impl Drop for DropProbe {
-    fn drop(&mut self) {
-        let name = std::thread::current()
-            .name()
-            .unwrap_or("<unnamed>")
-            .to_owned();
-        let _ = self.0.send(name);
-    }
 }
 
 type Log = (Vec<u32>, DropProbe);

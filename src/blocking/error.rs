@@ -4,9 +4,9 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::panic::Location;
-use std::sync::{Mutex, PoisonError};
 
-use crate::job::{self, Origin, Panic};
+use crate::error::PanicPayload;
+use crate::job::{Origin, Panic};
 
 /// Why [`block_on`](crate::block_on), a [`Portal`](crate::Portal) or a
 /// [`Blocking<T>`](crate::Blocking) call did not return the future's output.
@@ -43,7 +43,7 @@ enum Repr {
     Shutdown,
     NoRuntime(String),
     /// In a mutex only so that the error is `Sync` (a payload is `Send` only).
-    Panic(Mutex<Panic>),
+    Panic(PanicPayload),
 }
 
 /// The caller is the thread that drives a current_thread runtime.
@@ -84,7 +84,7 @@ impl BlockOnError {
     pub(crate) fn panic(origin: Origin, payload: Panic) -> Self {
         BlockOnError {
             origin,
-            repr: Repr::Panic(Mutex::new(payload)),
+            repr: Repr::Panic(PanicPayload::new(payload)),
         }
     }
 
@@ -142,9 +142,7 @@ impl BlockOnError {
     /// The panic payload, or the error back when it is not a panic.
     pub fn try_into_panic(self) -> Result<Box<dyn std::any::Any + Send + 'static>, BlockOnError> {
         match self.repr {
-            Repr::Panic(payload) => {
-                Ok(payload.into_inner().unwrap_or_else(PoisonError::into_inner))
-            }
+            Repr::Panic(payload) => Ok(payload.into_inner()),
             repr => Err(BlockOnError { repr, ..self }),
         }
     }
@@ -162,13 +160,7 @@ impl fmt::Display for BlockOnError {
             ),
             Repr::Shutdown => f.write_str("the portal is shut down"),
             Repr::NoRuntime(why) => write!(f, "the global portal could not start: {why}"),
-            Repr::Panic(payload) => {
-                let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
-                match job::panic_message(&payload) {
-                    Some(msg) => write!(f, "future panicked: {msg}"),
-                    None => f.write_str("future panicked"),
-                }
-            }
+            Repr::Panic(payload) => payload.describe(f, "future"),
         }
     }
 }

@@ -3,10 +3,11 @@
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::job::{self, Panic};
+use crate::error::PanicPayload;
+use crate::job::Panic;
 
 /// Why a call through an [`Offloader`](crate::Offloader) or a
 /// [`ComputePool`](crate::ComputePool) did not return the closure's value.
@@ -34,9 +35,7 @@ pub struct OffloadError {
 }
 
 enum Repr {
-    /// In a mutex only so that the error is `Sync` (a payload is `Send` only), as
-    /// `anyhow` and `io::Error` need.
-    Panic(Mutex<Panic>),
+    Panic(PanicPayload),
     Timeout(Duration),
     Rejected(usize),
     Cancelled,
@@ -46,7 +45,7 @@ enum Repr {
 
 impl OffloadError {
     pub(crate) fn panic(name: &Arc<str>, payload: Panic) -> Self {
-        Self::new(name, Repr::Panic(Mutex::new(payload)))
+        Self::new(name, Repr::Panic(PanicPayload::new(payload)))
     }
 
     pub(crate) fn timeout(name: &Arc<str>, after: Duration) -> Self {
@@ -130,9 +129,7 @@ impl OffloadError {
     /// The panic payload, or the error back when it is not a panic.
     pub fn try_into_panic(self) -> Result<Box<dyn std::any::Any + Send + 'static>, OffloadError> {
         match self.repr {
-            Repr::Panic(payload) => {
-                Ok(payload.into_inner().unwrap_or_else(PoisonError::into_inner))
-            }
+            Repr::Panic(payload) => Ok(payload.into_inner()),
             repr => Err(OffloadError { repr, ..self }),
         }
     }
@@ -142,13 +139,7 @@ impl fmt::Display for OffloadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lane `{}`: ", self.name)?;
         match &self.repr {
-            Repr::Panic(payload) => {
-                let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
-                match job::panic_message(&payload) {
-                    Some(msg) => write!(f, "closure panicked: {msg}"),
-                    None => f.write_str("closure panicked"),
-                }
-            }
+            Repr::Panic(payload) => payload.describe(f, "closure"),
             Repr::Timeout(after) => write!(f, "call timed out after {after:?}"),
             Repr::Rejected(max) => write!(f, "call rejected: {max} callers already waiting"),
             Repr::Cancelled => {

@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use super::OffloadError;
 use crate::error::ConfigError;
 use crate::job::{self, Claim, Kind, Origin, Outcome, Ran, Reply};
-use crate::timer;
+use crate::shutdown::ShutdownReport;
+use crate::timer::{self, Deadline};
 
 type Site = &'static Location<'static>;
 
@@ -140,75 +141,6 @@ pub struct Stats {
     pub timed_out: u64,
     /// Calls whose caller went away (dropped the future) before they finished.
     pub cancelled: u64,
-}
-
-/// What [`Offloader::shutdown`] found.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use async_bridge::Offloader;
-///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let lane = Offloader::builder("reports").build().unwrap();
-/// lane.run(|| ()).await.unwrap();
-/// let report = lane.shutdown(Duration::from_secs(1)).await;
-/// assert!(report.is_complete());
-/// assert!(lane.run(|| ()).await.unwrap_err().is_shutdown());
-/// # });
-/// ```
-#[derive(Clone, Debug)]
-pub struct ShutdownReport {
-    name: Arc<str>,
-    finished: u64,
-    abandoned: usize,
-    still_running: Vec<Site>,
-}
-
-impl ShutdownReport {
-    /// True when nothing of the lane was still running at the end of the grace period.
-    pub fn is_complete(&self) -> bool {
-        self.still_running.is_empty()
-    }
-
-    /// How many closures finished (returned or panicked) while shutdown waited.
-    pub fn finished(&self) -> u64 {
-        self.finished
-    }
-
-    /// How many queued callers were failed with [`is_shutdown`](OffloadError::is_shutdown)
-    /// instead of running.
-    pub fn abandoned(&self) -> usize {
-        self.abandoned
-    }
-
-    /// The call sites of the closures still running when the grace period ended. Their
-    /// tokens are cancelled; their threads are not killed.
-    pub fn still_running(&self) -> &[&'static Location<'static>] {
-        &self.still_running
-    }
-}
-
-impl fmt::Display for ShutdownReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "lane `{}` shut down: {} finished during grace, {} queued calls abandoned, {} still running",
-            self.name,
-            self.finished,
-            self.abandoned,
-            self.still_running.len()
-        )?;
-        for (i, site) in self.still_running.iter().enumerate() {
-            f.write_str(if i == 0 { " (called at " } else { ", " })?;
-            write!(f, "{site}")?;
-        }
-        if !self.still_running.is_empty() {
-            f.write_str(")")?;
-        }
-        Ok(())
-    }
 }
 
 impl Offloader {
@@ -358,8 +290,8 @@ impl Offloader {
     /// when `grace` ends are named in the report by call site and left to finish on
     /// their own (no thread is killed). Every clone of the lane sees the shutdown.
     ///
-    /// Outside a runtime with timers there is no way to wait, so the report is taken at
-    /// once.
+    /// Outside a runtime with timers, a helper thread times the grace period, so the
+    /// bound holds on any executor.
     ///
     /// # Examples
     ///
@@ -397,30 +329,26 @@ impl Offloader {
                                 // Dropping the tickets outside the lock fails their callers with `is_shutdown`.
         let abandoned = abandoned.into_iter().filter(|e| e.claim.abandon()).count();
         lane.shutdown.cancel();
-        if let Some(sleep) = Handle::try_current()
-            .ok()
-            .and_then(|h| timer::sleep_on(&h, grace))
-        {
-            let mut sleep = pin!(sleep);
-            loop {
-                let idle = lane.idle.notified();
-                let mut idle = pin!(idle);
-                idle.as_mut().enable();
-                if lane.state.lock().running == 0 {
-                    break;
-                }
-                if let Either::Right(_) = future::select(idle, sleep.as_mut()).await {
-                    break;
-                }
+        let mut deadline = pin!(Deadline::new(grace));
+        loop {
+            let idle = lane.idle.notified();
+            let mut idle = pin!(idle);
+            idle.as_mut().enable();
+            if lane.state.lock().running == 0 {
+                break;
+            }
+            if let Either::Right(_) = future::select(idle, deadline.as_mut()).await {
+                break;
             }
         }
         let still_running = lane.state.lock().sites.iter().flatten().copied().collect();
-        ShutdownReport {
-            name: Arc::clone(&lane.name),
-            finished: lane.counters.finished() - finished_before,
+        ShutdownReport::new(
+            "lane",
+            &lane.name,
+            lane.counters.finished() - finished_before,
             abandoned,
             still_running,
-        }
+        )
     }
 
     fn call<F, T>(

@@ -3,10 +3,10 @@
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use crate::error::ConfigError;
-use crate::job::{self, Panic};
+use crate::error::{ConfigError, PanicPayload};
+use crate::job::Panic;
 use crate::BlockOnError;
 
 /// A shareable error value: the reason a worker stopped is stored once and seen by every
@@ -66,9 +66,7 @@ pub struct WorkerError {
 }
 
 enum Repr {
-    /// In a mutex only so that the error is `Sync` (a payload is `Send` only), as
-    /// `anyhow` and `io::Error` need.
-    Panic(Mutex<Panic>),
+    Panic(PanicPayload),
     /// The worker was shut down, or stopped for the reason given.
     Closed(Option<Cause>),
     /// Waiting here would never end.
@@ -94,7 +92,7 @@ const OWN_THREAD: &str = "called from the worker's own thread, which would wait 
 
 impl WorkerError {
     pub(crate) fn panic(name: &Arc<str>, payload: Panic) -> Self {
-        Self::new(name, Repr::Panic(Mutex::new(payload)))
+        Self::new(name, Repr::Panic(PanicPayload::new(payload)))
     }
 
     pub(crate) fn closed(name: &Arc<str>, cause: Option<Cause>) -> Self {
@@ -183,9 +181,7 @@ impl WorkerError {
     /// The panic payload, or the error back when it is not a panic.
     pub fn try_into_panic(self) -> Result<Box<dyn std::any::Any + Send + 'static>, WorkerError> {
         match self.repr {
-            Repr::Panic(payload) => {
-                Ok(payload.into_inner().unwrap_or_else(PoisonError::into_inner))
-            }
+            Repr::Panic(payload) => Ok(payload.into_inner()),
             repr => Err(WorkerError { repr, ..self }),
         }
     }
@@ -195,13 +191,7 @@ impl fmt::Display for WorkerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "worker `{}`: ", self.name)?;
         match &self.repr {
-            Repr::Panic(payload) => {
-                let payload = payload.lock().unwrap_or_else(PoisonError::into_inner);
-                match job::panic_message(&payload) {
-                    Some(msg) => write!(f, "closure panicked: {msg}"),
-                    None => f.write_str("closure panicked"),
-                }
-            }
+            Repr::Panic(payload) => payload.describe(f, "closure"),
             Repr::Closed(None) => f.write_str("worker is shut down"),
             Repr::Closed(Some(cause)) => write!(f, "worker has stopped: {cause}"),
             Repr::WouldDeadlock(WhyDeadlock::OwnThread) => {

@@ -20,5 +20,4 @@ mod worker;
 pub use builder::{AfterPanic, WorkerBuilder, WorkerPoolBuilder};
 pub use error::WorkerError;
 pub use pool::WorkerPool;
-pub use shutdown::WorkerShutdownReport;
 pub use worker::Worker;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::mailbox::{Link, Shared};
-use super::{shutdown, WorkerError, WorkerPoolBuilder, WorkerShutdownReport};
+use super::{shutdown, WorkerError, WorkerPoolBuilder};
 
 /// Several [`Worker`](crate::Worker)s, each with its own thread and its own object,
 /// behind one handle that routes each call to the least-loaded worker.
@@ -269,7 +269,7 @@ impl<T: 'static> WorkerPool<T> {
     /// assert!(pool.call(|_| ()).await.unwrap_err().is_closed());
     /// # });
     /// ```
-    pub async fn shutdown(&self, grace: Duration) -> WorkerShutdownReport {
+    pub async fn shutdown(&self, grace: Duration) -> crate::ShutdownReport {
         let shared: Vec<Arc<Shared<T>>> = self
             .inner
             .workers

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::mailbox::{Link, Shared};
-use super::{shutdown, WorkerBuilder, WorkerError, WorkerShutdownReport};
+use super::{shutdown, WorkerBuilder, WorkerError};
 
 /// One dedicated thread that owns a legacy object, and an async API to call it.
 ///
@@ -296,7 +296,7 @@ impl<T: 'static> Worker<T> {
     /// assert!(queued.await.unwrap().unwrap_err().is_closed());
     /// # });
     /// ```
-    pub async fn shutdown(&self, grace: Duration) -> WorkerShutdownReport {
+    pub async fn shutdown(&self, grace: Duration) -> crate::ShutdownReport {
         let shared = self.shared();
         shutdown::shutdown(&shared.name, std::slice::from_ref(shared), grace).await
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -59,15 +60,26 @@ pub fn block_on_plain<F: Future>(fut: F) -> F::Output {
 
 /// Runs `f` on its own thread and fails the test (instead of hanging) if it has not
 /// finished after a generous limit. This is a bound on a hang, not a timing assertion.
+/// A panic of `f` is resumed here with its payload.
 pub fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        let _ = tx.send(f());
+        let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(value) => value,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: no result after 60 s"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked"),
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(_) => panic!("hung: no result after 60 s"),
+    }
+}
+
+/// Reports the name of the thread it is dropped on.
+pub struct DropProbe(pub mpsc::Sender<String>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let name = thread::current().name().unwrap_or("<unnamed>").to_owned();
+        let _ = self.0.send(name);
     }
 }
 
