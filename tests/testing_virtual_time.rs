@@ -367,3 +367,33 @@ fn a_facade_on_the_test_thread_is_refused_not_hung() {
         assert!(err.is_would_deadlock());
     });
 }
+
+#[test]
+fn a_timeout_does_not_fire_while_a_worker_call_computes_and_a_worker_sleep_is_virtual() {
+    testing::run(async {
+        let worker = async_bridge::Worker::builder("vt-worker")
+            .spawn(|| Ok::<_, std::io::Error>(0u64))
+            .unwrap();
+        let done = tokio::time::timeout(
+            Duration::from_secs(1),
+            worker.call(|n| *n = compute_for(Duration::from_millis(200))),
+        )
+        .await;
+        assert!(done.is_ok(), "the clock moved while a worker call computed");
+        let start = Instant::now();
+        worker.call(|_| clock::sleep(Duration::from_secs(600))).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(600));
+    });
+}
+
+#[test]
+fn unblock_io_holds_the_clock_while_it_works() {
+    use tokio::io::AsyncReadExt;
+    testing::run(async {
+        let data = vec![7u8; 4 << 20];
+        let mut reader = async_bridge::Unblock::new(std::io::Cursor::new(data));
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(1), reader.read_to_end(&mut out)).await;
+        assert_eq!(read.unwrap().unwrap(), 4 << 20);
+    });
+}
