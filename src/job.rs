@@ -139,9 +139,33 @@ pub(crate) fn submit<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
 ) -> (Ticket<T>, Reply<T>) {
+    submit_with(origin, cancel, false)
+}
+
+/// As [`submit`], for a job that waits in a queue of its handle (a lane, a mailbox)
+/// behind other jobs of that handle: under the virtual-time harness it holds the clock
+/// only from the moment a runner [claims](Claim::claim) it, so that work ahead of it that
+/// sleeps on the clock lets the clock move. (Work waiting only for a pool thread, as
+/// `unblock` and `compute` do, holds the clock from submission: a thread comes without
+/// time passing.)
+pub(crate) fn submit_queued<T>(
+    origin: Origin,
+    cancel: Option<CancellationToken>,
+) -> (Ticket<T>, Reply<T>) {
+    submit_with(origin, cancel, true)
+}
+
+#[cfg_attr(not(feature = "test-util"), allow(unused_variables))]
+fn submit_with<T>(
+    origin: Origin,
+    cancel: Option<CancellationToken>,
+    queued: bool,
+) -> (Ticket<T>, Reply<T>) {
     #[cfg(feature = "test-util")]
-    let participant = crate::testing::scope::enter_job(&origin);
+    let participant = crate::testing::scope::enter_job(&origin, queued);
     let cell = Arc::new(Cell {
+        #[cfg(feature = "test-util")]
+        starter: participant.as_ref().map(|p| p.starter()),
         origin,
         state: AtomicU8::new(WAITING),
         outcome: Mutex::new(None),
@@ -171,6 +195,9 @@ const DONE: u8 = 3;
 /// The one allocation a job costs: its state, its origin and the slot for its outcome,
 /// shared by the [`Ticket`] and the [`Reply`].
 struct Cell<T> {
+    /// Starts the job's harness participant when the job is claimed.
+    #[cfg(feature = "test-util")]
+    starter: Option<crate::testing::ParticipantRef>,
     origin: Origin,
     state: AtomicU8,
     outcome: Mutex<Option<Outcome<T>>>,
@@ -184,6 +211,18 @@ impl<T> Cell<T> {
             .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
             .map(drop)
     }
+
+    /// Claims the job for running: false when its caller (or its queue) gave it up.
+    fn start(&self) -> bool {
+        let started = matches!(self.transition(STARTED), Ok(()) | Err(STARTED));
+        #[cfg(feature = "test-util")]
+        if started {
+            if let Some(starter) = &self.starter {
+                starter.start();
+            }
+        }
+        started
+    }
 }
 
 /// A type-erased view of a job's start, for queues that hold jobs of many result types.
@@ -196,6 +235,10 @@ pub(crate) trait Claim: Send + Sync {
     /// cleared); false when it had started or its caller had already given up.
     fn abandon(&self) -> bool;
 
+    /// The queued job will be claimed without time passing (its runner is idle): under
+    /// the virtual-time harness it holds the clock from now on. No effect otherwise.
+    fn runs_soon(&self);
+
     /// True while the job has neither started nor been given up.
     fn is_waiting(&self) -> bool;
 
@@ -205,11 +248,18 @@ pub(crate) trait Claim: Send + Sync {
 
 impl<T: Send> Claim for Cell<T> {
     fn claim(&self) -> bool {
-        matches!(self.transition(STARTED), Ok(()) | Err(STARTED))
+        self.start()
     }
 
     fn abandon(&self) -> bool {
         self.transition(WITHDRAWN).is_ok()
+    }
+
+    fn runs_soon(&self) {
+        #[cfg(feature = "test-util")]
+        if let Some(starter) = &self.starter {
+            starter.start();
+        }
     }
 
     fn is_waiting(&self) -> bool {
@@ -257,8 +307,9 @@ impl<T> Ticket<T> {
     where
         F: FnOnce(Option<&CancellationToken>) -> T,
     {
-        if let Err(WITHDRAWN) = self.cell.transition(STARTED) {
-            self.replied = true; // nobody is listening
+        if !self.cell.start() {
+            // Withdrawn by its caller, or abandoned by its queue: the ticket's drop tells
+            // a caller still listening that it was dropped.
             before_reply(Ran::Skipped);
             return Ran::Skipped;
         }
@@ -326,6 +377,11 @@ impl<T> Reply<T> {
     /// already started (or was already withdrawn).
     pub(crate) fn withdraw(&self) -> bool {
         self.cell.transition(WITHDRAWN).is_ok()
+    }
+
+    /// True once the outcome is in (whether or not it was taken).
+    pub(crate) fn is_done(&self) -> bool {
+        self.cell.state.load(Ordering::Acquire) == DONE
     }
 
     /// Cancels the job's token, if it has one.

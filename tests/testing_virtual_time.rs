@@ -381,7 +381,10 @@ fn a_timeout_does_not_fire_while_a_worker_call_computes_and_a_worker_sleep_is_vi
         .await;
         assert!(done.is_ok(), "the clock moved while a worker call computed");
         let start = Instant::now();
-        worker.call(|_| clock::sleep(Duration::from_secs(600))).await.unwrap();
+        worker
+            .call(|_| clock::sleep(Duration::from_secs(600)))
+            .await
+            .unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(600));
     });
 }
@@ -393,7 +396,50 @@ fn unblock_io_holds_the_clock_while_it_works() {
         let data = vec![7u8; 4 << 20];
         let mut reader = async_bridge::Unblock::new(std::io::Cursor::new(data));
         let mut out = Vec::new();
-        let read = tokio::time::timeout(Duration::from_millis(1), reader.read_to_end(&mut out)).await;
+        let read =
+            tokio::time::timeout(Duration::from_millis(1), reader.read_to_end(&mut out)).await;
         assert_eq!(read.unwrap().unwrap(), 4 << 20);
     });
+}
+
+#[test]
+fn a_job_queued_behind_a_sleeping_job_lets_the_clock_move() {
+    testing::run(async {
+        let start = Instant::now();
+        let lane = Offloader::builder("one-slot")
+            .max_concurrency(1)
+            .build()
+            .unwrap();
+        let first = lane.run(|| clock::sleep(Duration::from_secs(1)));
+        let second = lane.run(|| clock::sleep(Duration::from_secs(1)));
+        let (a, b) = futures::future::join(first, second).await;
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+
+        // The same through a worker, whose call is submitted before it is awaited.
+        let worker = async_bridge::Worker::builder("one-thread")
+            .spawn(|| Ok::<_, std::io::Error>(()))
+            .unwrap();
+        let call = worker.call(|_| clock::sleep(Duration::from_secs(1)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        call.await.unwrap();
+        assert!(start.elapsed() >= Duration::from_secs(3));
+    });
+}
+
+#[test]
+fn a_stall_with_a_pending_timer_still_fails() {
+    let stall = testing::Builder::new()
+        .stall_limit(Duration::from_millis(200))
+        .try_run(async {
+            let lane = Offloader::builder("stuck-with-timeout")
+                .timeout(Duration::from_millis(50))
+                .build()
+                .unwrap();
+            let (_tx, rx) = std::sync::mpsc::channel::<()>();
+            lane.run(move || rx.recv()).await
+        })
+        .unwrap_err();
+    assert_eq!(stall.holders(), 1);
 }

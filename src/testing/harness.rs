@@ -43,15 +43,22 @@ struct Ledger {
 
 struct Entry {
     origin: Origin,
-    asleep_until: Option<Instant>,
-    /// Suspended in a blocking facade, waiting for its future to be woken.
-    waiting: bool,
+    phase: Phase,
+    /// Counted in `active`: the entry holds the clock.
+    holds: bool,
 }
 
-impl Entry {
-    fn holds_clock(&self) -> bool {
-        self.asleep_until.is_none() && !self.waiting
-    }
+/// Where a participant is; only a running one holds the clock (with one exception: a
+/// sleeper holds it until its timer is registered).
+enum Phase {
+    /// Submitted to a lane or mailbox, waiting for its turn: the work ahead of it holds
+    /// the clock, or lets it move.
+    Queued,
+    Running,
+    /// In `clock::sleep` until this virtual time.
+    Asleep(Instant),
+    /// In a blocking facade, waiting for its future to be woken.
+    Waiting,
 }
 
 impl Harness {
@@ -89,20 +96,28 @@ impl Harness {
         Instant::now()
     }
 
-    /// Adds an active participant; the clock stays still until it leaves.
-    pub(crate) fn enter(self: &Arc<Self>, origin: Origin) -> Participant {
+    /// Adds a participant. A `queued` one does not hold the clock until it
+    /// [starts](ParticipantRef::start); any other holds it from now until it leaves.
+    pub(crate) fn enter(self: &Arc<Self>, origin: Origin, queued: bool) -> Participant {
         let mut ledger = self.ledger.lock();
         let id = ledger.next_id;
         ledger.next_id += 1;
+        let phase = if queued {
+            Phase::Queued
+        } else {
+            Phase::Running
+        };
         ledger.entries.insert(
             id,
             Entry {
                 origin,
-                asleep_until: None,
-                waiting: false,
+                phase,
+                holds: false,
             },
         );
-        self.activate(&mut ledger);
+        if !queued {
+            self.hold_for(&mut ledger, id);
+        }
         drop(ledger);
         self.progress();
         Participant {
@@ -111,7 +126,15 @@ impl Harness {
         }
     }
 
-    fn activate(self: &Arc<Self>, ledger: &mut Ledger) {
+    /// Makes entry `id` hold the clock, if it does not already.
+    fn hold_for(self: &Arc<Self>, ledger: &mut Ledger, id: u64) {
+        let Some(entry) = ledger.entries.get_mut(&id) else {
+            return;
+        };
+        if entry.holds {
+            return;
+        }
+        entry.holds = true;
         ledger.active += 1;
         if !ledger.holder {
             ledger.holder = true;
@@ -121,10 +144,35 @@ impl Harness {
         }
     }
 
-    fn deactivate(&self, ledger: &mut Ledger) {
+    /// Makes entry `id` let go of the clock, if it holds it.
+    fn release_for(&self, ledger: &mut Ledger, id: u64) {
+        let Some(entry) = ledger.entries.get_mut(&id) else {
+            return;
+        };
+        if !entry.holds {
+            return;
+        }
+        entry.holds = false;
         ledger.active -= 1;
         if ledger.active == 0 {
             self.released.notify_all();
+        }
+    }
+
+    /// Moves entry `id` from phase `from` (any phase when `None`) to `to`; false when it
+    /// was in another phase (or is gone).
+    fn set_phase(
+        ledger: &mut Ledger,
+        id: u64,
+        from: Option<fn(&Phase) -> bool>,
+        to: Phase,
+    ) -> bool {
+        match ledger.entries.get_mut(&id) {
+            Some(entry) if from.is_none_or(|is| is(&entry.phase)) => {
+                entry.phase = to;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -139,13 +187,25 @@ impl Harness {
 
     fn leave(&self, id: u64) {
         let mut ledger = self.ledger.lock();
-        if let Some(entry) = ledger.entries.remove(&id) {
-            if entry.holds_clock() {
-                self.deactivate(&mut ledger);
-            }
-        }
+        self.release_for(&mut ledger, id);
+        ledger.entries.remove(&id);
         drop(ledger);
         self.progress();
+    }
+
+    /// A queued participant starts running: it holds the clock from now on.
+    fn start(self: &Arc<Self>, id: u64) {
+        let mut ledger = self.ledger.lock();
+        if Self::set_phase(
+            &mut ledger,
+            id,
+            Some(|p| matches!(p, Phase::Queued)),
+            Phase::Running,
+        ) {
+            self.hold_for(&mut ledger, id);
+            drop(ledger);
+            self.progress();
+        }
     }
 
     /// Blocks the calling participant for `duration` of virtual time, letting the clock
@@ -156,6 +216,7 @@ impl Harness {
         }
         // The participant still holds the clock: the deadline is exact.
         let deadline = self.now() + duration;
+        Self::set_phase(&mut self.ledger.lock(), id, None, Phase::Asleep(deadline));
         let (woke_tx, woke_rx) = mpsc::channel::<()>();
         let harness = Arc::clone(self);
         // Spawned before the participant lets go of the clock, so the runtime has this
@@ -167,26 +228,40 @@ impl Harness {
         }));
         {
             let mut ledger = self.ledger.lock();
-            if let Some(entry) = ledger.entries.get_mut(&id) {
-                entry.asleep_until = Some(deadline);
+            // Unless the timer already fired (a test's own `tokio::time::advance`).
+            if matches!(ledger.entries.get(&id), Some(e) if matches!(e.phase, Phase::Asleep(_))) {
+                self.release_for(&mut ledger, id);
             }
-            self.deactivate(&mut ledger);
         }
         self.progress();
         // An error means the runtime is gone (the test ended): stop sleeping.
         let _ = woke_rx.recv();
     }
 
+    /// The timer of a sleeping participant fired: it holds the clock again, before its
+    /// thread runs.
+    fn wake(self: &Arc<Self>, id: u64) {
+        let mut ledger = self.ledger.lock();
+        if Self::set_phase(
+            &mut ledger,
+            id,
+            Some(|p| matches!(p, Phase::Asleep(_))),
+            Phase::Running,
+        ) {
+            self.hold_for(&mut ledger, id);
+        }
+        drop(ledger);
+        self.progress();
+    }
+
     /// A participant waits for something other than a timer of its own (a facade's
     /// future): it lets go of the clock until [`resume`](Self::resume).
     pub(crate) fn suspend(&self, id: u64) {
-        {
-            let mut ledger = self.ledger.lock();
-            if let Some(entry) = ledger.entries.get_mut(&id) {
-                entry.waiting = true;
-            }
-            self.deactivate(&mut ledger);
+        let mut ledger = self.ledger.lock();
+        if Self::set_phase(&mut ledger, id, None, Phase::Waiting) {
+            self.release_for(&mut ledger, id);
         }
+        drop(ledger);
         self.progress();
     }
 
@@ -194,22 +269,14 @@ impl Harness {
     /// runs.
     pub(crate) fn resume(self: &Arc<Self>, id: u64) {
         let mut ledger = self.ledger.lock();
-        if let Some(entry) = ledger.entries.get_mut(&id) {
-            entry.waiting = false;
+        if Self::set_phase(
+            &mut ledger,
+            id,
+            Some(|p| matches!(p, Phase::Waiting)),
+            Phase::Running,
+        ) {
+            self.hold_for(&mut ledger, id);
         }
-        self.activate(&mut ledger);
-        drop(ledger);
-        self.progress();
-    }
-
-    /// The timer of a sleeping participant fired: it holds the clock again, before its
-    /// thread runs.
-    fn wake(self: &Arc<Self>, id: u64) {
-        let mut ledger = self.ledger.lock();
-        if let Some(entry) = ledger.entries.get_mut(&id) {
-            entry.asleep_until = None;
-        }
-        self.activate(&mut ledger);
         drop(ledger);
         self.progress();
     }
@@ -219,19 +286,21 @@ impl Harness {
         let ledger = self.ledger.lock();
         let mut text = String::new();
         for entry in ledger.entries.values() {
-            let _ = match entry.asleep_until {
-                None if entry.waiting => writeln!(
+            let origin = &entry.origin;
+            let _ = match entry.phase {
+                Phase::Queued => writeln!(text, "  - {origin}: queued behind the work above"),
+                Phase::Running => writeln!(text, "  - {origin}: running (holds the clock)"),
+                Phase::Asleep(t) => writeln!(
                     text,
-                    "  - {}: waiting in a blocking facade for its future",
-                    entry.origin
-                ),
-                None => writeln!(text, "  - {}: running (holds the clock)", entry.origin),
-                Some(t) => writeln!(
-                    text,
-                    "  - {}: asleep on the clock until +{:?}",
-                    entry.origin,
+                    "  - {origin}: asleep on the clock until +{:?}",
                     t - self.start
                 ),
+                Phase::Waiting => {
+                    writeln!(
+                        text,
+                        "  - {origin}: waiting in a blocking facade for its future"
+                    )
+                }
             };
         }
         (ledger.active, text)
@@ -256,6 +325,27 @@ impl Participant {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// A handle that can start this participant from wherever its job is claimed.
+    pub(crate) fn starter(&self) -> ParticipantRef {
+        ParticipantRef {
+            harness: Arc::clone(&self.harness),
+            id: self.id,
+        }
+    }
+}
+
+/// Starts a queued participant; see [`Participant::starter`].
+pub(crate) struct ParticipantRef {
+    harness: Arc<Harness>,
+    id: u64,
+}
+
+impl ParticipantRef {
+    /// The participant's job was claimed: it holds the clock from now on (idempotent).
+    pub(crate) fn start(&self) {
+        self.harness.start(self.id);
     }
 }
 

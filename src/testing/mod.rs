@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 use futures::future::{self, Either};
 
 use harness::Harness;
-pub(crate) use harness::Participant;
+pub(crate) use harness::{Participant, ParticipantRef};
 pub(crate) use scope::ClockWait;
 
 /// Runs `test` to completion in paused virtual time that spans sync and async code.
@@ -191,11 +191,18 @@ impl Builder {
         let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let rt = {
             let epoch = Arc::clone(&epoch);
+            // A runtime wake-up is progress only when virtual time moved: while a job
+            // holds the clock, tokio wakes every time a timer is due in real time and
+            // finds the clock has not moved, which must not hide a stall.
+            let last_seen = parking_lot::Mutex::new(None);
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .start_paused(true)
                 .on_thread_unpark(move || {
-                    epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let now = tokio::time::Instant::now();
+                    if last_seen.lock().replace(now) != Some(now) {
+                        epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 })
                 .build()
                 .expect("the test runtime could not be built")

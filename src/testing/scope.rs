@@ -56,9 +56,11 @@ pub(crate) fn as_runtime_thread<R>(harness: &Arc<Harness>, f: impl FnOnce() -> R
     )
 }
 
-/// A ledger entry for a job submitted from this thread, when it works for a harness.
-pub(crate) fn enter_job(origin: &Origin) -> Option<Participant> {
-    current().map(|scope| scope.harness.enter(origin.clone()))
+/// A ledger entry for a job submitted from this thread, when it works for a harness;
+/// `queued` when the job waits in a lane or mailbox for work ahead of it (see
+/// [`job::submit_queued`](crate::job::submit_queued)).
+pub(crate) fn enter_job(origin: &Origin, queued: bool) -> Option<Participant> {
+    current().map(|scope| scope.harness.enter(origin.clone(), queued))
 }
 
 impl Participant {

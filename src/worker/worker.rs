@@ -181,8 +181,11 @@ impl<T: 'static> Worker<T> {
     /// let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     /// let scan = scanner.call_cancellable(move |rows: &mut u64, cancel: &CancellationToken| {
     ///     started_tx.send(()).unwrap();
-    ///     while !cancel.is_cancelled() {
+    ///     loop {
     ///         *rows += 1; // one step of a long scan
+    ///         if cancel.is_cancelled() {
+    ///             break;
+    ///         }
     ///         std::hint::spin_loop();
     ///     }
     /// });
