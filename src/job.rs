@@ -410,8 +410,12 @@ impl<T> Future for Reply<T> {
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        if !self.withdraw() {
-            self.cancel();
+        match self.cell.state.load(Ordering::Acquire) {
+            // The common case, a reply dropped after it resolved: nothing to do, and no
+            // write to a cache line the runner's core just wrote.
+            DONE => {}
+            WAITING if self.withdraw() => {}
+            _ => self.cancel(),
         }
     }
 }

@@ -134,8 +134,9 @@ pub use shutdown::ShutdownReport;
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
 pub use worker::{AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder};
 
-/// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests (they
+/// use the `test-util` harness, so they run with `--all-features`).
+#[cfg(all(doctest, feature = "test-util"))]
 #[doc = include_str!("../README.md")]
 #[doc = include_str!("../MIGRATION.md")]
 pub struct GuideDoctests;
