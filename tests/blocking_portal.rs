@@ -257,3 +257,23 @@ fn portal_is_send_sync_clone_debug() {
         "{text}"
     );
 }
+
+#[test]
+fn a_blocking_value_in_a_thread_local_drops_without_aborting() {
+    struct Noisy;
+    thread_local! {
+        static KEPT: std::cell::RefCell<Option<async_bridge::Blocking<Noisy>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let portal = Portal::builder().worker_threads(1).build().unwrap();
+    let thread = std::thread::spawn(move || {
+        // Ours is registered first, tokio's context afterwards (by the call below):
+        // thread-locals are destroyed in reverse order, so tokio's goes first.
+        KEPT.with(|_| {});
+        let kept = async_bridge::Blocking::with_portal(Noisy, &portal);
+        kept.call(async |_| ()).unwrap();
+        KEPT.with(|k| *k.borrow_mut() = Some(kept));
+    });
+    // A panic in a thread-local destructor would abort the whole test process.
+    thread.join().unwrap();
+}

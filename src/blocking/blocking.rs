@@ -36,8 +36,10 @@ use crate::job;
 /// [`flush`](Write::flush) (or after `call_mut(async |w| w.shutdown().await)`).
 /// Dropping a `Blocking<T>` does not flush: flush first, as with any `Write`.
 ///
-/// `T` is dropped with the portal's runtime context entered, so a `T` whose `Drop`
-/// spawns a cleanup task works. Dropping a `Blocking<T>` never blocks.
+/// `T` is dropped with the portal's runtime context entered (when that portal has
+/// started: a `Blocking<T>` on the global portal that never ran a call has none), so a
+/// `T` whose `Drop` spawns a cleanup task works. Dropping a `Blocking<T>` never blocks,
+/// and never panics, even from a thread-local destructor after tokio's own are gone.
 ///
 /// # When not to use it
 ///
@@ -293,7 +295,15 @@ impl<T> Drop for Blocking<T> {
                 Some(portal) => Some(portal),
                 None => portal::global_if_started(),
             };
-            let _entered = portal.map(|portal| portal.handle().enter());
+            // `Handle::enter` panics once tokio's thread-locals are destroyed (a
+            // `Blocking<T>` kept in a `thread_local!`): a panic there would abort.
+            let tokio_alive = !matches!(
+                tokio::runtime::Handle::try_current(),
+                Err(err) if err.is_thread_local_destroyed()
+            );
+            let _entered = portal
+                .filter(|_| tokio_alive)
+                .map(|portal| portal.handle().enter());
             drop(value);
         }
     }
