@@ -68,7 +68,11 @@ fn reads_a_large_file_exactly_and_writes_it_back() {
             out.flush().await.unwrap();
             // After flush, the bytes are in the file.
             assert_eq!(std::fs::read(&dst.0).unwrap(), data);
-            let len = out.call(|f| f.metadata().map(|m| m.len())).await.unwrap();
+            let len = out
+                .call(|f| f.metadata().map(|m| m.len()))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(len, data.len() as u64);
             let file: File = out.into_inner().await;
             drop(file);
@@ -173,7 +177,7 @@ fn seek_get_mut_and_call_see_the_logical_position_after_read_ahead() {
             let mut next = [0; 4];
             reader.read_exact(&mut next).await.unwrap();
             assert_eq!(&next, &data[15..19]);
-            let pos = reader.call(|f| f.stream_position()).await.unwrap();
+            let pos = reader.call(|f| f.stream_position()).await.unwrap().unwrap();
             assert_eq!(pos, 19);
             reader.read_exact(&mut next).await.unwrap();
             assert_eq!(reader.get_mut().await.stream_position().unwrap(), 23);
@@ -189,7 +193,7 @@ fn writes_are_visible_to_call_and_get_mut_before_a_flush() {
         runtime().block_on(async {
             let mut out = Unblock::new(Cursor::new(Vec::new()));
             out.write_all(b"abc").await.unwrap();
-            let len = out.call(|c| c.get_ref().len()).await;
+            let len = out.call(|c| c.get_ref().len()).await.unwrap();
             assert_eq!(len, 3);
             out.write_all(b"de").await.unwrap();
             assert_eq!(out.get_mut().await.get_ref(), b"abcde");
@@ -251,9 +255,9 @@ fn a_write_error_is_reported_unchanged_and_no_byte_is_dropped() {
             let err = out.flush().await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::StorageFull);
             assert_eq!(err.to_string(), "disk full");
-            assert_eq!(out.call(|w| w.written.len()).await, 40);
+            assert_eq!(out.call(|w| w.written.len()).await.unwrap(), 40);
             // Room again: the next flush writes the rest; nothing was dropped.
-            out.call(|w| w.limit = 1000).await;
+            out.call(|w| w.limit = 1000).await.unwrap();
             out.flush().await.unwrap();
             let inner = out.into_inner().await;
             assert_eq!(inner.written, data);
@@ -286,7 +290,7 @@ fn a_write_behind_error_surfaces_on_a_later_write() {
             assert!(i * 4 >= 50, "accepted at least what fit");
             assert_eq!(err.kind(), io::ErrorKind::StorageFull);
             // Reported once; what fits was written.
-            assert_eq!(out.call(|w| w.written.len()).await, 50);
+            assert_eq!(out.call(|w| w.written.len()).await.unwrap(), 50);
         });
     });
 }
@@ -585,7 +589,7 @@ fn blocking_work_holds_the_paused_clock() {
             )
             .await;
             // Paused time did not jump to the timeout while the call was blocked.
-            assert_eq!(result.unwrap(), 0);
+            assert_eq!(result.unwrap().unwrap(), 0);
             assert_eq!(start.elapsed(), Duration::ZERO);
             let mut buf = Vec::new();
             value.read_to_end(&mut buf).await.unwrap();
@@ -665,5 +669,289 @@ fn a_dropped_read_keeps_its_bytes_for_the_next_read() {
             }
             assert_eq!(all, b"abcdef");
         });
+    });
+}
+
+#[test]
+fn get_mut_and_into_inner_return_after_a_write_error() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let mut out = Unblock::new(FailAfter {
+                written: Vec::new(),
+                limit: 40,
+                flushes: 0,
+            });
+            out.write_all(&[0; 100]).await.unwrap();
+            let err = out.flush().await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+            // The failed bytes are not retried behind the caller's back.
+            assert_eq!(out.get_mut().await.written.len(), 40);
+            // Tried once more, still failing: dropped, and the value comes back.
+            let inner = out.into_inner().await;
+            assert_eq!(inner.written.len(), 40);
+            assert_eq!(inner.flushes, 0);
+        });
+    });
+}
+
+#[test]
+fn a_file_that_is_not_regular_is_not_read_ahead() {
+    within_a_minute(|| {
+        // A `File` over a socket: it cannot seek back over read-ahead.
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let rx = File::from(std::os::fd::OwnedFd::from(rx));
+        tx.write_all(b"hello, world").unwrap();
+        let rx = runtime().block_on(async {
+            let mut rx = Unblock::new(rx);
+            assert!(format!("{rx:?}").contains("read_ahead: false"));
+            let mut hello = [0; 5];
+            rx.read_exact(&mut hello).await.unwrap();
+            assert_eq!(&hello, b"hello");
+            rx.into_inner().await
+        });
+        drop(tx);
+        let mut rest = String::new();
+        (&rx).read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, ", world");
+        // A regular file still is.
+        let file = Temp::with("regular", b"x");
+        let reader = Unblock::new(File::open(&file.0).unwrap());
+        assert!(format!("{reader:?}").contains("read_ahead: true"));
+    });
+}
+
+/// A seekable source that delivers what a channel sends, as it comes: each read returns
+/// at most what has arrived, and blocks until more does.
+struct Slow {
+    got: Vec<u8>,
+    pos: usize,
+    feed: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Read for Slow {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.got.len() {
+            match self.feed.recv() {
+                Ok(more) => self.got.extend_from_slice(&more),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.got.len() - self.pos);
+        buf[..n].copy_from_slice(&self.got[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Seek for Slow {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Current(by) = pos else {
+            unreachable!("only relative seeks are used")
+        };
+        self.pos = (self.pos as i64 + by) as usize;
+        Ok(self.pos as u64)
+    }
+}
+
+#[test]
+fn a_short_read_ahead_wakes_a_waiting_reader() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let (feed, rx) = mpsc::channel();
+            let slow = Slow {
+                got: Vec::new(),
+                pos: 0,
+                feed: rx,
+            };
+            let mut reader = Unblock::new(slow).with_read_ahead();
+            feed.send(b"abc".to_vec()).unwrap();
+            let mut buf = [0; 3];
+            reader.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"abc");
+            {
+                // The reader waits; the read-ahead hop is blocked for the next bytes.
+                let mut read = std::pin::pin!(reader.read_exact(&mut buf));
+                let first = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(std::future::Future::poll(read.as_mut(), cx))
+                });
+                assert!(first.await.is_pending());
+                feed.send(b"def".to_vec()).unwrap();
+                read.await.unwrap();
+            }
+            assert_eq!(&buf, b"def");
+            drop(feed);
+            assert_eq!(reader.get_mut().await.pos, 6);
+        });
+    });
+}
+
+/// Keeps what is written; each flush waits for a token on `gate`, counts itself, and the
+/// first one fails.
+struct GatedFlush {
+    written: Vec<u8>,
+    flushes: usize,
+    gate: mpsc::Receiver<()>,
+}
+
+impl Write for GatedFlush {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.gate.recv().unwrap();
+        self.flushes += 1;
+        if self.flushes == 1 {
+            return Err(io::Error::other("first flush fails"));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_error_of_a_dropped_flush_is_returned_by_the_next_write() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let (gate, rx) = mpsc::channel();
+            let mut out = Unblock::new(GatedFlush {
+                written: Vec::new(),
+                flushes: 0,
+                gate: rx,
+            });
+            out.write_all(b"abc").await.unwrap();
+            // Polled once: the flush is on its way; then given up on.
+            assert!(support::poll_once(out.flush()).is_pending());
+            gate.send(()).unwrap();
+            let err = out.write_all(b"d").await.unwrap_err();
+            assert_eq!(err.to_string(), "first flush fails");
+            gate.send(()).unwrap();
+            out.write_all(b"d").await.unwrap();
+            out.flush().await.unwrap();
+            let inner = out.get_mut().await;
+            assert_eq!(inner.written, b"abcd");
+            assert_eq!(inner.flushes, 2);
+        });
+    });
+}
+
+#[test]
+fn a_flush_after_a_dropped_flush_and_a_call_flushes_again() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let (gate, rx) = mpsc::channel();
+            let mut out = Unblock::new(GatedFlush {
+                written: Vec::new(),
+                flushes: 1, // the first flush succeeds
+                gate: rx,
+            });
+            out.write_all(b"abc").await.unwrap();
+            assert!(support::poll_once(out.flush()).is_pending());
+            gate.send(()).unwrap();
+            gate.send(()).unwrap();
+            // `call` writes into `T` directly; the flush that follows must flush it.
+            out.call(|w| w.written.push(b'x')).await.unwrap();
+            out.flush().await.unwrap();
+            assert_eq!(out.call(|w| w.flushes).await.unwrap(), 3);
+        });
+    });
+}
+
+#[test]
+fn call_does_not_run_when_the_buffered_writes_fail() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let data = pattern(100);
+            let mut out = Unblock::new(FailAfter {
+                written: Vec::new(),
+                limit: 40,
+                flushes: 0,
+            });
+            out.write_all(&data).await.unwrap();
+            let (ran_tx, ran_rx) = mpsc::channel();
+            let err = out
+                .call(move |w| ran_tx.send(w.written.len()).unwrap())
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+            assert!(ran_rx.try_recv().is_err(), "the closure did not run");
+            // Reported once; the failed bytes stay buffered and a call can make room.
+            out.call(|w| w.limit = 1000).await.unwrap();
+            out.flush().await.unwrap();
+            assert_eq!(out.into_inner().await.written, data);
+        });
+    });
+}
+
+/// A seekable source whose position is shared with the test (as a file description is
+/// shared by `try_clone`d files); its second read waits for a gate.
+struct GatedSource {
+    data: Vec<u8>,
+    pos: std::sync::Arc<std::sync::Mutex<usize>>,
+    reads: usize,
+    started: mpsc::Sender<()>,
+    gate: support::Gate,
+    dropped: mpsc::Sender<()>,
+}
+
+impl Read for GatedSource {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        if self.reads == 2 {
+            let _ = self.started.send(());
+            self.gate.wait();
+        }
+        let mut pos = self.pos.lock().unwrap();
+        let n = buf.len().min(self.data.len() - *pos);
+        buf[..n].copy_from_slice(&self.data[*pos..*pos + n]);
+        *pos += n;
+        Ok(n)
+    }
+}
+
+impl Seek for GatedSource {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let SeekFrom::Current(by) = to else {
+            unreachable!("only relative seeks are used")
+        };
+        let mut pos = self.pos.lock().unwrap();
+        *pos = (*pos as i64 + by) as usize;
+        Ok(*pos as u64)
+    }
+}
+
+impl Drop for GatedSource {
+    fn drop(&mut self) {
+        let _ = self.dropped.send(());
+    }
+}
+
+#[test]
+fn a_drop_during_read_ahead_gives_back_what_the_hop_still_reads() {
+    within_a_minute(|| {
+        let pos = std::sync::Arc::new(std::sync::Mutex::new(0));
+        let gate = support::Gate::new();
+        let (started_tx, started) = mpsc::channel();
+        let (dropped_tx, dropped) = mpsc::channel();
+        let source = GatedSource {
+            data: pattern(3 << 20),
+            pos: pos.clone(),
+            reads: 0,
+            started: started_tx,
+            gate: gate.clone(),
+            dropped: dropped_tx,
+        };
+        let rt = runtime();
+        rt.block_on(async {
+            let mut reader = Unblock::new(source).with_read_ahead();
+            let mut head = [0; 10];
+            reader.read_exact(&mut head).await.unwrap();
+            // The hop is in its second read (of up to 1 MiB) when the drop comes.
+            started.recv().unwrap();
+            drop(reader);
+        });
+        gate.open();
+        dropped.recv().unwrap(); // the cleanup is over: it drops the value last
+        assert_eq!(*pos.lock().unwrap(), 10);
     });
 }

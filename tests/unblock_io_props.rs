@@ -126,7 +126,9 @@ where
             Op::Seek(pos) => same(ours.seek(*pos).await, Seek::seek(std, *pos), &what),
             Op::Flush => same(ours.flush().await, Write::flush(std), &what),
             Op::Position => same(
-                ours.call(|value| value.stream_position()).await,
+                ours.call(|value| value.stream_position())
+                    .await
+                    .and_then(|pos| pos),
                 Seek::stream_position(std),
                 &what,
             ),

@@ -36,7 +36,7 @@ pub(super) enum Payload {
     Done,
     Pos(io::Result<u64>),
     Flushed(io::Result<()>),
-    Answer(Result<Box<dyn Any + Send>, Panic>),
+    Answer(io::Result<Result<Box<dyn Any + Send>, Panic>>),
     Item(Result<Option<Box<dyn Any + Send>>, Panic>),
     Panicked(Panic),
 }
@@ -45,7 +45,8 @@ pub(super) enum Payload {
 pub(super) struct Slots {
     pub(super) pos: Option<io::Result<u64>>,
     pub(super) flushed: Option<io::Result<()>>,
-    pub(super) answer: Option<Result<Box<dyn Any + Send>, Panic>>,
+    /// `Err` when the prelude failed and the closure did not run.
+    pub(super) answer: Option<io::Result<Result<Box<dyn Any + Send>, Panic>>>,
     pub(super) item: Option<Result<Option<Box<dyn Any + Send>>, Panic>>,
     pub(super) panic: Option<Panic>,
 }
@@ -116,6 +117,7 @@ impl<T: Send + 'static> Unblock<T> {
         F: FnOnce(&mut T, &Shared<T>, io::Result<()>) -> Payload + Send + 'static,
     {
         let handle = Handle::try_current().map_err(|_| self.no_runtime())?;
+        self.stale_flush();
         let value = self.value.take().expect(LOST);
         self.queue_filling();
         let rewind = mem::take(&mut self.rewind_owed);
@@ -200,6 +202,14 @@ impl<T: Send + 'static> Unblock<T> {
         }
     }
 
+    /// Forgets the result of a flush nobody awaited (its future was dropped): it is
+    /// stale once anything else happens. Its error is kept for the caller, not lost.
+    pub(super) fn stale_flush(&mut self) {
+        if let Some(Err(err)) = self.slots().flushed.take() {
+            self.shared.lock().deferred.get_or_insert(err);
+        }
+    }
+
     /// Resumes a panic of `T`'s `read`, `write` or `seek` in the caller.
     pub(super) fn resume_panic(&mut self) {
         if let Some(payload) = self.slots().panic.take() {
@@ -240,34 +250,44 @@ impl<T: Send + 'static> Unblock<T> {
 
     /// Brings the value home and puts it where the caller believes it is; with `flush`,
     /// flushes it too when bytes went into it since its last flush.
+    ///
+    /// At most one settle hop is sent per call (`sent` remembers it across polls): its
+    /// errors are deferred, and a writer that keeps failing must not keep it busy. Bytes
+    /// whose write failed are not retried without `flush` (they stay queued).
     pub(super) fn poll_settle(
         &mut self,
         cx: &mut Context<'_>,
         flush: bool,
+        sent: &mut bool,
     ) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.poll_idle(cx))?;
-            self.give_back();
-            let (queued, dirty) = {
-                let pipe = self.shared.lock();
-                (!pipe.queued.is_empty(), pipe.dirty)
-            };
-            let queued = queued || !self.filling.is_empty();
-            if self.rewind_owed == 0 && !queued && !(flush && dirty) {
-                return Poll::Ready(Ok(()));
-            }
-            let fns = self.fns;
-            self.submit(HopKind::Other, flush, move |value, shared, ready| {
-                let flushed = ready.and_then(|()| match fns.flush {
-                    Some(flush_fn) if flush && mem::take(&mut shared.lock().dirty) => {
-                        flush_fn(value)
-                    }
-                    _ => Ok(()),
-                });
-                defer(shared, flushed);
-                Payload::Done
-            })?;
+        ready!(self.poll_idle(cx))?;
+        // The caller gets `&mut T` (or `T`): a flush result from before is stale.
+        self.stale_flush();
+        if *sent {
+            return Poll::Ready(Ok(()));
         }
+        self.give_back();
+        let (queued, dirty) = {
+            let pipe = self.shared.lock();
+            // Without `flush`, the prelude does not retry a failed write: nothing to do.
+            let retried = flush || !pipe.failed;
+            (!pipe.queued.is_empty() && retried, pipe.dirty)
+        };
+        let queued = queued || !self.filling.is_empty();
+        if self.rewind_owed == 0 && !queued && !(flush && dirty) {
+            return Poll::Ready(Ok(()));
+        }
+        let fns = self.fns;
+        self.submit(HopKind::Other, flush, move |value, shared, ready| {
+            let flushed = ready.and_then(|()| match fns.flush {
+                Some(flush_fn) if flush && mem::take(&mut shared.lock().dirty) => flush_fn(value),
+                _ => Ok(()),
+            });
+            defer(shared, flushed);
+            Payload::Done
+        })?;
+        *sent = true;
+        self.poll_settle(cx, flush, sent)
     }
 }
 

@@ -44,7 +44,8 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 /// `tokio::fs::File`, which pays a hop per call. The rules:
 ///
 /// - **No byte is lost, no position drifts.** Read-ahead happens only on values that can
-///   give it back: `File`, `BufReader<File>`, `Cursor` over `Vec<u8>`, `Box<[u8]>` or
+///   give it back: `File` and `BufReader<File>` over a regular file (not a FIFO, a tty,
+///   `/dev/stdin` or another device), `Cursor` over `Vec<u8>`, `Box<[u8]>` or
 ///   `&'static [u8]`, and any `Seek` type marked with
 ///   [`with_read_ahead`](Self::with_read_ahead). Before a write, a seek,
 ///   [`call`](Self::call), [`get_mut`](Self::get_mut), [`into_inner`](Self::into_inner)
@@ -73,6 +74,11 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///   `tokio::process`); use them when you can, they need no thread.
 /// - A reader that blocks forever (stdin with no input) keeps one blocking thread for as
 ///   long as its read lasts, as `tokio::io::stdin` does.
+/// - One value that reads and writes independently (a duplex socket or pipe, e.g.
+///   `Unblock<std::net::TcpStream>` under `tokio::io::split`) does not read and write at
+///   the same time: there is one value and one blocking thread at a time, so a write
+///   waits for a read in flight to return (and with nothing to read, that can be
+///   forever). Use tokio's `TcpStream`, or two values (`try_clone`) wrapped separately.
 ///
 /// # Examples
 ///
@@ -85,7 +91,7 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 /// let mut out = Unblock::new(std::fs::File::create(&path)?);
 /// out.write_all(b"hello, world").await?;
 /// out.flush().await?; // the bytes are in the file now
-/// let len = out.call(|f| f.metadata().map(|m| m.len())).await?;
+/// let len = out.call(|f| f.metadata().map(|m| m.len())).await??;
 /// assert_eq!(len, 12);
 ///
 /// let mut file = Unblock::new(std::fs::File::open(&path)?);
@@ -185,6 +191,17 @@ fn known_rewind<T: 'static>() -> Option<RewindFn<T>> {
         .find_map(|(known, rewind)| (known == id).then_some(rewind))
 }
 
+/// A `File` (or `BufReader<File>`) is read ahead only when it is a regular file: a FIFO,
+/// a tty or a device cannot seek back over what was read ahead. Other types pass.
+fn regular_if_file<T: 'static>(value: &T) -> bool {
+    let any = value as &dyn Any;
+    let file = any.downcast_ref::<File>().or_else(|| {
+        any.downcast_ref::<BufReader<File>>()
+            .map(BufReader::get_ref)
+    });
+    file.is_none_or(|file| file.metadata().is_ok_and(|meta| meta.is_file()))
+}
+
 impl<T: Send + 'static> Unblock<T> {
     /// Wraps a blocking value, with up to 8 MiB of buffer in each direction (allocated as
     /// it fills).
@@ -227,12 +244,14 @@ impl<T: Send + 'static> Unblock<T> {
     #[track_caller]
     pub fn with_capacity(capacity: usize, value: T) -> Self {
         let capacity = capacity.max(1);
+        // One `fstat` for a `File`: cheap enough for the executor.
+        let rewind = known_rewind::<T>().filter(|_| regular_if_file(&value));
         Unblock {
             value: Some(value),
             hop: None,
             shared: Shared::new(capacity),
             fns: Fns {
-                rewind: known_rewind::<T>(),
+                rewind,
                 write: None,
                 flush: None,
                 clean_up: clean_up::<T>,
@@ -247,7 +266,8 @@ impl<T: Send + 'static> Unblock<T> {
     }
 
     /// Lets the blocking thread read ahead on a `Seek` type that `new` does not know
-    /// (it knows `File`, `BufReader<File>` and `Cursor`): read-ahead not consumed is given
+    /// (it knows `File` and `BufReader<File>` over a regular file, and `Cursor`):
+    /// read-ahead not consumed is given
     /// back by seeking back over it, so the type must be able to seek relative to its
     /// current position. Without this, each read is one hop.
     ///
@@ -293,6 +313,17 @@ impl<T: Send + 'static> Unblock<T> {
     /// `T` exactly where the async reads and writes left it. Once polled, `f` runs even
     /// if the future is dropped (the value stays with the `Unblock`).
     ///
+    /// Bytes whose write already failed (the error was returned by a write or a flush)
+    /// are the exception: `call` does not retry them behind the caller's back, they stay
+    /// buffered for the next write or flush, and `f` runs without them (for instance to
+    /// make room on the device).
+    ///
+    /// # Errors
+    ///
+    /// When `T` cannot be put where the caller believes it is, `f` does not run and the
+    /// error is returned: writing the buffered bytes failed (they stay buffered, for the
+    /// next flush to retry), or seeking back over read-ahead failed.
+    ///
     /// # Examples
     ///
     /// ```
@@ -302,7 +333,8 @@ impl<T: Send + 'static> Unblock<T> {
     /// let mut file = async_bridge::Unblock::new(std::fs::File::open("Cargo.toml")?);
     /// let mut first = [0; 9];
     /// file.read_exact(&mut first).await?;
-    /// let len = file.call(|f| f.metadata().map(|m| m.len())).await?;
+    /// // The outer `?` is the `Unblock`'s (see Errors), the inner one `metadata`'s.
+    /// let len = file.call(|f| f.metadata().map(|m| m.len())).await??;
     /// assert!(len > 9);
     /// # Ok::<(), std::io::Error>(())
     /// # }).unwrap();
@@ -314,7 +346,7 @@ impl<T: Send + 'static> Unblock<T> {
     /// Panics when polled outside a tokio runtime, or when the runtime shut down before
     /// `f` could run.
     #[track_caller]
-    pub fn call<R, F>(&mut self, f: F) -> impl Future<Output = R> + Send + '_
+    pub fn call<R, F>(&mut self, f: F) -> impl Future<Output = io::Result<R>> + Send + '_
     where
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,
@@ -329,12 +361,12 @@ impl<T: Send + 'static> Unblock<T> {
                 let f = f.take().expect("checked above");
                 self.slots().answer = None;
                 self.give_back();
-                let submitted = self.submit(HopKind::Other, false, move |value, shared, ready| {
-                    defer(shared, ready);
-                    Payload::Answer(
+                let submitted = self.submit(HopKind::Other, false, move |value, _, ready| {
+                    // `f` runs only on `T` where the caller believes it is.
+                    Payload::Answer(ready.map(|()| {
                         panic::catch_unwind(AssertUnwindSafe(|| f(value)))
-                            .map(|r| Box::new(r) as Box<dyn Any + Send>),
-                    )
+                            .map(|r| Box::new(r) as Box<dyn Any + Send>)
+                    }))
                 });
                 if let Err(err) = submitted {
                     panic!("async_bridge::Unblock::call at {site}: {err}");
@@ -342,8 +374,11 @@ impl<T: Send + 'static> Unblock<T> {
             } else {
                 let _ = ready!(self.poll_idle(cx));
                 return Poll::Ready(match self.slots().answer.take() {
-                    Some(Ok(answer)) => *answer.downcast::<R>().expect("the answer of this call"),
-                    Some(Err(payload)) => job::resume(payload),
+                    Some(Ok(Ok(answer))) => {
+                        Ok(*answer.downcast::<R>().expect("the answer of this call"))
+                    }
+                    Some(Ok(Err(payload))) => job::resume(payload),
+                    Some(Err(err)) => Err(err),
                     None => panic!(
                         "async_bridge::Unblock::call at {site}: the runtime shut down before \
                          the closure ran"
@@ -357,7 +392,8 @@ impl<T: Send + 'static> Unblock<T> {
     /// it is exactly where the async reads and writes left it.
     ///
     /// Errors of writing the buffered bytes are kept for the next write, flush or
-    /// shutdown.
+    /// shutdown. Bytes whose write already failed (an error a write or flush returned)
+    /// are not tried again here: they stay buffered, for the next write or flush.
     ///
     /// # Examples
     ///
@@ -380,7 +416,8 @@ impl<T: Send + 'static> Unblock<T> {
     /// Panics when it has blocking work to do outside a tokio runtime, or when the value
     /// was lost because its runtime shut down with the value on a blocking thread.
     pub async fn get_mut(&mut self) -> &mut T {
-        if let Err(err) = poll_fn(|cx| self.poll_settle(cx, false)).await {
+        let mut sent = false;
+        if let Err(err) = poll_fn(|cx| self.poll_settle(cx, false, &mut sent)).await {
             panic!("async_bridge::Unblock::get_mut: {err}");
         }
         self.value.as_mut().expect(LOST)
@@ -390,7 +427,8 @@ impl<T: Send + 'static> Unblock<T> {
     /// back.
     ///
     /// An error writing or flushing here has nobody to go to: `flush().await` first to
-    /// see it.
+    /// see it. The buffered bytes are tried once more; those that still cannot be written
+    /// are dropped (their error was, or would have been, returned by that `flush`).
     ///
     /// # Examples
     ///
@@ -407,11 +445,15 @@ impl<T: Send + 'static> Unblock<T> {
     /// # }).unwrap();
     /// ```
     ///
+    /// An item that a `next()` dropped after its first poll fetched from an iterator is
+    /// dropped too (see the `Stream` implementation).
+    ///
     /// # Panics
     ///
     /// As [`get_mut`](Self::get_mut).
     pub async fn into_inner(mut self) -> T {
-        if let Err(err) = poll_fn(|cx| self.poll_settle(cx, true)).await {
+        let mut sent = false;
+        if let Err(err) = poll_fn(|cx| self.poll_settle(cx, true, &mut sent)).await {
             panic!("async_bridge::Unblock::into_inner: {err}");
         }
         self.value.take().expect(LOST)
@@ -434,7 +476,9 @@ impl<T> Drop for Unblock<T> {
             });
         }
         if self.fns.rewind.is_some() {
-            pipe.rewind = self.rewind_owed + (self.chunk.len() + pipe.ready_bytes) as u64;
+            // What is owed so far; the read-ahead in the pipe (and whatever a hop still
+            // reading adds to it) is counted when the value is cleaned up.
+            pipe.rewind = self.rewind_owed + self.chunk.len() as u64;
         } else {
             pipe.rewind = 0;
         }

@@ -102,7 +102,8 @@ pub(super) struct Pipe<T> {
     /// Writing the queue failed; only a flush or a new write tries again (a `call` or a
     /// read does not retry it behind the caller's back).
     pub(super) failed: bool,
-    /// After a drop: bytes read ahead and not consumed, to give back.
+    /// After a drop: bytes read ahead and held by the consumer, to give back (with the
+    /// read-ahead still in `ready`, counted when the cleanup takes it).
     pub(super) rewind: u64,
 
     pub(super) spare: Vec<Vec<u8>>,
@@ -196,6 +197,7 @@ pub(super) fn read_ahead<T: io::Read>(value: &mut T, shared: &Shared<T>, once: b
             }
         };
         let mut pipe = shared.lock();
+        let mut short = false;
         let more = match result {
             Ok(0) => {
                 pipe.eof = true;
@@ -209,6 +211,7 @@ pub(super) fn read_ahead<T: io::Read>(value: &mut T, shared: &Shared<T>, once: b
                     end: n,
                 });
                 pipe.ready_bytes += n;
+                short = n < len;
                 !once
             }
             Err(err) => {
@@ -219,10 +222,12 @@ pub(super) fn read_ahead<T: io::Read>(value: &mut T, shared: &Shared<T>, once: b
         };
         // A consumer that ran dry is woken by the first chunk of a hop, then only once a
         // quarter of the pipe is ready: a wake-up can cost a futex call on this thread,
-        // and one per chunk would slow the reading down by a third.
+        // and one per chunk would slow the reading down by a third. A short read wakes it
+        // too: the source is slow (or at its end), and the next read may block for long.
         let wake = pipe.consumer_waiting
             && (!more
                 || first
+                || short
                 || pipe.ready_bytes >= wake_at
                 || pipe.ready_bytes + shared.chunk > shared.cap);
         if wake {
@@ -368,12 +373,18 @@ pub(super) struct Leftover<T> {
 }
 
 impl<T> Leftover<T> {
+    /// Takes the work left in the pipe: the read-ahead not consumed (all of it, including
+    /// what a hop delivered after the drop) is added to what the drop owed.
     pub(super) fn take(value: T, pipe: &mut Pipe<T>, fns: Fns<T>) -> Self {
         pipe.queued_bytes = 0;
+        let unread = std::mem::take(&mut pipe.ready_bytes) as u64;
+        while let Some(chunk) = pipe.ready.pop_front() {
+            pipe.recycle(chunk.buf);
+        }
         Leftover {
             value: Some(value),
             fns,
-            rewind: std::mem::take(&mut pipe.rewind),
+            rewind: std::mem::take(&mut pipe.rewind) + unread,
             queued: std::mem::take(&mut pipe.queued),
             dirty: pipe.dirty,
         }

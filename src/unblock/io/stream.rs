@@ -13,6 +13,12 @@ use crate::job;
 /// Each item is one `next` on a blocking thread; nothing is fetched ahead, so the
 /// iterator handed back by `into_inner` resumes exactly after the last item yielded. A
 /// panic in `next` resumes in the task polling the stream.
+///
+/// One exception: a `next()` future dropped after its first poll (in a `select!` or a
+/// timeout) has already sent `next` to the blocking thread, and the item it fetches is
+/// kept by the `Unblock`. The next `next()` returns it, so the stream itself loses
+/// nothing; but the iterator seen through [`get_mut`](Unblock::get_mut) is already past
+/// it, and [`into_inner`](Unblock::into_inner) drops it.
 impl<T> Stream for Unblock<T>
 where
     T: Iterator + Send + 'static,

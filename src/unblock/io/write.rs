@@ -20,6 +20,9 @@ impl<T: Write + Send + 'static> Unblock<T> {
         self.writes_enabled();
         loop {
             self.resume_panic();
+            // A flush whose future was dropped: new bytes make its result stale, and its
+            // error is returned here rather than lost.
+            self.stale_flush();
             if let Some(err) = self.shared.lock().deferred.take() {
                 return Poll::Ready(Err(err));
             }
@@ -36,7 +39,6 @@ impl<T: Write + Send + 'static> Unblock<T> {
             ready!(self.poll_hop(cx, false))?;
             self.give_back();
         }
-        self.slots().flushed = None;
         let cap = self.shared.cap;
         let chunk = self.shared.chunk;
         let mut buffered = self.shared.lock().queued_bytes + self.filling.len();
