@@ -34,6 +34,14 @@ async fn fill(lane: &Offloader, slots: usize) -> (Gate, Vec<tokio::task::JoinHan
     (gate, calls)
 }
 
+/// Opens the gate of `fill` and waits for the closures it held.
+async fn release(gate: Gate, holders: Vec<tokio::task::JoinHandle<()>>) {
+    gate.open();
+    for h in holders {
+        h.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn runs_closures_and_counts_them() {
     let lane = Offloader::builder("count").build().unwrap();
@@ -143,10 +151,7 @@ async fn a_full_queue_rejects_at_once() {
     let io: std::io::Error = err.into();
     assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
 
-    gate.open();
-    for h in holders {
-        h.await.unwrap();
-    }
+    release(gate, holders).await;
     for (i, q) in queued.into_iter().enumerate() {
         assert_eq!(q.await.unwrap().unwrap(), i);
     }
@@ -163,10 +168,7 @@ async fn zero_queue_means_no_waiting() {
         .unwrap();
     let (gate, holders) = fill(&lane, 1).await;
     assert!(lane.run(|| ()).await.unwrap_err().is_rejected());
-    gate.open();
-    for h in holders {
-        h.await.unwrap();
-    }
+    release(gate, holders).await;
 }
 
 #[tokio::test]
@@ -184,10 +186,7 @@ async fn a_caller_that_gives_up_while_waiting_leaves_no_trace() {
     assert!(waiter.await.unwrap_err().is_cancelled());
     assert_eq!(lane.stats().queued, 0, "the queue place was freed");
 
-    gate.open();
-    for h in holders {
-        h.await.unwrap();
-    }
+    release(gate, holders).await;
     lane.run(|| ()).await.unwrap(); // FIFO: the withdrawn entry had its turn before this
     assert!(!ran.load(Ordering::SeqCst), "a withdrawn call ran");
     assert_eq!(lane.stats().cancelled, 1);
@@ -204,10 +203,7 @@ async fn a_future_dropped_unpolled_or_after_one_poll_never_runs_when_it_was_queu
     let r = ran.clone();
     assert!(poll_once(lane.run(move || r.store(true, Ordering::SeqCst))).is_pending());
     assert_eq!(lane.stats().queued, 0);
-    gate.open();
-    for h in holders {
-        h.await.unwrap();
-    }
+    release(gate, holders).await;
     lane.run(|| ()).await.unwrap();
     assert!(!ran.load(Ordering::SeqCst));
 }
