@@ -27,8 +27,7 @@ use std::time::{Duration, Instant};
 /// ```
 #[inline]
 pub fn now() -> Instant {
-    #[cfg(feature = "test-util")]
-    if let Some(now) = crate::testing::scope::now() {
+    if let Some(now) = crate::seam::now() {
         return now;
     }
     Instant::now()
@@ -70,8 +69,7 @@ pub fn now() -> Instant {
 /// `tokio::time::sleep` there, and run sync code through an offload.
 #[track_caller]
 pub fn sleep(duration: Duration) {
-    #[cfg(feature = "test-util")]
-    if crate::testing::scope::sleep(duration) {
+    if crate::seam::sleep(duration) {
         return;
     }
     std::thread::sleep(duration);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ConfigError;
-use crate::job::{self, Kind, Origin, Outcome};
+use crate::job::{self, Outcome};
+use crate::origin::{Kind, Origin};
 use crate::OffloadError;
 
 /// Runs CPU-bound code on rayon's global pool and awaits its result.
@@ -45,12 +46,12 @@ where
 {
     let site = Location::caller();
     async move {
-        let (ticket, reply) = job::submit(Origin::new(Kind::Compute, None, site), None);
+        let (ticket, reply) = job::pair(Origin::new(Kind::Compute, None, site), None);
         rayon::spawn(move || {
             ticket.run(|_| f());
         });
         match reply.await {
-            Outcome::Done(value) => value,
+            Outcome::Completed(value) => value,
             Outcome::Panicked(payload) => job::resume(payload),
             Outcome::Dropped => unreachable!("rayon runs or keeps every job it is given"),
         }
@@ -224,12 +225,12 @@ impl ComputePool {
         async move {
             let token = cancellable.then(CancellationToken::new);
             let origin = Origin::new(Kind::Compute, Some(Arc::clone(&inner.name)), site);
-            let (ticket, reply) = job::submit(origin, token);
+            let (ticket, reply) = job::pair(origin, token);
             inner.pool.spawn(move || {
                 ticket.run(f);
             });
             match reply.await {
-                Outcome::Done(value) => Ok(value),
+                Outcome::Completed(value) => Ok(value),
                 Outcome::Panicked(payload) => Err(OffloadError::panic(&inner.name, payload)),
                 Outcome::Dropped => Err(OffloadError::cancelled(&inner.name)),
             }

@@ -22,11 +22,35 @@
 //! cooperative budget (tokio's own oneshot does), so ten thousand replies awaited in
 //! one `join_all` are not re-polled over and over (the reason naive rayon bridges run
 //! 5x slower).
+//!
+//! The virtual-time harness is reached only through [`crate::seam`], whose ordering
+//! rules this layer keeps (rules 1, 2, 4 and 5 here; 3 in the queues that feed it).
+//!
+//! # Invariants
+//!
+//! The cell's state moves `WAITING → STARTED → DONE`, `WAITING → WITHDRAWN → DONE`, or
+//! `WAITING → DONE` (a ticket dropped unrun), and never back:
+//!
+//! 1. Only a compare-exchange from `WAITING` leaves `WAITING`, so claim (by the runner),
+//!    withdraw (by the caller) and abandon (by the queue) race for one transition and
+//!    exactly one wins.
+//! 2. A closure runs only on the thread that won the claim, and at most once (the
+//!    ticket is consumed by running it).
+//! 3. The outcome is written exactly once, by the ticket (run, or dropped unrun), and
+//!    only then is the state `DONE` stored (release) and the waker woken: a reply that
+//!    sees `DONE` (acquire) finds the outcome in the slot.
+//! 4. The reply checks `DONE` after registering its waker, so a wake between its first
+//!    check and the registration is not lost.
+//! 5. A handle's bookkeeping (`before_reply`) runs after the closure and before the
+//!    outcome is written: counters are exact by the time the caller looks.
+//! 6. The job's harness participant is dropped only after the outcome is written.
+//! 7. A reply dropped while `WAITING` withdraws the job (it never runs); one dropped
+//!    after `STARTED` cancels the job's token; one dropped at `DONE` writes nothing.
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
-use std::panic::{self, AssertUnwindSafe, Location};
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -36,82 +60,19 @@ use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::origin::Origin;
+use crate::seam;
+use crate::trace;
+
+pub(crate) use crate::seam::spawn_blocking;
+
 /// A panic payload, as `std::panic::catch_unwind` returns it.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
-
-/// Which kind of offload a job is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// `unblock` on tokio's blocking pool.
-    Unblock,
-    /// An `Offloader` lane.
-    Offload,
-    /// `compute` or a `ComputePool`, on rayon.
-    Compute,
-    /// A blocking facade entry: `block_on`, a `Portal` or a `Blocking<T>` call.
-    Facade,
-    /// A call into a `Worker` or a `WorkerPool`, on the worker's own thread.
-    Worker,
-    /// A blocking hop of an `Unblock<T>`: read-ahead, write-behind, seek, flush, `call`.
-    Io,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Unblock => "unblock",
-            Kind::Offload => "offload",
-            Kind::Compute => "compute",
-            Kind::Facade => "facade",
-            Kind::Worker => "worker",
-            Kind::Io => "io",
-        }
-    }
-}
-
-/// Who submitted a job: its kind, its lane (or worker, or pool) name and its call site.
-#[derive(Clone)]
-pub(crate) struct Origin {
-    pub(crate) kind: Kind,
-    pub(crate) name: Option<Arc<str>>,
-    pub(crate) site: &'static Location<'static>,
-}
-
-impl Origin {
-    pub(crate) fn new(
-        kind: Kind,
-        name: Option<Arc<str>>,
-        site: &'static Location<'static>,
-    ) -> Self {
-        Origin { kind, name, site }
-    }
-}
-
-impl fmt::Debug for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(name) => write!(
-                f,
-                "{} `{}` called at {}",
-                self.kind.as_str(),
-                name,
-                self.site
-            ),
-            None => write!(f, "{} called at {}", self.kind.as_str(), self.site),
-        }
-    }
-}
 
 /// How a job ended, as its caller sees it.
 pub(crate) enum Outcome<T> {
     /// The closure returned.
-    Done(T),
+    Completed(T),
     /// The closure panicked; the payload is intact.
     Panicked(Panic),
     /// The ticket was dropped without running: the queue it sat in was cleared, or the
@@ -130,41 +91,34 @@ pub(crate) enum Ran {
     Panicked,
 }
 
-/// Submits a job: the ticket goes to the thread that runs it, the reply to the caller.
+/// Makes a job's two halves: the ticket goes to the thread that will run it, the reply
+/// to the caller. Nothing is submitted anywhere; the caller's handle does that with the
+/// ticket.
 ///
 /// With `cancel` set, the closure is handed a token that is cancelled when the reply is
 /// dropped after the job started; pass a child of a lane's token to have shutdown cancel
 /// it too.
-pub(crate) fn submit<T>(
-    origin: Origin,
-    cancel: Option<CancellationToken>,
-) -> (Ticket<T>, Reply<T>) {
-    submit_with(origin, cancel, false)
+pub(crate) fn pair<T>(origin: Origin, cancel: Option<CancellationToken>) -> (Ticket<T>, Reply<T>) {
+    pair_with(origin, cancel, false)
 }
 
-/// As [`submit`], for a job that waits in a queue of its handle (a lane, a mailbox)
+/// As [`pair`], for a job that waits in a queue of its handle (a lane, a mailbox)
 /// behind other jobs of that handle: under the virtual-time harness it holds the clock
-/// only from the moment a runner [claims](Claim::claim) it, so that work ahead of it that
-/// sleeps on the clock lets the clock move. (Work waiting only for a pool thread, as
-/// `unblock` and `compute` do, holds the clock from submission: a thread comes without
-/// time passing.)
-pub(crate) fn submit_queued<T>(
+/// only from the moment a runner [claims](Claim::claim) it (seam rule 2).
+pub(crate) fn pair_queued<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
 ) -> (Ticket<T>, Reply<T>) {
-    submit_with(origin, cancel, true)
+    pair_with(origin, cancel, true)
 }
 
-#[cfg_attr(not(feature = "test-util"), allow(unused_variables))]
-fn submit_with<T>(
+fn pair_with<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
     queued: bool,
 ) -> (Ticket<T>, Reply<T>) {
-    #[cfg(feature = "test-util")]
-    let participant = crate::testing::scope::enter_job(&origin, queued);
+    let participant = seam::enter_job(&origin, queued);
     let cell = Arc::new(Cell {
-        #[cfg(feature = "test-util")]
         starter: participant.as_ref().map(|p| p.starter()),
         origin,
         state: AtomicU8::new(WAITING),
@@ -176,7 +130,6 @@ fn submit_with<T>(
         Ticket {
             cell: Arc::clone(&cell),
             replied: false,
-            #[cfg(feature = "test-util")]
             participant,
         },
         Reply { cell },
@@ -196,8 +149,7 @@ const DONE: u8 = 3;
 /// shared by the [`Ticket`] and the [`Reply`].
 struct Cell<T> {
     /// Starts the job's harness participant when the job is claimed.
-    #[cfg(feature = "test-util")]
-    starter: Option<crate::testing::ParticipantRef>,
+    starter: Option<seam::ParticipantRef>,
     origin: Origin,
     state: AtomicU8,
     outcome: Mutex<Option<Outcome<T>>>,
@@ -215,13 +167,17 @@ impl<T> Cell<T> {
     /// Claims the job for running: false when its caller (or its queue) gave it up.
     fn start(&self) -> bool {
         let started = matches!(self.transition(STARTED), Ok(()) | Err(STARTED));
-        #[cfg(feature = "test-util")]
         if started {
-            if let Some(starter) = &self.starter {
-                starter.start();
-            }
+            self.hold_clock();
         }
         started
+    }
+
+    /// Under the virtual-time harness: the job holds the clock from now on.
+    fn hold_clock(&self) {
+        if let Some(starter) = &self.starter {
+            starter.start();
+        }
     }
 }
 
@@ -256,10 +212,7 @@ impl<T: Send> Claim for Cell<T> {
     }
 
     fn runs_soon(&self) {
-        #[cfg(feature = "test-util")]
-        if let Some(starter) = &self.starter {
-            starter.start();
-        }
+        self.hold_clock();
     }
 
     fn is_waiting(&self) -> bool {
@@ -277,8 +230,7 @@ pub(crate) struct Ticket<T> {
     replied: bool,
     /// The job's entry in the virtual-time harness's ledger, if it was submitted under
     /// one; dropped (leaving the ledger) only after the reply is delivered.
-    #[cfg(feature = "test-util")]
-    participant: Option<crate::testing::Participant>,
+    participant: Option<seam::Participant>,
 }
 
 impl<T: Send + 'static> Ticket<T> {
@@ -313,25 +265,15 @@ impl<T> Ticket<T> {
             before_reply(Ran::Skipped);
             return Ran::Skipped;
         }
-        #[cfg(feature = "tracing")]
-        let _span = tracing::debug_span!(
-            "async_bridge::job",
-            kind = self.cell.origin.kind.as_str(),
-            name = self.cell.origin.name.as_deref().unwrap_or(""),
-            site = %self.cell.origin.site,
-        )
-        .entered();
+        let _span = trace::job(&self.cell.origin);
         let cancel = self.cell.cancel.as_ref();
         let run = || panic::catch_unwind(AssertUnwindSafe(|| f(cancel)));
-        #[cfg(feature = "test-util")]
         let result = match &self.participant {
             Some(participant) => participant.run(run),
             None => run(),
         };
-        #[cfg(not(feature = "test-util"))]
-        let result = run();
         let (ran, outcome) = match result {
-            Ok(value) => (Ran::Completed, Outcome::Done(value)),
+            Ok(value) => (Ran::Completed, Outcome::Completed(value)),
             Err(payload) => (Ran::Panicked, Outcome::Panicked(payload)),
         };
         before_reply(ran);
@@ -418,21 +360,6 @@ impl<T> Drop for Reply<T> {
             _ => self.cancel(),
         }
     }
-}
-
-/// Runs blocking work on `handle`'s blocking pool, or, under the virtual-time harness,
-/// on a thread of its own: a closure that sleeps on the harness's clock inside tokio's
-/// `spawn_blocking` would hold tokio's paused clock forever.
-pub(crate) fn spawn_blocking(handle: &tokio::runtime::Handle, f: impl FnOnce() + Send + 'static) {
-    #[cfg(feature = "test-util")]
-    if crate::testing::scope::is_active() {
-        std::thread::Builder::new()
-            .name("async-bridge-harness".into())
-            .spawn(f)
-            .expect("the harness could not start a thread for blocking work");
-        return;
-    }
-    drop(handle.spawn_blocking(f));
 }
 
 /// Resumes a panic payload in the current thread, as the sync code would have panicked.

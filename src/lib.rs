@@ -118,11 +118,14 @@ pub mod clock;
 mod compute;
 mod error;
 mod job;
+mod origin;
+mod seam;
 mod shutdown;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 mod timer;
+mod trace;
 mod unblock;
 pub mod watchdog;
 mod worker;
@@ -131,7 +134,9 @@ pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use shutdown::ShutdownReport;
-pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
+pub use unblock::{
+    unblock, OffloadCall, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock,
+};
 pub use worker::{AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder};
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests (they

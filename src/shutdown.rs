@@ -4,7 +4,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
-type Site = &'static Location<'static>;
+use crate::origin::Site;
 
 /// What a bounded shutdown found: returned by [`Offloader::shutdown`](crate::Offloader::shutdown),
 /// [`Worker::shutdown`](crate::Worker::shutdown) and

@@ -28,6 +28,7 @@ use super::error::{CURRENT_THREAD, NO_BLOCKING_HERE};
 use super::park;
 use super::portal::{self, Portal};
 use super::BlockOnError;
+use crate::{seam, trace};
 
 /// Runs `future` to completion on the calling thread through `portal` (the global one
 /// when `None`), or says why it cannot.
@@ -39,7 +40,6 @@ pub(crate) fn enter<F: Future>(
     site: &'static Location<'static>,
     future: F,
 ) -> Result<F::Output, BlockOnError> {
-    #[cfg(feature = "test-util")]
     let is_global = portal.is_none();
     let portal = match portal {
         Some(portal) => portal,
@@ -49,21 +49,11 @@ pub(crate) fn enter<F: Future>(
     if portal.is_shut_down() {
         return Err(BlockOnError::shutdown(origin));
     }
-    #[cfg(feature = "tracing")]
-    let _span = tracing::debug_span!(
-        "async_bridge::facade",
-        portal = portal.name(),
-        site = %site,
-    )
-    .entered();
+    let _span = trace::facade(portal.name(), site);
     // Under the virtual-time harness, a facade on the global portal runs its future on
     // the harness's runtime, so that its timers are virtual like everything else.
-    #[cfg(feature = "test-util")]
-    let harness_handle = crate::testing::scope::harness_handle().filter(|_| is_global);
-    #[cfg(feature = "test-util")]
+    let harness_handle = seam::harness_handle().filter(|_| is_global);
     let handle = harness_handle.as_ref().unwrap_or(portal.handle());
-    #[cfg(not(feature = "test-util"))]
-    let handle = portal.handle();
     let run = || {
         let _entered = handle.enter();
         park::block_on(future)

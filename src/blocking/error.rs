@@ -6,7 +6,8 @@ use std::io;
 use std::panic::Location;
 
 use crate::error::PanicPayload;
-use crate::job::{Origin, Panic};
+use crate::job::Panic;
+use crate::origin::Origin;
 
 /// Why [`block_on`](crate::block_on), a [`Portal`](crate::Portal) or a
 /// [`Blocking<T>`](crate::Blocking) call did not return the future's output.

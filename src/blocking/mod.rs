@@ -5,15 +5,14 @@
 //! called from ([`context`]) and polls the future on the calling thread ([`park`]).
 
 mod block_on;
-#[allow(clippy::module_inception)]
-mod blocking;
 mod context;
 mod entry;
 mod error;
 mod park;
 mod portal;
+mod wrapper;
 
 pub use block_on::block_on;
-pub use blocking::Blocking;
 pub use error::BlockOnError;
 pub use portal::{Portal, PortalBuilder};
+pub use wrapper::Blocking;

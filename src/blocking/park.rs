@@ -23,14 +23,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 
+use crate::seam;
+
 /// Wakes one nesting level of one thread.
 struct Signal {
     woken: AtomicBool,
     thread: Thread,
     /// Under the virtual-time harness: the participant of a thread that waits here,
-    /// which lets go of the clock while it waits and takes it back when woken.
-    #[cfg(feature = "test-util")]
-    waiting: crate::testing::ClockWait,
+    /// which lets go of the clock while it waits and takes it back when woken (seam
+    /// rule 6).
+    waiting: seam::ClockWait,
 }
 
 impl Wake for Signal {
@@ -39,11 +41,8 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        #[cfg(feature = "test-util")]
         self.waiting
             .wake(|| self.woken.store(true, Ordering::Release));
-        #[cfg(not(feature = "test-util"))]
-        self.woken.store(true, Ordering::Release);
         self.thread.unpark();
     }
 }
@@ -58,8 +57,7 @@ impl Level {
         let signal = Arc::new(Signal {
             woken: AtomicBool::new(false),
             thread: thread::current(),
-            #[cfg(feature = "test-util")]
-            waiting: crate::testing::ClockWait::default(),
+            waiting: seam::ClockWait::default(),
         });
         Rc::new(Level {
             waker: Waker::from(Arc::clone(&signal)),
@@ -125,7 +123,6 @@ fn run<F: Future>(level: &Level, future: F) -> F::Output {
             return output;
         }
         let signal = &level.signal;
-        #[cfg(feature = "test-util")]
         signal
             .waiting
             .before_wait(|| signal.woken.load(Ordering::Acquire));

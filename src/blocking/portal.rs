@@ -14,7 +14,7 @@ use super::context::{self, Caller};
 use super::entry;
 use super::BlockOnError;
 use crate::error::ConfigError;
-use crate::job::{Kind, Origin};
+use crate::origin::{Kind, Origin};
 
 /// The name (and thread name) of the global portal.
 const GLOBAL_NAME: &str = "async-bridge-portal";

@@ -19,7 +19,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
-use crate::job::Origin;
+use crate::origin::Origin;
 
 pub(crate) struct Harness {
     handle: Handle,

@@ -71,8 +71,6 @@ use std::time::{Duration, Instant};
 use futures::future::{self, Either};
 
 use harness::Harness;
-pub(crate) use harness::{Participant, ParticipantRef};
-pub(crate) use scope::ClockWait;
 
 /// Runs `test` to completion in paused virtual time that spans sync and async code.
 ///

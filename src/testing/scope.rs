@@ -1,4 +1,6 @@
-//! Which harness (if any) the current thread works for, and as which participant.
+//! Which harness (if any) the current thread works for, and as which participant: the
+//! live side of the core's seam to the harness ([`crate::seam`], where the ordering rules
+//! are written down; its shells mirror these signatures without the `test-util` feature).
 //!
 //! The job layer captures the scope when work is submitted and installs it on the
 //! thread that runs the work, so that `clock::now`/`clock::sleep` and nested offloads
@@ -8,8 +10,9 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::harness::{Harness, Participant};
-use crate::job::Origin;
+use super::harness::Harness;
+pub(crate) use super::harness::{Participant, ParticipantRef};
+use crate::origin::Origin;
 
 #[derive(Clone)]
 struct Scope {
@@ -28,8 +31,21 @@ fn current() -> Option<Scope> {
 }
 
 /// True when this thread works for a harness (cheap: no allocation, no lock).
-pub(crate) fn is_active() -> bool {
+fn is_active() -> bool {
     SCOPE.with(|s| s.borrow().is_some())
+}
+
+/// Runs blocking work on `handle`'s blocking pool or, when this thread works for a
+/// harness, on a thread of its own (seam rule 7).
+pub(crate) fn spawn_blocking(handle: &tokio::runtime::Handle, f: impl FnOnce() + Send + 'static) {
+    if is_active() {
+        std::thread::Builder::new()
+            .name("async-bridge-harness".into())
+            .spawn(f)
+            .expect("the harness could not start a thread for blocking work");
+        return;
+    }
+    drop(handle.spawn_blocking(f));
 }
 
 /// Runs `f` with `scope` installed on this thread, restoring the previous scope after.
@@ -58,7 +74,7 @@ pub(crate) fn as_runtime_thread<R>(harness: &Arc<Harness>, f: impl FnOnce() -> R
 
 /// A ledger entry for a job submitted from this thread, when it works for a harness;
 /// `queued` when the job waits in a lane or mailbox for work ahead of it (see
-/// [`job::submit_queued`](crate::job::submit_queued)).
+/// seam rule 2).
 pub(crate) fn enter_job(origin: &Origin, queued: bool) -> Option<Participant> {
     current().map(|scope| scope.harness.enter(origin.clone(), queued))
 }

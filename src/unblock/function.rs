@@ -5,7 +5,8 @@ use std::panic::Location;
 
 use tokio::runtime::Handle;
 
-use crate::job::{self, Kind, Origin, Outcome};
+use crate::job::{self, Outcome};
+use crate::origin::{Kind, Origin};
 
 /// Runs blocking code on tokio's blocking pool and awaits its result.
 ///
@@ -59,14 +60,14 @@ where
                  await it inside one (e.g. #[tokio::main]), or use async_bridge::compute"
             );
         };
-        let (ticket, reply) = job::submit(Origin::new(Kind::Unblock, None, site), None);
+        let (ticket, reply) = job::pair(Origin::new(Kind::Unblock, None, site), None);
         // The JoinHandle is not needed: the reply carries the outcome, and a runtime that
         // shuts down drops the ticket, which the reply reports as `Dropped`.
         job::spawn_blocking(&handle, move || {
             ticket.run(|_| f());
         });
         match reply.await {
-            Outcome::Done(value) => value,
+            Outcome::Completed(value) => value,
             Outcome::Panicked(payload) => job::resume(payload),
             Outcome::Dropped => panic!(
                 "async_bridge::unblock at {site}: the runtime shut down before the closure ran"

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-type Site = &'static Location<'static>;
+use crate::origin::Site;
 
 /// What kind of blocking a [`Finding`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -272,13 +272,7 @@ impl Findings {
             finding.total += took;
             finding.worst = finding.worst.max(took);
         }
-        #[cfg(feature = "tracing")]
-        tracing::warn!(
-            site = %site,
-            blocked_ms = took.as_millis() as u64,
-            kind = ?kind,
-            "async_bridge::watchdog: the executor was blocked"
-        );
+        crate::trace::blocked(&kind, site, took);
     }
 
     pub(super) fn record_lag(&self, lag: Duration) {

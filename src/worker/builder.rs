@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::sync::Arc;
 
-use super::mailbox::{self, Link, Shared};
+use super::mailbox::{Mailbox, Sender};
 use super::thread::{self, Starting};
 use super::{Worker, WorkerError, WorkerPool};
 use crate::error::ConfigError;
@@ -157,10 +157,10 @@ impl WorkerBuilder {
     {
         let name: Arc<str> = self.name.as_str().into();
         check(&name, self.mailbox, 1, "workers")?;
-        let shared = Shared::new(Arc::clone(&name), mailbox::new_group(), self.mailbox);
-        let link = Link::new(&shared);
+        let shared = Mailbox::new(Arc::clone(&name), thread::new_group(), self.mailbox);
+        let link = Sender::new(&shared);
         thread::start(&shared, self.name, thread::maker(maker), self.after_panic)?.wait()?;
-        Ok(Worker::from_link(link))
+        Ok(Worker::from_sender(link))
     }
 }
 
@@ -221,12 +221,12 @@ impl WorkerPoolBuilder {
         let name: Arc<str> = self.name.as_str().into();
         check(&name, self.mailbox, self.workers, "workers")?;
         let maker = Arc::new(maker);
-        let group = mailbox::new_group();
+        let group = thread::new_group();
         let mut links = Vec::with_capacity(self.workers);
         let mut starting: Vec<Starting> = Vec::with_capacity(self.workers);
         for i in 0..self.workers {
-            let shared = Shared::new(Arc::clone(&name), group, self.mailbox);
-            links.push(Link::new(&shared));
+            let shared = Mailbox::new(Arc::clone(&name), group, self.mailbox);
+            links.push(Sender::new(&shared));
             let maker = Arc::clone(&maker);
             let each = thread::maker(move || maker());
             starting.push(thread::start(
@@ -239,7 +239,7 @@ impl WorkerPoolBuilder {
         // Wait for every maker, even after one failed, so no thread is left mid-start.
         let results: Vec<_> = starting.into_iter().map(Starting::wait).collect();
         results.into_iter().collect::<Result<(), _>>()?;
-        Ok(WorkerPool::from_links(name, links))
+        Ok(WorkerPool::from_senders(name, links))
     }
 }
 

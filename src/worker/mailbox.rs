@@ -19,10 +19,9 @@
 //! budget: a burst of ten thousand callers in one `join_all` is not re-polled over and
 //! over.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::Location;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,10 +34,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{cause, Cause};
+use super::thread;
 use super::WorkerError;
-use crate::job::{self, Claim, Kind, Origin, Outcome, Ran, Reply};
+use crate::job::{self, Claim, Outcome, Ran, Reply};
+use crate::origin::{Kind, Origin};
 
-pub(crate) type Site = &'static Location<'static>;
+use crate::origin::Site;
 
 /// How long an idle worker thread stays awake for the next call before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
@@ -80,7 +81,7 @@ pub(crate) enum Closed {
 }
 
 /// The state shared by a worker's handles, its callers and its thread.
-pub(crate) struct Shared<T> {
+pub(crate) struct Mailbox<T> {
     pub(crate) name: Arc<str>,
     /// The worker's group: the worker alone, or every worker of one pool. A thread of
     /// the group calling into it would wait for itself.
@@ -145,21 +146,9 @@ fn wake_all(woken: Vec<Arc<Waiter>>) {
     }
 }
 
-static GROUPS: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    /// The group of the worker whose thread this is; 0 on any other thread.
-    static GROUP: Cell<u64> = const { Cell::new(0) };
-}
-
-/// A fresh group id, for a worker or a pool.
-pub(crate) fn new_group() -> u64 {
-    GROUPS.fetch_add(1, Ordering::Relaxed)
-}
-
-impl<T: 'static> Shared<T> {
+impl<T: 'static> Mailbox<T> {
     pub(crate) fn new(name: Arc<str>, group: u64, capacity: usize) -> Arc<Self> {
-        Arc::new(Shared {
+        Arc::new(Mailbox {
             name,
             group,
             capacity,
@@ -187,12 +176,12 @@ impl<T: 'static> Shared<T> {
 
     /// True on a thread of this worker's group (the worker itself or a pool sibling).
     pub(crate) fn on_own_thread(&self) -> bool {
-        GROUP.with(Cell::get) == self.group
+        thread::in_group(self.group)
     }
 
     /// Marks the calling thread as this worker's.
     pub(crate) fn enter_thread(&self) {
-        GROUP.with(|g| g.set(self.group));
+        thread::enter_group(self.group);
     }
 
     pub(crate) fn load(&self) -> usize {
@@ -226,7 +215,7 @@ impl<T: 'static> Shared<T> {
     /// Builds a call of `f` against the object, submitted to the job layer.
     pub(crate) fn call<F, R>(
         self: &Arc<Self>,
-        link: Link<T>,
+        link: Sender<T>,
         site: Site,
         cancellable: bool,
         f: F,
@@ -237,7 +226,7 @@ impl<T: 'static> Shared<T> {
     {
         let token = cancellable.then(|| self.shutdown.child_token());
         let origin = Origin::new(Kind::Worker, Some(Arc::clone(&self.name)), site);
-        let (ticket, reply) = job::submit_queued(origin, token);
+        let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
             claim: ticket.claim_handle(),
             run: Box::new(
@@ -282,7 +271,7 @@ impl<T: 'static> Shared<T> {
     /// Turns a job's outcome into the caller's answer.
     fn answer<R>(&self, outcome: Outcome<R>) -> Result<R, WorkerError> {
         match outcome {
-            Outcome::Done(value) => Ok(value),
+            Outcome::Completed(value) => Ok(value),
             Outcome::Panicked(payload) => Err(WorkerError::panic(&self.name, payload)),
             Outcome::Dropped => Err(self.closed_error(self.state.lock().closed.clone())),
         }
@@ -411,30 +400,30 @@ impl<T: 'static> Shared<T> {
 
 /// A sender's hold on a worker: while any exists (handles, calls not yet admitted), the
 /// worker thread keeps waiting for calls.
-pub(crate) struct Link<T: 'static> {
-    shared: Arc<Shared<T>>,
+pub(crate) struct Sender<T: 'static> {
+    shared: Arc<Mailbox<T>>,
 }
 
-impl<T: 'static> Link<T> {
-    pub(crate) fn new(shared: &Arc<Shared<T>>) -> Self {
+impl<T: 'static> Sender<T> {
+    pub(crate) fn new(shared: &Arc<Mailbox<T>>) -> Self {
         shared.senders.fetch_add(1, Ordering::Relaxed);
-        Link {
+        Sender {
             shared: Arc::clone(shared),
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
+    pub(crate) fn shared(&self) -> &Arc<Mailbox<T>> {
         &self.shared
     }
 }
 
-impl<T: 'static> Clone for Link<T> {
+impl<T: 'static> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        Link::new(&self.shared)
+        Sender::new(&self.shared)
     }
 }
 
-impl<T: 'static> Drop for Link<T> {
+impl<T: 'static> Drop for Sender<T> {
     fn drop(&mut self) {
         if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last sender: an idle worker thread ends (its queue is empty).
@@ -448,9 +437,9 @@ impl<T: 'static> Drop for Link<T> {
 
 /// A call into a worker, awaited by its caller: admission, then the reply.
 pub(crate) struct Call<T: 'static, R> {
-    shared: Arc<Shared<T>>,
+    shared: Arc<Mailbox<T>>,
     /// Held until the call is admitted: a call not yet in the queue keeps the worker up.
-    link: Option<Link<T>>,
+    link: Option<Sender<T>>,
     /// The call, until it is admitted.
     envelope: Option<Envelope<T>>,
     /// Set while waiting for room.

@@ -4,20 +4,22 @@
 //! - `builder`: the builders and the panic policy ([`AfterPanic`]);
 //! - `mailbox`: the bounded FIFO queue between callers and a worker's thread, and the
 //!   call future (every call is a job of the crate's job layer);
-//! - `thread`: the worker's thread (maker, calls, panic policy, the object's drop);
+//! - `handle`: [`Worker`], the handle on one worker;
+//! - `pool`: [`WorkerPool`];
+//! - `thread`: the worker's thread (maker, calls, panic policy, the object's drop) and
+//!   which worker group the current thread belongs to;
 //! - `shutdown`: the bounded shutdown and its report;
 //! - `error`: [`WorkerError`].
 
 mod builder;
 mod error;
+mod handle;
 mod mailbox;
 mod pool;
 mod shutdown;
 mod thread;
-#[allow(clippy::module_inception)]
-mod worker;
 
 pub use builder::{AfterPanic, WorkerBuilder, WorkerPoolBuilder};
 pub use error::WorkerError;
+pub use handle::Worker;
 pub use pool::WorkerPool;
-pub use worker::Worker;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::mailbox::{Link, Shared};
+use super::mailbox::{Mailbox, Sender};
 use super::{shutdown, WorkerError, WorkerPoolBuilder};
 
 /// Several [`Worker`](crate::Worker)s, each with its own thread and its own object,
@@ -60,7 +60,7 @@ pub struct WorkerPool<T: 'static> {
 
 struct PoolInner<T: 'static> {
     name: Arc<str>,
-    workers: Vec<Link<T>>,
+    workers: Vec<Sender<T>>,
     /// Where the search for the least-loaded worker starts, turning, so that ties are
     /// spread.
     next: AtomicUsize,
@@ -87,7 +87,7 @@ impl WorkerPool<()> {
 }
 
 impl<T: 'static> WorkerPool<T> {
-    pub(crate) fn from_links(name: Arc<str>, workers: Vec<Link<T>>) -> Self {
+    pub(crate) fn from_senders(name: Arc<str>, workers: Vec<Sender<T>>) -> Self {
         WorkerPool {
             inner: Arc::new(PoolInner {
                 name,
@@ -123,11 +123,11 @@ impl<T: 'static> WorkerPool<T> {
 
     /// The worker with the fewest calls pending, among those still serving (a worker
     /// whose object could not be rebuilt has stopped; its siblings carry on).
-    fn route(&self) -> &Link<T> {
+    fn route(&self) -> &Sender<T> {
         let workers = &self.inner.workers;
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed) % workers.len();
         // Closed workers rank after every open one: the key is (closed, load).
-        let key = |link: &Link<T>| (link.shared().is_closed(), link.shared().load());
+        let key = |link: &Sender<T>| (link.shared().is_closed(), link.shared().load());
         let mut best = &workers[start];
         let mut best_key = key(best);
         for i in 1..workers.len() {
@@ -270,7 +270,7 @@ impl<T: 'static> WorkerPool<T> {
     /// # });
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> crate::ShutdownReport {
-        let shared: Vec<Arc<Shared<T>>> = self
+        let shared: Vec<Arc<Mailbox<T>>> = self
             .inner
             .workers
             .iter()

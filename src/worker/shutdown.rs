@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::{self, Either};
 
-use super::mailbox::{Closed, Shared};
+use super::mailbox::{Closed, Mailbox};
 use crate::shutdown::ShutdownReport;
 use crate::timer::Deadline;
 
@@ -14,7 +14,7 @@ use crate::timer::Deadline;
 /// their tokens, lets queued calls run for up to `grace`, then abandons what is left.
 pub(crate) async fn shutdown<T: 'static>(
     name: &Arc<str>,
-    workers: &[Arc<Shared<T>>],
+    workers: &[Arc<Mailbox<T>>],
     grace: Duration,
 ) -> ShutdownReport {
     let finished_before: u64 = workers.iter().map(|w| w.finished()).sum();

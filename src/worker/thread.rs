@@ -1,13 +1,14 @@
 //! The worker's thread: builds the object with the maker, runs the calls of its mailbox
 //! one at a time, applies the panic policy, and drops the object when it ends.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use super::error::{cause, Cause, RebuildFailed};
-use super::mailbox::{Closed, Shared};
+use super::mailbox::{Closed, Mailbox};
 use super::{AfterPanic, WorkerError};
 use crate::error::ConfigError;
 use crate::job::{self, Ran};
@@ -44,7 +45,7 @@ impl Starting {
 
 /// Starts a worker thread called `thread_name` serving `shared`'s mailbox.
 pub(crate) fn start<T: 'static>(
-    shared: &Arc<Shared<T>>,
+    shared: &Arc<Mailbox<T>>,
     thread_name: String,
     mut maker: Maker<T>,
     after_panic: AfterPanic,
@@ -88,7 +89,7 @@ pub(crate) fn start<T: 'static>(
 
 /// Marks the worker stopped when its thread ends, however it ends, so that no caller is
 /// left waiting on a thread that is gone.
-struct StopOnExit<'a, T: 'static>(&'a Shared<T>);
+struct StopOnExit<'a, T: 'static>(&'a Mailbox<T>);
 
 impl<T: 'static> Drop for StopOnExit<'_, T> {
     fn drop(&mut self) {
@@ -97,7 +98,7 @@ impl<T: 'static> Drop for StopOnExit<'_, T> {
 }
 
 /// Runs the mailbox's calls until it is closed and empty, then drops the object here.
-fn serve<T: 'static>(shared: &Shared<T>, object: T, mut maker: Maker<T>, after_panic: AfterPanic) {
+fn serve<T: 'static>(shared: &Mailbox<T>, object: T, mut maker: Maker<T>, after_panic: AfterPanic) {
     shared.enter_thread();
     // `None` only after a rebuild whose maker failed; no call runs after that.
     let object = RefCell::new(Some(object));
@@ -143,4 +144,27 @@ fn serve<T: 'static>(shared: &Shared<T>, object: T, mut maker: Maker<T>, after_p
 /// that it stopped.
 fn drop_quietly<T>(value: T) {
     let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(value)));
+}
+
+static GROUPS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The group of the worker whose thread this is; 0 on any other thread.
+    static GROUP: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A fresh group id, for a worker or a pool: a thread of the group calling into it
+/// would wait for itself.
+pub(crate) fn new_group() -> u64 {
+    GROUPS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// True on a thread of `group` (the worker itself or a pool sibling).
+pub(crate) fn in_group(group: u64) -> bool {
+    GROUP.with(Cell::get) == group
+}
+
+/// Marks the calling thread as one of `group`'s.
+pub(crate) fn enter_group(group: u64) {
+    GROUP.with(|g| g.set(group));
 }

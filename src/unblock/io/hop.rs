@@ -14,7 +14,8 @@ use tokio::runtime::Handle;
 
 use super::pipe::{self, Carry, Chunk, Leftover, Shared};
 use super::{Unblock, LOST};
-use crate::job::{self, Kind, Origin, Outcome, Panic, Ticket};
+use crate::job::{self, Outcome, Panic, Ticket};
+use crate::origin::{Kind, Origin};
 
 /// A hop in flight: the value is on a blocking thread.
 pub(super) struct Hop {
@@ -126,7 +127,7 @@ impl<T: Send + 'static> Unblock<T> {
             pipe.hop_running = true;
             pipe.stop = false;
         }
-        let (ticket, reply) = job::submit(Origin::new(Kind::Io, None, self.site), None);
+        let (ticket, reply) = job::pair(Origin::new(Kind::Io, None, self.site), None);
         let job = HopJob {
             carry: Carry {
                 value: Some(value),
@@ -162,7 +163,7 @@ impl<T: Send + 'static> Unblock<T> {
             let outcome = ready!(Pin::new(&mut hop.reply).poll(cx));
             self.hop = None;
             match outcome {
-                Outcome::Done(payload) => self.stash(payload),
+                Outcome::Completed(payload) => self.stash(payload),
                 Outcome::Panicked(payload) => job::resume(payload),
                 Outcome::Dropped => {
                     let err = io::Error::other(
@@ -295,7 +296,7 @@ impl<T: Send + 'static> Unblock<T> {
 pub(super) fn clean_up<T: Send + 'static>(leftover: Leftover<T>, site: &'static Location<'static>) {
     match Handle::try_current() {
         Ok(handle) => {
-            let (ticket, reply) = job::submit::<()>(Origin::new(Kind::Io, None, site), None);
+            let (ticket, reply) = job::pair::<()>(Origin::new(Kind::Io, None, site), None);
             job::spawn_blocking(&handle, move || {
                 // Kept alive so that the job is not withdrawn before it starts; if the job
                 // is dropped unrun, dropping `leftover` still does the work.

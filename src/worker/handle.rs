@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::mailbox::{Link, Shared};
+use super::mailbox::{Mailbox, Sender};
 use super::{shutdown, WorkerBuilder, WorkerError};
 
 /// One dedicated thread that owns a legacy object, and an async API to call it.
@@ -82,7 +82,7 @@ use super::{shutdown, WorkerBuilder, WorkerError};
 /// ```
 #[must_use = "a Worker does nothing unless called"]
 pub struct Worker<T: 'static> {
-    link: Link<T>,
+    link: Sender<T>,
 }
 
 impl Worker<()> {
@@ -107,11 +107,11 @@ impl Worker<()> {
 }
 
 impl<T: 'static> Worker<T> {
-    pub(crate) fn from_link(link: Link<T>) -> Self {
+    pub(crate) fn from_sender(link: Sender<T>) -> Self {
         Worker { link }
     }
 
-    fn shared(&self) -> &Arc<Shared<T>> {
+    fn shared(&self) -> &Arc<Mailbox<T>> {
         self.link.shared()
     }
 

@@ -1,0 +1,152 @@
+//! [`OffloadCall`]: the future a lane's caller awaits.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+
+use super::lane::{Entry, Lane};
+use crate::job::Reply;
+use crate::origin::Site;
+use crate::timer;
+use crate::unblock::OffloadError;
+
+/// The future of a call on an [`Offloader`](crate::Offloader) lane, from
+/// [`run`](crate::Offloader::run) or [`run_cancellable`](crate::Offloader::run_cancellable).
+///
+/// Nothing is admitted until it is first polled. Dropping it while the call waits frees
+/// its queue place (the closure never runs); dropping it while the closure runs cancels
+/// the closure's token, if it has one. A named type, so it can be stored in a struct or
+/// returned as an associated `Future` type without boxing.
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::{OffloadCall, OffloadError, Offloader};
+///
+/// struct Pending {
+///     call: OffloadCall<u32>,
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let lane = Offloader::builder("parser").build().unwrap();
+/// let pending = Pending { call: lane.run(|| 42) };
+/// assert_eq!(pending.call.await.unwrap(), 42);
+/// # Ok::<(), OffloadError>(())
+/// # }).unwrap();
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct OffloadCall<T> {
+    lane: Arc<Lane>,
+    /// The call's job, until it is admitted on the first poll.
+    entry: Option<Entry>,
+    reply: Reply<T>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Admitted to the lane (queued or running), and not yet settled.
+    admitted: bool,
+    /// Set once the caller has its answer (value, error or timeout).
+    settled: bool,
+}
+
+impl<T> OffloadCall<T> {
+    pub(super) fn new<F>(lane: &Arc<Lane>, site: Site, cancellable: bool, f: F) -> Self
+    where
+        F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (entry, reply) = lane.pair(site, cancellable, f);
+        OffloadCall {
+            lane: Arc::clone(lane),
+            entry: Some(entry),
+            reply,
+            sleep: None,
+            admitted: false,
+            settled: false,
+        }
+    }
+
+    /// Admits the call on its first poll: starts it on a drainer, queues it, or fails.
+    fn admit(&mut self, entry: Entry) -> Result<(), OffloadError> {
+        let lane = &self.lane;
+        let handle = lane.handle()?;
+        if let Some(after) = lane.timeout {
+            let sleep = timer::sleep_on(&handle, after).ok_or_else(|| {
+                OffloadError::no_runtime(
+                    &lane.name,
+                    "the lane has a timeout but the runtime has no timers: build it with `enable_time`",
+                )
+            })?;
+            self.sleep = Some(Box::pin(sleep));
+        }
+        lane.admit(entry, &handle)?;
+        self.admitted = true;
+        Ok(())
+    }
+
+    /// Gives up on the call: a queued job is withdrawn (it never runs and its place is
+    /// freed), a running one has its token cancelled.
+    fn give_up(&self) {
+        if self.reply.withdraw() {
+            self.lane.forget_queued();
+        } else {
+            self.reply.cancel();
+        }
+    }
+}
+
+impl<T> Future for OffloadCall<T> {
+    type Output = Result<T, OffloadError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(entry) = this.entry.take() {
+            if let Err(err) = this.admit(entry) {
+                this.settled = true;
+                return Poll::Ready(Err(err));
+            }
+        }
+        assert!(!this.settled, "`OffloadCall` polled after completion");
+        if let Poll::Ready(outcome) = Pin::new(&mut this.reply).poll(cx) {
+            this.settled = true;
+            return Poll::Ready(this.lane.answer(outcome));
+        }
+        if let Some(sleep) = &mut this.sleep {
+            if sleep.as_mut().poll(cx).is_ready() {
+                this.settled = true;
+                this.give_up();
+                let lane = &this.lane;
+                lane.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                let after = lane.timeout.unwrap_or_default();
+                return Poll::Ready(Err(OffloadError::timeout(&lane.name, after)));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for OffloadCall<T> {
+    fn drop(&mut self) {
+        if self.admitted && !self.settled {
+            self.give_up();
+            // Not when the work had finished and only its reply was never read.
+            if !self.reply.is_done() {
+                self.lane.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for OffloadCall<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OffloadCall")
+            .field("lane", &self.lane.name)
+            .field("admitted", &self.admitted)
+            .field("settled", &self.settled)
+            .finish()
+    }
+}
