@@ -67,6 +67,9 @@ pub(super) struct State {
     pub(super) idle: usize,
     /// Idle drainers woken for a queued entry that have not yet left their wait.
     pub(super) waking: usize,
+    /// Drainers started for a queued entry whose thread has not yet taken it: the
+    /// entry stays queued (and withdrawable) until a drainer really starts it.
+    pub(super) starting: usize,
     /// Closures running now.
     pub(super) running: usize,
     /// Live entries waiting (the queue may also hold withdrawn ones, skipped when popped).
@@ -183,36 +186,43 @@ impl Lane {
         if state.closed {
             return Err(OffloadError::shutdown(&self.name));
         }
-        if state.queued < state.idle {
+        // Entries queued beyond those that idle or starting drainers will take at once.
+        let waiting = state.queued.saturating_sub(state.idle + state.starting);
+        if state.queued < state.idle + state.starting {
             // An idle drainer will take it at once. Wake one only if the drainers already
             // woken are fewer than the entries waiting: a burst of pushes wakes as many
             // drainers as it needs, not one syscall per push.
             state.queued += 1;
             entry.claim.runs_soon(); // under the harness: it holds the clock from now on
             state.queue.push_back(entry);
-            if state.waking < state.queued.min(state.idle) {
+            let for_idle = state.queued - state.starting.min(state.queued);
+            if state.waking < for_idle.min(state.idle) {
                 state.waking += 1;
                 self.wake.notify_one();
             }
             Ok(())
         } else if state.drainers < self.max_concurrency {
-            entry.claim.claim();
+            // A new drainer takes it from the queue once its thread runs: until then the
+            // caller can still withdraw it (tokio's pool may have no thread free).
+            state.queued += 1;
+            entry.claim.runs_soon();
+            state.queue.push_back(entry);
             state.drainers += 1;
-            state.running += 1;
+            state.starting += 1;
             let slot = state.free_slots.pop().unwrap_or_else(|| {
                 state.sites.push(None);
                 state.sites.len() - 1
             });
-            state.sites[slot] = Some(entry.site());
             drop(state);
             let drainer = Drainer {
                 lane: Arc::clone(self),
                 slot,
+                started: false,
                 released: false,
             };
-            job::spawn_blocking(handle, move || drainer.drain(entry));
+            job::spawn_blocking(handle, move || drainer.drain());
             Ok(())
-        } else if state.queued - state.idle < self.max_queue {
+        } else if waiting < self.max_queue {
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
@@ -321,23 +331,31 @@ impl Lane {
 struct Drainer {
     lane: Arc<Lane>,
     slot: usize,
+    /// Its thread has run: it no longer counts as `starting`.
+    started: bool,
     released: bool,
 }
 
 impl Drainer {
-    fn drain(mut self, first: Entry) {
-        let mut entry = first;
+    fn drain(mut self) {
+        self.started = true;
+        let (lane, slot) = (&self.lane, self.slot);
+        let mut next = {
+            let mut state = lane.state.lock();
+            state.starting -= 1;
+            Lane::pop(&mut state, slot)
+        };
+        // Its entry may have been withdrawn meanwhile: then it serves the queue, or
+        // lingers and leaves.
         loop {
-            let (lane, slot) = (&self.lane, self.slot);
-            let mut next = None;
-            (entry.run)(&mut |ran| next = lane.done(slot, ran));
-            match next.or_else(|| lane.next(slot)) {
-                Some(next) => entry = next,
+            let entry = match next.take().or_else(|| lane.next(slot)) {
+                Some(entry) => entry,
                 None => {
                     self.released = true;
                     return;
                 }
-            }
+            };
+            (entry.run)(&mut |ran| next = lane.done(slot, ran));
         }
     }
 }
@@ -345,10 +363,12 @@ impl Drainer {
 impl Drop for Drainer {
     fn drop(&mut self) {
         // Only a drainer whose task was dropped before it ran (its runtime shut down)
-        // gets here: its first entry, counted as running, never ran.
+        // gets here: it took nothing from the queue.
         if !self.released {
             let mut state = self.lane.state.lock();
-            self.lane.end_running(&mut state);
+            if !self.started {
+                state.starting -= 1;
+            }
             self.lane.release(state, self.slot);
         }
     }
