@@ -4,15 +4,23 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ConfigError;
 use crate::job::{self, Outcome};
+use crate::lane::{Lane, OffloadCall, Runner};
 use crate::origin::{Kind, Origin};
-use crate::OffloadError;
+use crate::shutdown::ShutdownReport;
+use crate::Stats;
 
-/// Runs CPU-bound code on rayon's global pool and awaits its result.
+/// Runs CPU-bound code on rayon and awaits its result.
+///
+/// Where it runs: on rayon's global pool (through `rayon::spawn`). When the future is
+/// polled on a thread of a rayon pool (a `block_on(compute(..))` inside a rayon job, or
+/// inside a [`ComputePool`] closure), `f` runs right there instead, as `rayon::join` runs
+/// its second half: queueing it behind the waiting thread could wait forever.
 ///
 /// Hashing, compression, parsing, image work: anything that keeps a core busy belongs on
 /// a pool sized to the cores, not on tokio's blocking pool (sized for threads that wait)
@@ -47,9 +55,16 @@ where
     let site = Location::caller();
     async move {
         let (ticket, reply) = job::pair(Origin::new(Kind::Compute, None, site), None);
-        rayon::spawn(move || {
+        if rayon::current_thread_index().is_some() {
+            // Polled on a rayon thread (a facade inside a rayon job): `rayon::spawn` would
+            // queue the job on this thread's own pool, whose threads may all be waiting
+            // like this one. Run it here instead, as `rayon::join` would.
             ticket.run(|_| f());
-        });
+        } else {
+            rayon::spawn(move || {
+                ticket.run(|_| f());
+            });
+        }
         match reply.await {
             Outcome::Completed(value) => value,
             Outcome::Panicked(payload) => job::resume(payload),
@@ -58,15 +73,30 @@ where
     }
 }
 
-/// A named rayon pool for CPU-bound work, with an async API.
+/// A named rayon pool for CPU-bound work, with an async API and the limits of an
+/// [`Offloader`](crate::Offloader).
 ///
 /// Use one when a kind of CPU work must not compete with the rest of the process on
-/// rayon's global pool (a fixed share of cores for report generation, say), or when its
-/// threads should carry a name. Clones share one pool; the pool's threads end when the
-/// last clone is dropped and its queued jobs are done. Dropping never blocks.
+/// rayon's global pool (a fixed share of cores for report generation, say), when its
+/// threads should carry a name, or when a burst of CPU jobs needs a bound: at most
+/// `threads` jobs run at once, up to `max_queue` more wait in FIFO order (without a
+/// thread each), and callers beyond that get an
+/// [`is_rejected`](crate::OffloadError::is_rejected) error at once. An optional timeout covers
+/// waiting plus running and cancels the job's token; a job whose caller went away before
+/// it started is never run. Panics come back as [`is_panic`](crate::OffloadError::is_panic)
+/// errors. [`stats`](Self::stats) and a bounded [`shutdown`](Self::shutdown) work as on a
+/// lane (it is one, whose drainers are the pool's rayon threads).
 ///
-/// Panics come back as [`is_panic`](OffloadError::is_panic) errors, as with an
-/// [`Offloader`](crate::Offloader).
+/// Clones share one pool; its threads end when the last clone is dropped and its queued
+/// jobs are done. Dropping never blocks.
+///
+/// # When not to use it
+///
+/// - Blocking IO or waiting: a rayon thread that waits keeps a core's worth of pool
+///   idle. Use [`unblock`](crate::unblock) or an [`Offloader`](crate::Offloader).
+/// - Work that calls back into the same pool and waits for it: with every thread
+///   waiting, nothing could run it; such a call is refused with
+///   [`is_would_deadlock`](crate::OffloadError::is_would_deadlock).
 ///
 /// # Examples
 ///
@@ -77,18 +107,14 @@ where
 /// let reports = ComputePool::builder("reports").threads(2).build()?;
 /// let digest = reports.run(|| (0u64..1_000_000).fold(0, |h, x| h ^ x.rotate_left(7))).await?;
 /// assert_eq!(digest, (0u64..1_000_000).fold(0, |h, x| h ^ x.rotate_left(7)));
+/// assert_eq!(reports.stats().completed, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]
 #[must_use = "a ComputePool does nothing unless called"]
 pub struct ComputePool {
-    inner: Arc<PoolInner>,
-}
-
-struct PoolInner {
-    name: Arc<str>,
-    pool: rayon::ThreadPool,
+    lane: Arc<Lane>,
 }
 
 /// Builds a [`ComputePool`]; see [`ComputePool::builder`].
@@ -96,7 +122,14 @@ struct PoolInner {
 /// # Examples
 ///
 /// ```
-/// let pool = async_bridge::ComputePool::builder("hashing").threads(1).build().unwrap();
+/// use std::time::Duration;
+///
+/// let pool = async_bridge::ComputePool::builder("hashing")
+///     .threads(1)
+///     .max_queue(100)
+///     .timeout(Duration::from_secs(5))
+///     .build()
+///     .unwrap();
 /// assert_eq!(pool.threads(), 1);
 /// ```
 #[derive(Debug)]
@@ -104,11 +137,14 @@ struct PoolInner {
 pub struct ComputePoolBuilder {
     name: String,
     threads: Option<usize>,
+    max_queue: usize,
+    timeout: Option<Duration>,
 }
 
 impl ComputePool {
     /// Starts building a pool called `name`; its threads are named `name-0`, `name-1`, …
-    /// Default size: one thread per core.
+    ///
+    /// Defaults: one thread per core, `max_queue` 1024, no timeout.
     ///
     /// # Examples
     ///
@@ -120,6 +156,8 @@ impl ComputePool {
         ComputePoolBuilder {
             name: name.into(),
             threads: None,
+            max_queue: 1024,
+            timeout: None,
         }
     }
 
@@ -132,7 +170,7 @@ impl ComputePool {
     /// assert_eq!(pool.name(), "zip");
     /// ```
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.lane.name
     }
 
     /// How many threads the pool has.
@@ -144,13 +182,15 @@ impl ComputePool {
     /// assert_eq!(pool.threads(), 3);
     /// ```
     pub fn threads(&self) -> usize {
-        self.inner.pool.current_num_threads()
+        self.lane
+            .threads()
+            .expect("a compute pool's lane runs on rayon")
     }
 
     /// Runs `f` on the pool and awaits its value.
     ///
     /// Nothing happens until the future is polled; a future dropped before `f` starts
-    /// means `f` is skipped.
+    /// means `f` never runs (it is skipped, and counted as cancelled).
     ///
     /// # Examples
     ///
@@ -164,18 +204,20 @@ impl ComputePool {
     ///
     /// # Errors
     ///
-    /// An [`OffloadError`] with [`is_panic`](OffloadError::is_panic) when `f` panicked.
+    /// An [`OffloadError`](crate::OffloadError): `f` panicked, the call timed out, the queue was full, the
+    /// pool is shut down, or the call came from one of the pool's own jobs with no
+    /// thread free ([`is_would_deadlock`](crate::OffloadError::is_would_deadlock)).
     #[track_caller]
-    pub fn run<F, T>(&self, f: F) -> impl Future<Output = Result<T, OffloadError>> + Send
+    pub fn run<F, T>(&self, f: F) -> OffloadCall<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.call(Location::caller(), false, move |_| f())
+        OffloadCall::new(&self.lane, Location::caller(), false, move |_| f())
     }
 
     /// Runs `f` on the pool, handing it a token that is cancelled when the caller drops
-    /// the future (a timeout around it, say).
+    /// the future, when the call times out, and when the pool shuts down.
     ///
     /// # Examples
     ///
@@ -198,59 +240,89 @@ impl ComputePool {
     ///
     /// As [`run`](Self::run).
     #[track_caller]
-    pub fn run_cancellable<F, T>(
-        &self,
-        f: F,
-    ) -> impl Future<Output = Result<T, OffloadError>> + Send
+    pub fn run_cancellable<F, T>(&self, f: F) -> OffloadCall<T>
     where
         F: FnOnce(&CancellationToken) -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.call(Location::caller(), true, move |token| {
+        OffloadCall::new(&self.lane, Location::caller(), true, move |token| {
             f(token.expect("a cancellable job always has a token"))
         })
     }
 
-    fn call<F, T>(
-        &self,
-        site: &'static Location<'static>,
-        cancellable: bool,
-        f: F,
-    ) -> impl Future<Output = Result<T, OffloadError>> + Send
-    where
-        F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let inner = Arc::clone(&self.inner);
-        async move {
-            let token = cancellable.then(CancellationToken::new);
-            let origin = Origin::new(Kind::Compute, Some(Arc::clone(&inner.name)), site);
-            let (ticket, reply) = job::pair(origin, token);
-            inner.pool.spawn(move || {
-                ticket.run(f);
-            });
-            match reply.await {
-                Outcome::Completed(value) => Ok(value),
-                Outcome::Panicked(payload) => Err(OffloadError::panic(&inner.name, payload)),
-                Outcome::Dropped => Err(OffloadError::cancelled(&inner.name)),
-            }
-        }
+    /// A snapshot of the pool's counters (the same [`Stats`] as a lane's).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pool = async_bridge::ComputePool::builder("stats").threads(1).build().unwrap();
+    /// pool.run(|| ()).await.unwrap();
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.completed, stats.running, stats.queued), (1, 0, 0));
+    /// # });
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.lane.stats()
+    }
+
+    /// Shuts the pool down, waiting at most `grace` for running jobs.
+    ///
+    /// New calls and the calls still queued fail with
+    /// [`is_shutdown`](crate::OffloadError::is_shutdown); tokens of running jobs are cancelled;
+    /// jobs still running when `grace` ends are named in the report by call site and left
+    /// to finish on their own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pool = async_bridge::ComputePool::builder("batch").threads(1).build().unwrap();
+    /// pool.run(|| 1 + 1).await.unwrap();
+    /// let report = pool.shutdown(Duration::from_secs(1)).await;
+    /// assert!(report.is_complete());
+    /// assert!(pool.run(|| ()).await.unwrap_err().is_shutdown());
+    /// # });
+    /// ```
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.lane.shutdown(grace).await
     }
 }
 
 impl fmt::Debug for ComputePool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ComputePool")
-            .field("name", &self.inner.name)
+            .field("name", &self.lane.name)
             .field("threads", &self.threads())
+            .field("max_queue", &self.lane.max_queue)
+            .field("timeout", &self.lane.timeout)
+            .field("stats", &self.stats())
             .finish()
     }
 }
 
 impl ComputePoolBuilder {
-    /// The number of threads (default: one per core). Must be at least 1.
+    /// The number of threads (default: one per core), which is also how many jobs run at
+    /// once. Must be at least 1.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
+        self
+    }
+
+    /// At most this many jobs wait for a thread (default 1024); more are rejected at
+    /// once. Zero means no waiting.
+    pub fn max_queue(mut self, n: usize) -> Self {
+        self.max_queue = n;
+        self
+    }
+
+    /// Fails a job that has not finished within `after`, waiting plus running, with
+    /// [`is_timeout`](crate::OffloadError::is_timeout), and cancels its token. Must not be zero.
+    /// The caller's runtime must have timers enabled.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.timeout = Some(after);
         self
     }
 
@@ -258,7 +330,8 @@ impl ComputePoolBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] if `threads` is zero or the threads cannot be started.
+    /// A [`ConfigError`] if `threads` is zero, the timeout is zero, or the threads cannot
+    /// be started.
     ///
     /// # Examples
     ///
@@ -269,6 +342,9 @@ impl ComputePoolBuilder {
     pub fn build(self) -> Result<ComputePool, ConfigError> {
         if self.threads == Some(0) {
             return Err(ConfigError::new(&self.name, "threads must be at least 1"));
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new(&self.name, "timeout must not be zero"));
         }
         let prefix = self.name.clone();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -282,11 +358,15 @@ impl ComputePoolBuilder {
                     std::io::Error::other(e.to_string()),
                 )
             })?;
+        let threads = pool.current_num_threads();
         Ok(ComputePool {
-            inner: Arc::new(PoolInner {
-                name: self.name.into(),
-                pool,
-            }),
+            lane: Arc::new(Lane::new(
+                self.name.into(),
+                threads,
+                self.max_queue,
+                self.timeout,
+                Runner::Rayon(pool),
+            )),
         })
     }
 }

@@ -118,6 +118,7 @@ pub mod clock;
 mod compute;
 mod error;
 mod job;
+mod lane;
 mod origin;
 mod seam;
 mod shutdown;
@@ -133,10 +134,9 @@ mod worker;
 pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
+pub use lane::OffloadCall;
 pub use shutdown::ShutdownReport;
-pub use unblock::{
-    unblock, OffloadCall, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock,
-};
+pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
 pub use worker::{AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder};
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests (they

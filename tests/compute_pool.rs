@@ -60,7 +60,7 @@ async fn pool_panics_are_errors_with_the_payload() {
     assert!(err.is_panic());
     assert_eq!(
         err.to_string(),
-        "lane `zip`: closure panicked: corrupt block"
+        "pool `zip`: closure panicked: corrupt block"
     );
     assert_eq!(panic_text(&*err.into_panic()), "corrupt block");
     assert_eq!(

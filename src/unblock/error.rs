@@ -3,11 +3,13 @@
 use std::error::Error;
 use std::fmt;
 use std::io;
+use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::PanicPayload;
 use crate::job::Panic;
+use crate::origin::Kind;
 
 /// Why a call through an [`Offloader`](crate::Offloader) or a
 /// [`ComputePool`](crate::ComputePool) did not return the closure's value.
@@ -30,6 +32,8 @@ use crate::job::Panic;
 /// # });
 /// ```
 pub struct OffloadError {
+    /// "lane" or "pool".
+    what: &'static str,
     name: Arc<str>,
     repr: Repr,
 }
@@ -41,35 +45,53 @@ enum Repr {
     Cancelled,
     Shutdown,
     NoRuntime(&'static str),
+    WouldDeadlock(&'static Location<'static>),
 }
 
 impl OffloadError {
-    pub(crate) fn panic(name: &Arc<str>, payload: Panic) -> Self {
-        Self::new(name, Repr::Panic(PanicPayload::new(payload)))
+    /// What a handle of `kind` is called in messages.
+    pub(crate) fn subject(kind: Kind) -> &'static str {
+        match kind {
+            Kind::Compute => "pool",
+            _ => "lane",
+        }
     }
 
-    pub(crate) fn timeout(name: &Arc<str>, after: Duration) -> Self {
-        Self::new(name, Repr::Timeout(after))
+    pub(crate) fn panic(kind: Kind, name: &Arc<str>, payload: Panic) -> Self {
+        Self::new(kind, name, Repr::Panic(PanicPayload::new(payload)))
     }
 
-    pub(crate) fn rejected(name: &Arc<str>, max_queue: usize) -> Self {
-        Self::new(name, Repr::Rejected(max_queue))
+    pub(crate) fn timeout(kind: Kind, name: &Arc<str>, after: Duration) -> Self {
+        Self::new(kind, name, Repr::Timeout(after))
     }
 
-    pub(crate) fn cancelled(name: &Arc<str>) -> Self {
-        Self::new(name, Repr::Cancelled)
+    pub(crate) fn rejected(kind: Kind, name: &Arc<str>, max_queue: usize) -> Self {
+        Self::new(kind, name, Repr::Rejected(max_queue))
     }
 
-    pub(crate) fn shutdown(name: &Arc<str>) -> Self {
-        Self::new(name, Repr::Shutdown)
+    pub(crate) fn cancelled(kind: Kind, name: &Arc<str>) -> Self {
+        Self::new(kind, name, Repr::Cancelled)
     }
 
-    pub(crate) fn no_runtime(name: &Arc<str>, what: &'static str) -> Self {
-        Self::new(name, Repr::NoRuntime(what))
+    pub(crate) fn shutdown(kind: Kind, name: &Arc<str>) -> Self {
+        Self::new(kind, name, Repr::Shutdown)
     }
 
-    fn new(name: &Arc<str>, repr: Repr) -> Self {
+    pub(crate) fn no_runtime(kind: Kind, name: &Arc<str>, what: &'static str) -> Self {
+        Self::new(kind, name, Repr::NoRuntime(what))
+    }
+
+    pub(crate) fn would_deadlock(
+        kind: Kind,
+        name: &Arc<str>,
+        site: &'static Location<'static>,
+    ) -> Self {
+        Self::new(kind, name, Repr::WouldDeadlock(site))
+    }
+
+    fn new(kind: Kind, name: &Arc<str>, repr: Repr) -> Self {
         OffloadError {
+            what: Self::subject(kind),
             name: Arc::clone(name),
             repr,
         }
@@ -109,6 +131,13 @@ impl OffloadError {
         matches!(self.repr, Repr::NoRuntime(_))
     }
 
+    /// The call was made from a closure running on this same lane or pool, with no slot
+    /// left to run it: waiting could mean waiting for itself, so it is refused (the
+    /// message names the call site). Run the inner work inline, or on another handle.
+    pub fn is_would_deadlock(&self) -> bool {
+        matches!(self.repr, Repr::WouldDeadlock(_))
+    }
+
     /// The name of the lane or pool the call went through.
     pub fn name(&self) -> &str {
         &self.name
@@ -137,7 +166,7 @@ impl OffloadError {
 
 impl fmt::Display for OffloadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "lane `{}`: ", self.name)?;
+        write!(f, "{} `{}`: ", self.what, self.name)?;
         match &self.repr {
             Repr::Panic(payload) => payload.describe(f, "closure"),
             Repr::Timeout(after) => write!(f, "call timed out after {after:?}"),
@@ -145,8 +174,14 @@ impl fmt::Display for OffloadError {
             Repr::Cancelled => {
                 f.write_str("call dropped before it ran: its runtime or pool went away")
             }
-            Repr::Shutdown => f.write_str("lane is shut down"),
+            Repr::Shutdown => write!(f, "{} is shut down", self.what),
             Repr::NoRuntime(what) => f.write_str(what),
+            Repr::WouldDeadlock(site) => write!(
+                f,
+                "call at {site} refused: it comes from a closure running on this {} and no \
+                 slot is free, so it could wait for itself",
+                self.what
+            ),
         }
     }
 }
@@ -167,6 +202,7 @@ impl From<OffloadError> for io::Error {
         let kind = match err.repr {
             Repr::Timeout(_) => io::ErrorKind::TimedOut,
             Repr::Rejected(_) => io::ErrorKind::WouldBlock,
+            Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
             Repr::Cancelled => io::ErrorKind::Interrupted,
             _ => io::ErrorKind::Other,
         };

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use super::lane::Lane;
 use super::Offloader;
 use crate::error::ConfigError;
+use crate::lane::{Lane, Runner};
 use std::sync::Arc;
 
 /// Builds an [`Offloader`]; see [`Offloader::builder`].
@@ -90,7 +90,7 @@ impl OffloaderBuilder {
                 self.max_concurrency,
                 self.max_queue,
                 self.timeout,
-                self.handle,
+                Runner::Blocking(self.handle),
             )),
         })
     }

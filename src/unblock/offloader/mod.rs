@@ -9,38 +9,31 @@
 //! rejected at once. In a burst this costs one thread hand-off per drainer instead of
 //! one per call.
 //!
-//! A drainer that finds the queue empty lingers for a moment (`lane::LINGER`) before it gives its
+//! A drainer that finds the queue empty lingers for a moment before it gives its
 //! thread back. Without that, a lane whose queue empties between two batches of callers
 //! would start a new drainer while the old one's thread is not yet idle in tokio's pool,
 //! and the pool would start a new thread each time: a 100k burst took 42 threads through
 //! a lane of 4 before drainers lingered.
 
 //!
-//! - `builder`: [`OffloaderBuilder`];
-//! - `lane`: the engine (admission, drainers, the queue, shutdown's bookkeeping);
-//! - `call`: [`OffloadCall`], the future a caller awaits.
+//! The engine (admission, drainers, the queue, shutdown's bookkeeping) is the crate's
+//! lane (`crate::lane`), which a [`ComputePool`](crate::ComputePool) shares with rayon
+//! drainers; here are the public handle and its builder.
 
 mod builder;
-mod call;
-mod lane;
 
 use std::fmt;
 use std::panic::Location;
-use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{self, Either};
 use tokio_util::sync::CancellationToken;
 
 pub use builder::OffloaderBuilder;
-pub use call::OffloadCall;
-use lane::Lane;
 
+use crate::lane::{Lane, OffloadCall};
 use crate::origin::Site;
 use crate::shutdown::ShutdownReport;
-use crate::timer::Deadline;
 
 /// A named lane onto tokio's blocking pool, with limits.
 ///
@@ -243,20 +236,7 @@ impl Offloader {
     /// assert_eq!(lane.stats(), async_bridge::Stats::default());
     /// ```
     pub fn stats(&self) -> Stats {
-        let (queued, running) = {
-            let state = self.lane.state.lock();
-            (state.queued, state.running)
-        };
-        let c = &self.lane.counters;
-        Stats {
-            queued,
-            running,
-            completed: c.completed.load(Ordering::Relaxed),
-            panicked: c.panicked.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            timed_out: c.timed_out.load(Ordering::Relaxed),
-            cancelled: c.cancelled.load(Ordering::Relaxed),
-        }
+        self.lane.stats()
     }
 
     /// Shuts the lane down, waiting at most `grace` for running closures.
@@ -293,36 +273,7 @@ impl Offloader {
     /// # });
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        let lane = &self.lane;
-        let finished_before = lane.counters.finished();
-        let (abandoned, tickets) = {
-            let mut state = lane.state.lock();
-            state.closed = true;
-            lane::Lane::abandon_queue(&mut state)
-        };
-        lane.wake.notify_all(); // idle drainers give their threads back
-        drop(tickets); // outside the lock: fails their callers with `is_shutdown`
-        lane.shutdown.cancel();
-        let mut deadline = pin!(Deadline::new(grace));
-        loop {
-            let idle = lane.idle.notified();
-            let mut idle = pin!(idle);
-            idle.as_mut().enable();
-            if lane.state.lock().running == 0 {
-                break;
-            }
-            if let Either::Right(_) = future::select(idle, deadline.as_mut()).await {
-                break;
-            }
-        }
-        let still_running = lane.state.lock().sites.iter().flatten().copied().collect();
-        ShutdownReport::new(
-            "lane",
-            &lane.name,
-            lane.counters.finished() - finished_before,
-            abandoned,
-            still_running,
-        )
+        self.lane.shutdown(grace).await
     }
 
     fn call<F, T>(&self, site: Site, cancellable: bool, f: F) -> OffloadCall<T>

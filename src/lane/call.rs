@@ -10,14 +10,13 @@ use std::task::{Context, Poll};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
-use super::lane::{Entry, Lane};
+use super::{Entry, Lane};
 use crate::job::Reply;
 use crate::origin::Site;
-use crate::timer;
 use crate::unblock::OffloadError;
 
-/// The future of a call on an [`Offloader`](crate::Offloader) lane, from
-/// [`run`](crate::Offloader::run) or [`run_cancellable`](crate::Offloader::run_cancellable).
+/// The future of a call on an [`Offloader`](crate::Offloader) lane or a
+/// [`ComputePool`](crate::ComputePool), from their `run` or `run_cancellable`.
 ///
 /// Nothing is admitted until it is first polled. Dropping it while the call waits frees
 /// its queue place (the closure never runs); dropping it while the closure runs cancels
@@ -54,7 +53,7 @@ pub struct OffloadCall<T> {
 }
 
 impl<T> OffloadCall<T> {
-    pub(super) fn new<F>(lane: &Arc<Lane>, site: Site, cancellable: bool, f: F) -> Self
+    pub(crate) fn new<F>(lane: &Arc<Lane>, site: Site, cancellable: bool, f: F) -> Self
     where
         F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
         T: Send + 'static,
@@ -73,17 +72,20 @@ impl<T> OffloadCall<T> {
     /// Admits the call on its first poll: starts it on a drainer, queues it, or fails.
     fn admit(&mut self, entry: Entry) -> Result<(), OffloadError> {
         let lane = &self.lane;
-        let handle = lane.handle()?;
+        let handle = lane.blocking_handle()?;
         if let Some(after) = lane.timeout {
-            let sleep = timer::sleep_on(&handle, after).ok_or_else(|| {
-                OffloadError::no_runtime(
-                    &lane.name,
-                    "the lane has a timeout but the runtime has no timers: build it with `enable_time`",
-                )
+            let sleep = lane.timeout_timer(after).ok_or_else(|| {
+                lane.error(|k, n| {
+                    OffloadError::no_runtime(
+                        k,
+                        n,
+                        "a timeout needs a tokio runtime with timers (`enable_time`) to time it",
+                    )
+                })
             })?;
             self.sleep = Some(Box::pin(sleep));
         }
-        lane.admit(entry, &handle)?;
+        lane.admit(entry, handle)?;
         self.admitted = true;
         Ok(())
     }
@@ -122,7 +124,7 @@ impl<T> Future for OffloadCall<T> {
                 let lane = &this.lane;
                 lane.counters.timed_out.fetch_add(1, Ordering::Relaxed);
                 let after = lane.timeout.unwrap_or_default();
-                return Poll::Ready(Err(OffloadError::timeout(&lane.name, after)));
+                return Poll::Ready(Err(lane.error(|k, n| OffloadError::timeout(k, n, after))));
             }
         }
         Poll::Pending

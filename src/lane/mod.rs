@@ -1,4 +1,9 @@
-//! The engine of a lane: admission, drainers, the FIFO queue and shutdown's bookkeeping.
+//! The engine of a lane: admission, drainers, the FIFO queue and shutdown's bookkeeping,
+//! under an [`Offloader`](crate::Offloader) (drainers on tokio's blocking pool) and a
+//! [`ComputePool`](crate::ComputePool) (drainers on the pool's rayon threads).
+//!
+//! - this file: the engine;
+//! - `call`: [`OffloadCall`], the future a caller awaits.
 //!
 //! # Invariants
 //!
@@ -25,30 +30,56 @@
 //! 7. Once `closed`, nothing is admitted; the queue is abandoned (its callers fail with
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
 
+mod call;
+
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::{self, Either};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use call::OffloadCall;
+
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
-use crate::unblock::OffloadError;
+use crate::shutdown::ShutdownReport;
+use crate::timer::{self, Deadline};
+use crate::unblock::{OffloadError, Stats};
 
-/// How long an idle drainer keeps its thread, waiting for the next call.
-pub(super) const LINGER: Duration = Duration::from_millis(2);
+/// How long an idle blocking-pool drainer keeps its thread, waiting for the next call.
+/// (Rayon drainers do not linger: an idle rayon thread should steal other work.)
+const LINGER: Duration = Duration::from_millis(2);
+
+/// Where a lane's drainers run.
+pub(crate) enum Runner {
+    /// On tokio's blocking pool: this runtime's, or the one current when a call is
+    /// first polled.
+    Blocking(Option<Handle>),
+    /// On a rayon pool's threads.
+    Rayon(rayon::ThreadPool),
+}
+
+thread_local! {
+    /// The lane whose drainer runs on this thread (its address), or 0.
+    static DRAINING: Cell<usize> = const { Cell::new(0) };
+}
 
 /// The shared state of a lane.
-pub(super) struct Lane {
+pub(crate) struct Lane {
     pub(super) name: Arc<str>,
+    /// Offload or compute: for origins and error messages.
+    kind: Kind,
     pub(super) max_concurrency: usize,
     pub(super) max_queue: usize,
     pub(super) timeout: Option<Duration>,
-    pub(super) handle: Option<Handle>,
+    runner: Runner,
     /// The parent of every job token; cancelled by `shutdown`.
     pub(super) shutdown: CancellationToken,
     pub(super) state: Mutex<State>,
@@ -114,19 +145,24 @@ impl Entry {
 }
 
 impl Lane {
-    pub(super) fn new(
+    pub(crate) fn new(
         name: Arc<str>,
         max_concurrency: usize,
         max_queue: usize,
         timeout: Option<Duration>,
-        handle: Option<Handle>,
+        runner: Runner,
     ) -> Self {
+        let kind = match runner {
+            Runner::Blocking(_) => Kind::Offload,
+            Runner::Rayon(_) => Kind::Compute,
+        };
         Lane {
             name,
+            kind,
             max_concurrency,
             max_queue,
             timeout,
-            handle,
+            runner,
             shutdown: CancellationToken::new(),
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -142,7 +178,7 @@ impl Lane {
         T: Send + 'static,
     {
         let token = cancellable.then(|| self.shutdown.child_token());
-        let origin = Origin::new(Kind::Offload, Some(Arc::clone(&self.name)), site);
+        let origin = Origin::new(self.kind, Some(Arc::clone(&self.name)), site);
         let (ticket, reply) = job::pair_queued(origin, token);
         let entry = Entry {
             claim: ticket.claim_handle(),
@@ -153,26 +189,113 @@ impl Lane {
         (entry, reply)
     }
 
-    /// The runtime whose blocking pool runs the lane's closures.
-    pub(super) fn handle(&self) -> Result<Handle, OffloadError> {
-        self.handle
-            .clone()
-            .or_else(|| Handle::try_current().ok())
-            .ok_or_else(|| {
-                OffloadError::no_runtime(
-                    &self.name,
-                    "no tokio runtime: call the lane from inside one, or give the builder a `handle`",
-                )
-            })
+    /// An error of this lane.
+    pub(super) fn error(&self, make: impl FnOnce(Kind, &Arc<str>) -> OffloadError) -> OffloadError {
+        make(self.kind, &self.name)
+    }
+
+    /// The runtime whose blocking pool runs the lane's closures; `None` for a rayon lane.
+    pub(super) fn blocking_handle(&self) -> Result<Option<Handle>, OffloadError> {
+        match &self.runner {
+            Runner::Rayon(_) => Ok(None),
+            Runner::Blocking(handle) => handle
+                .clone()
+                .or_else(|| Handle::try_current().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.error(|k, n| {
+                        OffloadError::no_runtime(
+                            k,
+                            n,
+                            "no tokio runtime: call the lane from inside one, or give the builder a `handle`",
+                        )
+                    })
+                }),
+        }
+    }
+
+    /// A timer for a call's timeout: on the caller's own runtime where it has one with
+    /// timers (a timer of the lane's runtime would panic inside tokio once that runtime
+    /// shut down under a caller from elsewhere), else on the lane's runtime.
+    pub(super) fn timeout_timer(&self, after: Duration) -> Option<tokio::time::Sleep> {
+        let lanes = match &self.runner {
+            Runner::Blocking(handle) => handle.clone(),
+            Runner::Rayon(_) => None,
+        };
+        Handle::try_current()
+            .ok()
+            .and_then(|current| timer::sleep_on(&current, after))
+            .or_else(|| lanes.and_then(|handle| timer::sleep_on(&handle, after)))
+    }
+
+    /// The rayon pool's size, for a rayon lane.
+    pub(crate) fn threads(&self) -> Option<usize> {
+        match &self.runner {
+            Runner::Rayon(pool) => Some(pool.current_num_threads()),
+            Runner::Blocking(_) => None,
+        }
+    }
+
+    /// A snapshot of the lane's counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let (queued, running) = {
+            let state = self.state.lock();
+            (state.queued, state.running)
+        };
+        let c = &self.counters;
+        Stats {
+            queued,
+            running,
+            completed: c.completed.load(Ordering::Relaxed),
+            panicked: c.panicked.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops admission, fails the queue, cancels running tokens, waits at most `grace`.
+    pub(crate) async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let finished_before = self.counters.finished();
+        let (abandoned, tickets) = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            Self::abandon_queue(&mut state)
+        };
+        self.wake.notify_all(); // idle drainers give their threads back
+        drop(tickets); // outside the lock: fails their callers with `is_shutdown`
+        self.shutdown.cancel();
+        let mut deadline = pin!(Deadline::new(grace));
+        loop {
+            let idle = self.idle.notified();
+            let mut idle = pin!(idle);
+            idle.as_mut().enable();
+            if self.state.lock().running == 0 {
+                break;
+            }
+            if let Either::Right(_) = future::select(idle, deadline.as_mut()).await {
+                break;
+            }
+        }
+        let still_running = self.state.lock().sites.iter().flatten().copied().collect();
+        ShutdownReport::new(
+            OffloadError::subject(self.kind),
+            &self.name,
+            self.counters.finished() - finished_before,
+            abandoned,
+            still_running,
+        )
     }
 
     /// Turns a job's outcome into the caller's answer.
     pub(super) fn answer<T>(&self, outcome: Outcome<T>) -> Result<T, OffloadError> {
         match outcome {
             Outcome::Completed(value) => Ok(value),
-            Outcome::Panicked(payload) => Err(OffloadError::panic(&self.name, payload)),
-            Outcome::Dropped if self.state.lock().closed => Err(OffloadError::shutdown(&self.name)),
-            Outcome::Dropped => Err(OffloadError::cancelled(&self.name)),
+            Outcome::Panicked(payload) => {
+                Err(self.error(|k, n| OffloadError::panic(k, n, payload)))
+            }
+            Outcome::Dropped if self.state.lock().closed => Err(self.error(OffloadError::shutdown)),
+            Outcome::Dropped => Err(self.error(OffloadError::cancelled)),
         }
     }
 
@@ -180,11 +303,11 @@ impl Lane {
     pub(super) fn admit(
         self: &Arc<Self>,
         entry: Entry,
-        handle: &Handle,
+        handle: Option<Handle>,
     ) -> Result<(), OffloadError> {
         let mut state = self.state.lock();
         if state.closed {
-            return Err(OffloadError::shutdown(&self.name));
+            return Err(self.error(OffloadError::shutdown));
         }
         // Entries queued beyond those that idle or starting drainers will take at once.
         let waiting = state.queued.saturating_sub(state.idle + state.starting);
@@ -220,8 +343,20 @@ impl Lane {
                 started: false,
                 released: false,
             };
-            job::spawn_blocking(handle, move || drainer.drain());
+            match (&self.runner, handle) {
+                (Runner::Blocking(_), Some(handle)) => {
+                    job::spawn_blocking(&handle, move || drainer.drain())
+                }
+                (Runner::Rayon(pool), _) => pool.spawn(move || drainer.drain()),
+                (Runner::Blocking(_), None) => unreachable!("a blocking lane admits with a handle"),
+            }
             Ok(())
+        } else if self.is_draining_here() {
+            // A closure of this lane waiting for another call of it, with no slot left:
+            // it could be waiting for itself.
+            let site = entry.site();
+            drop(state);
+            Err(self.error(|k, n| OffloadError::would_deadlock(k, n, site)))
         } else if waiting < self.max_queue {
             state.queued += 1;
             state.queue.push_back(entry);
@@ -229,7 +364,7 @@ impl Lane {
         } else {
             drop(state);
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            Err(OffloadError::rejected(&self.name, self.max_queue))
+            Err(self.error(|k, n| OffloadError::rejected(k, n, self.max_queue)))
         }
     }
 
@@ -242,7 +377,7 @@ impl Lane {
             if let Some(entry) = Self::pop(&mut state, slot) {
                 return Some(entry);
             }
-            if state.closed || lingered {
+            if state.closed || lingered || matches!(self.runner, Runner::Rayon(_)) {
                 self.release(state, slot);
                 return None;
             }
@@ -252,6 +387,11 @@ impl Lane {
             // Whether it was this drainer that was woken or not, one fewer is on its way.
             state.waking = state.waking.saturating_sub(1);
         }
+    }
+
+    /// True on a thread that runs one of this lane's drainers.
+    fn is_draining_here(&self) -> bool {
+        DRAINING.with(Cell::get) == self as *const Lane as usize
     }
 
     /// Takes the first live entry of the queue for the drainer in `slot`.
@@ -340,6 +480,13 @@ impl Drainer {
     fn drain(mut self) {
         self.started = true;
         let (lane, slot) = (&self.lane, self.slot);
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                DRAINING.with(|d| d.set(self.0));
+            }
+        }
+        let _restore = Restore(DRAINING.with(|d| d.replace(Arc::as_ptr(lane) as usize)));
         let mut next = {
             let mut state = lane.state.lock();
             state.starting -= 1;
