@@ -40,3 +40,49 @@ fn a_compute_job_holds_the_clock_while_it_computes() {
         assert_eq!(fired, Duration::from_secs(5));
     });
 }
+
+#[test]
+fn a_sleep_of_duration_max_under_the_harness_does_not_overflow() {
+    testing::run(async {
+        let start = tokio::time::Instant::now();
+        let forever = async_bridge::unblock(|| clock::sleep(Duration::MAX));
+        let timed = tokio::time::timeout(Duration::from_secs(3600), forever).await;
+        assert!(timed.is_err());
+        assert_eq!(start.elapsed(), Duration::from_secs(3600));
+    });
+}
+
+#[test]
+fn work_left_asleep_when_the_run_ends_sleeps_for_real_instead_of_spinning() {
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel::<()>();
+    let (report_tx, report_rx) = std::sync::mpsc::channel();
+    testing::run(async move {
+        let (asleep_tx, asleep_rx) = tokio::sync::oneshot::channel();
+        let job = async_bridge::unblock(move || {
+            asleep_tx.send(()).unwrap();
+            // Still running when the run ends; its later sleeps find the harness gone.
+            ended_rx.recv().unwrap();
+            let start = std::time::Instant::now();
+            let mut sleeps = 0;
+            while start.elapsed() < Duration::from_millis(20) {
+                clock::sleep(Duration::from_millis(5));
+                sleeps += 1;
+            }
+            report_tx.send(sleeps).unwrap();
+        });
+        let mut job = Box::pin(job);
+        tokio::select! {
+            _ = &mut job => unreachable!("the job waits for the run to end"),
+            _ = asleep_rx => {}
+        }
+        std::mem::forget(job); // leave the job running past the end of the run
+    });
+    ended_tx.send(()).unwrap();
+    // Sleeps of 5 ms for real: at most a handful fit in 20 ms (a spin would make
+    // thousands).
+    let sleeps = report_rx.recv().unwrap();
+    assert!(
+        sleeps <= 4,
+        "{sleeps} sleeps in 20 ms: clock::sleep returned at once"
+    );
+}

@@ -214,8 +214,12 @@ impl Harness {
         if duration.is_zero() {
             return;
         }
-        // The participant still holds the clock: the deadline is exact.
-        let deadline = self.now() + duration;
+        // The participant still holds the clock: the deadline is exact. Past the far
+        // future (`Duration::MAX`, say) it is clamped, as tokio clamps its own timers.
+        let now = self.now();
+        let deadline = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + Duration::from_secs(FAR_FUTURE_SECS));
         Self::set_phase(&mut self.ledger.lock(), id, None, Phase::Asleep(deadline));
         let (woke_tx, woke_rx) = mpsc::channel::<()>();
         let harness = Arc::clone(self);
@@ -234,8 +238,12 @@ impl Harness {
             }
         }
         self.progress();
-        // An error means the runtime is gone (the test ended): stop sleeping.
-        let _ = woke_rx.recv();
+        if woke_rx.recv().is_err() {
+            // The timer was dropped unfired: the harness's runtime is gone (the test
+            // ended while this work slept). Time is real again; sleeping for real keeps
+            // a retry loop from spinning.
+            std::thread::sleep(duration);
+        }
     }
 
     /// The timer of a sleeping participant fired: it holds the clock again, before its
@@ -311,6 +319,10 @@ impl Harness {
         self.now() - self.start
     }
 }
+
+/// How far ahead a sleep past the representable future is clamped to: about 30 years,
+/// as tokio does.
+const FAR_FUTURE_SECS: u64 = 86_400 * 365 * 30;
 
 /// A ledger entry; leaves the ledger when dropped.
 pub(crate) struct Participant {
