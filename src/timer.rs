@@ -9,17 +9,43 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::channel::oneshot;
+use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::time::Sleep;
 
 /// A tokio sleep of `after` on `handle`'s timer, or `None` when that runtime was built
 /// without timers (where tokio itself would panic).
-///
-/// tokio offers no way to ask whether a runtime has timers, so this catches tokio's
-/// panic; the panic hook still prints tokio's message once.
 pub(crate) fn sleep_on(handle: &Handle, after: Duration) -> Option<Sleep> {
     let _entered = handle.enter();
-    panic::catch_unwind(AssertUnwindSafe(|| tokio::time::sleep(after))).ok()
+    has_timers(handle).then(|| tokio::time::sleep(after))
+}
+
+/// Whether `handle`'s runtime was built with timers.
+///
+/// tokio has no public query for this (tokio-rs/tokio#8361), so the first question
+/// about a runtime creates a timer under `catch_unwind` and the answer is kept by runtime
+/// id: tokio's panic, and the panic hook's report of it, happen at most once per runtime
+/// without timers, never per call. Under `panic = "abort"` that one probe aborts the
+/// process: build runtimes that this crate times with `enable_time` (or `enable_all`).
+pub(crate) fn has_timers(handle: &Handle) -> bool {
+    /// Runtimes asked about, newest last; a few dozen at most are alive at once.
+    static KNOWN: Mutex<Vec<(tokio::runtime::Id, bool)>> = Mutex::new(Vec::new());
+    const REMEMBERED: usize = 64;
+    let id = handle.id();
+    if let Some(&(_, known)) = KNOWN.lock().iter().find(|(i, _)| *i == id) {
+        return known;
+    }
+    let _entered = handle.enter();
+    let answer = panic::catch_unwind(AssertUnwindSafe(|| {
+        drop(tokio::time::sleep(Duration::ZERO))
+    }))
+    .is_ok();
+    let mut known = KNOWN.lock();
+    if known.len() >= REMEMBERED {
+        known.remove(0);
+    }
+    known.push((id, answer));
+    answer
 }
 
 /// The end of a grace period: a tokio timer when the caller is in a runtime with timers,

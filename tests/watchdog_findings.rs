@@ -175,6 +175,24 @@ fn bad_configuration_is_an_error() {
 }
 
 #[test]
+fn a_lag_probe_on_a_runtime_without_timers_is_a_config_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = Watchdog::builder()
+        .handle(rt.handle().clone())
+        .start()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("needs a runtime with timers"),
+        "{err}"
+    );
+    // Without the probe the watchdog needs no timers.
+    let _inside = rt.enter();
+    assert!(Watchdog::builder().without_lag_probe().start().is_ok());
+}
+
+#[test]
 fn watchdog_types_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Watchdog>();

@@ -195,7 +195,7 @@ impl WatchdogBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] for a zero threshold or tick, or when a lag probe is wanted and
-    /// there is no runtime to run it on.
+    /// there is no runtime to run it on, or that runtime has no timers.
     ///
     /// # Examples
     ///
@@ -227,6 +227,13 @@ impl WatchdogBuilder {
                          give it a `handle`, or use `without_lag_probe`",
                         )
                     })?;
+                if !crate::timer::has_timers(&handle) {
+                    return Err(ConfigError::new(
+                        NAME,
+                        "the lag probe needs a runtime with timers: build it with `enable_time`, \
+                         or use `without_lag_probe`",
+                    ));
+                }
                 Some(every).zip(Some(handle))
             }
         };
