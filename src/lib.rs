@@ -135,7 +135,7 @@ pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use lane::OffloadCall;
-pub use shutdown::ShutdownReport;
+pub use shutdown::{InterruptedCall, ShutdownReport};
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
 pub use worker::{AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder};
 

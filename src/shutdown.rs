@@ -37,6 +37,70 @@ pub struct ShutdownReport {
     still_running: Vec<Site>,
     /// Worker threads stopped, of all (for workers and pools).
     threads: Option<(usize, usize)>,
+    interrupted: Vec<InterruptedCall>,
+}
+
+/// A call that was running when a shutdown began and that the shutdown interrupted
+/// (through the worker's [`interrupter`](crate::WorkerBuilder::interrupter)); from
+/// [`ShutdownReport::interrupted`].
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use async_bridge::Worker;
+///
+/// // A legacy scanner that can be told to stop from another thread.
+/// struct Scanner {
+///     stop: Arc<AtomicBool>,
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let scanner = Worker::builder("scanner")
+///     .interrupter(|s: &Scanner| {
+///         let stop = Arc::clone(&s.stop);
+///         move || stop.store(true, Ordering::SeqCst)
+///     })
+///     .spawn(|| Ok::<_, std::io::Error>(Scanner { stop: Arc::default() }))?;
+/// let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+/// let scan = tokio::spawn(scanner.call(move |s| {
+///     started_tx.send(()).unwrap();
+///     while !s.stop.load(Ordering::SeqCst) {
+///         std::hint::spin_loop(); // one step of a long scan
+///     }
+///     "stopped"
+/// }));
+/// started_rx.await?;
+/// let report = scanner.shutdown(Duration::from_secs(30)).await;
+/// assert_eq!(report.interrupted().len(), 1);
+/// assert!(report.interrupted()[0].stopped_within_grace());
+/// assert!(report.is_complete());
+/// assert_eq!(scan.await??, "stopped");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptedCall {
+    site: Site,
+    stopped: bool,
+}
+
+impl InterruptedCall {
+    pub(crate) fn new(site: Site, stopped: bool) -> Self {
+        InterruptedCall { site, stopped }
+    }
+
+    /// Where the interrupted call was made.
+    pub fn site(&self) -> &'static Location<'static> {
+        self.site
+    }
+
+    /// True when the call returned within the grace period after the interrupt.
+    pub fn stopped_within_grace(&self) -> bool {
+        self.stopped
+    }
 }
 
 impl ShutdownReport {
@@ -54,7 +118,14 @@ impl ShutdownReport {
             abandoned,
             still_running,
             threads: None,
+            interrupted: Vec::new(),
         }
+    }
+
+    /// For workers: the running calls this shutdown interrupted.
+    pub(crate) fn with_interrupted(mut self, interrupted: Vec<InterruptedCall>) -> Self {
+        self.interrupted = interrupted;
+        self
     }
 
     /// For workers: how many of their threads stopped within the grace period.
@@ -85,6 +156,13 @@ impl ShutdownReport {
     pub fn still_running(&self) -> &[&'static Location<'static>] {
         &self.still_running
     }
+
+    /// The calls running when shutdown began that it interrupted (workers and pools with
+    /// an [`interrupter`](crate::WorkerBuilder::interrupter)), and whether each stopped
+    /// within the grace period.
+    pub fn interrupted(&self) -> &[InterruptedCall] {
+        &self.interrupted
+    }
 }
 
 impl fmt::Display for ShutdownReport {
@@ -106,6 +184,14 @@ impl fmt::Display for ShutdownReport {
         }
         if !self.still_running.is_empty() {
             f.write_str(")")?;
+        }
+        if !self.interrupted.is_empty() {
+            let stopped = self.interrupted.iter().filter(|c| c.stopped).count();
+            write!(
+                f,
+                "; {} interrupted, {stopped} of them stopped within grace",
+                self.interrupted.len()
+            )?;
         }
         Ok(())
     }

@@ -1,8 +1,12 @@
 //! The builders of [`Worker`] and [`WorkerPool`], and the panic policy they share.
 
+use std::any::Any;
 use std::error::Error;
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::interrupt::TakeInterrupter;
 use super::mailbox::{Mailbox, Sender};
 use super::thread::{self, Starting};
 use super::{Worker, WorkerError, WorkerPool};
@@ -73,6 +77,7 @@ pub struct WorkerBuilder {
     name: String,
     mailbox: usize,
     after_panic: AfterPanic,
+    options: Options,
 }
 
 /// Builds a [`WorkerPool`]; see [`WorkerPool::builder`].
@@ -96,6 +101,64 @@ pub struct WorkerPoolBuilder {
     workers: usize,
     mailbox: usize,
     after_panic: AfterPanic,
+    options: Options,
+}
+
+/// The options both builders share that do not depend on the object's type, and the
+/// typed ones, kept type-erased until `spawn` names the type.
+#[derive(Default)]
+struct Options {
+    timeout: Option<Duration>,
+    /// A `TakeInterrupter<T>` for the `T` that `spawn` will make.
+    interrupter: Option<Box<dyn Any + Send>>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("timeout", &self.timeout)
+            .field("interrupter", &self.interrupter.is_some())
+            .finish()
+    }
+}
+
+impl Options {
+    fn interrupter<T, I>(&mut self, take: impl Fn(&T) -> I + Send + Sync + 'static)
+    where
+        T: 'static,
+        I: Fn() + Send + Sync + 'static,
+    {
+        let take: TakeInterrupter<T> = Arc::new(move |object: &T| Arc::new(take(object)));
+        self.interrupter = Some(Box::new(take));
+    }
+
+    /// Checks the options against the object type `T` that `spawn` makes.
+    fn check<T: 'static>(
+        &mut self,
+        name: &Arc<str>,
+    ) -> Result<Option<TakeInterrupter<T>>, WorkerError> {
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(WorkerError::config(
+                name,
+                ConfigError::new(name, "timeout must not be zero"),
+            ));
+        }
+        match self.interrupter.take() {
+            None => Ok(None),
+            Some(any) => any
+                .downcast::<TakeInterrupter<T>>()
+                .map(|take| Some(*take))
+                .map_err(|_| {
+                    WorkerError::config(
+                        name,
+                        ConfigError::new(
+                            name,
+                            "the interrupter takes a different type than the maker makes",
+                        ),
+                    )
+                }),
+        }
+    }
 }
 
 impl WorkerBuilder {
@@ -104,7 +167,74 @@ impl WorkerBuilder {
             name,
             mailbox: MAILBOX,
             after_panic: AfterPanic::Keep,
+            options: Options::default(),
         }
+    }
+
+    /// Fails a call that has not finished within `after`, waiting plus running, with
+    /// [`is_timeout`](WorkerError::is_timeout); a call that had started has its token
+    /// cancelled and, with an [`interrupter`](Self::interrupter), is interrupted. Must not
+    /// be zero. Calls are then timed on the caller's tokio runtime, which must have
+    /// timers.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.options.timeout = Some(after);
+        self
+    }
+
+    /// Takes an interrupter from the object, on the worker's thread, once it is built
+    /// (and again after an [`AfterPanic::Rebuild`]); the worker fires it from the
+    /// cancelling side when a running call is given up: its caller dropped the future,
+    /// the call timed out, or the worker shut down. It stops a call blocked inside the
+    /// object, which a cancellation token cannot: rusqlite's `InterruptHandle`, a
+    /// socket's `shutdown`, a child process's `kill`.
+    ///
+    /// It never runs on the object's thread, and never for a call that has returned
+    /// (nor for the call after it). Until the call returns it is fired again every few
+    /// milliseconds, because some interrupts (SQLite's) stop only what is already
+    /// running: a call given up just before it reached its blocking part is stopped once
+    /// it gets there. So it must be cheap, and harmless when repeated. The object's type
+    /// is the one `spawn`'s maker makes.
+    ///
+    /// # When not to use it
+    ///
+    /// When the object has no thread-safe way to stop a call, an interrupter that does
+    /// something drastic (closing a shared descriptor) can leave the object unusable:
+    /// prefer a call that checks a token
+    /// ([`call_cancellable`](crate::Worker::call_cancellable)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use async_bridge::Worker;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let db = Worker::builder("reports-db")
+    ///     .timeout(Duration::from_millis(50))
+    ///     .interrupter(|conn: &rusqlite::Connection| {
+    ///         let handle = conn.get_interrupt_handle();
+    ///         move || handle.interrupt()
+    ///     })
+    ///     .spawn(rusqlite::Connection::open_in_memory)?;
+    /// let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+    ///                SELECT count(*) FROM c";
+    /// let err = db
+    ///     .call(move |c| c.query_row(endless, [], |r| r.get::<_, i64>(0)))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_timeout());
+    /// // Interrupted, the query returned at once: the worker is free for the next call.
+    /// assert_eq!(db.call(|c| c.query_row("SELECT 7", [], |r| r.get::<_, i64>(0))).await??, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn interrupter<T, I>(mut self, take: impl Fn(&T) -> I + Send + Sync + 'static) -> Self
+    where
+        T: 'static,
+        I: Fn() + Send + Sync + 'static,
+    {
+        self.options.interrupter(take);
+        self
     }
 
     /// At most this many calls wait in the worker's mailbox (default 1024); further
@@ -155,11 +285,19 @@ impl WorkerBuilder {
         M: FnMut() -> Result<T, E> + Send + 'static,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        let name: Arc<str> = self.name.as_str().into();
-        check(&name, self.mailbox, 1, "workers")?;
-        let shared = Mailbox::new(Arc::clone(&name), thread::new_group(), self.mailbox);
+        let mut this = self;
+        let name: Arc<str> = this.name.as_str().into();
+        check(&name, this.mailbox, 1, "workers")?;
+        let interrupter = this.options.check::<T>(&name)?;
+        let shared = Mailbox::new(
+            Arc::clone(&name),
+            thread::new_group(),
+            this.mailbox,
+            this.options.timeout,
+        );
         let link = Sender::new(&shared);
-        thread::start(&shared, self.name, thread::maker(maker), self.after_panic)?.wait()?;
+        let maker = thread::maker(maker);
+        thread::start(&shared, this.name, maker, this.after_panic, interrupter)?.wait()?;
         Ok(Worker::from_sender(link))
     }
 }
@@ -171,7 +309,41 @@ impl WorkerPoolBuilder {
             workers: std::thread::available_parallelism().map_or(4, |n| n.get()),
             mailbox: MAILBOX,
             after_panic: AfterPanic::Keep,
+            options: Options::default(),
         }
+    }
+
+    /// As [`WorkerBuilder::timeout`], for every call into the pool.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.options.timeout = Some(after);
+        self
+    }
+
+    /// As [`WorkerBuilder::interrupter`]: each worker takes its own interrupter from its
+    /// own object.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::WorkerPool;
+    ///
+    /// let pool = WorkerPool::builder("readers")
+    ///     .workers(2)
+    ///     .interrupter(|conn: &rusqlite::Connection| {
+    ///         let handle = conn.get_interrupt_handle();
+    ///         move || handle.interrupt()
+    ///     })
+    ///     .spawn(rusqlite::Connection::open_in_memory)
+    ///     .unwrap();
+    /// assert_eq!(pool.workers(), 2);
+    /// ```
+    pub fn interrupter<T, I>(mut self, take: impl Fn(&T) -> I + Send + Sync + 'static) -> Self
+    where
+        T: 'static,
+        I: Fn() + Send + Sync + 'static,
+    {
+        self.options.interrupter(take);
+        self
     }
 
     /// How many workers (threads, objects) the pool has; default: one per core. Must be
@@ -218,22 +390,25 @@ impl WorkerPoolBuilder {
         M: Fn() -> Result<T, E> + Send + Sync + 'static,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
-        let name: Arc<str> = self.name.as_str().into();
-        check(&name, self.mailbox, self.workers, "workers")?;
+        let mut this = self;
+        let name: Arc<str> = this.name.as_str().into();
+        check(&name, this.mailbox, this.workers, "workers")?;
+        let interrupter = this.options.check::<T>(&name)?;
         let maker = Arc::new(maker);
         let group = thread::new_group();
-        let mut links = Vec::with_capacity(self.workers);
-        let mut starting: Vec<Starting> = Vec::with_capacity(self.workers);
-        for i in 0..self.workers {
-            let shared = Mailbox::new(Arc::clone(&name), group, self.mailbox);
+        let mut links = Vec::with_capacity(this.workers);
+        let mut starting: Vec<Starting> = Vec::with_capacity(this.workers);
+        for i in 0..this.workers {
+            let shared = Mailbox::new(Arc::clone(&name), group, this.mailbox, this.options.timeout);
             links.push(Sender::new(&shared));
             let maker = Arc::clone(&maker);
             let each = thread::maker(move || maker());
             starting.push(thread::start(
                 &shared,
-                format!("{}-{i}", self.name),
+                format!("{}-{i}", this.name),
                 each,
-                self.after_panic,
+                this.after_panic,
+                interrupter.clone(),
             )?);
         }
         // Wait for every maker, even after one failed, so no thread is left mid-start.

@@ -4,6 +4,7 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{ConfigError, PanicPayload};
 use crate::job::Panic;
@@ -77,6 +78,10 @@ enum Repr {
     Config(ConfigError),
     /// The blocking facade under `call_blocking` could not run for another reason.
     Facade(BlockOnError),
+    /// The call did not finish within the worker's timeout.
+    Timeout(Duration),
+    /// The worker has a timeout and the caller has no runtime with timers to time it.
+    NoTimer,
 }
 
 enum WhyDeadlock {
@@ -117,6 +122,14 @@ impl WorkerError {
         } else {
             Self::new(name, Repr::Facade(err))
         }
+    }
+
+    pub(crate) fn timeout(name: &Arc<str>, after: Duration) -> Self {
+        Self::new(name, Repr::Timeout(after))
+    }
+
+    pub(crate) fn no_timer(name: &Arc<str>) -> Self {
+        Self::new(name, Repr::NoTimer)
     }
 
     fn new(name: &Arc<str>, repr: Repr) -> Self {
@@ -161,6 +174,20 @@ impl WorkerError {
         matches!(self.repr, Repr::Config(_))
     }
 
+    /// The call did not finish within the worker's
+    /// [`timeout`](crate::WorkerBuilder::timeout), waiting plus running. A call that had
+    /// started had its token cancelled and, if the worker has an
+    /// [`interrupter`](crate::WorkerBuilder::interrupter), was interrupted.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.repr, Repr::Timeout(_))
+    }
+
+    /// The worker has a timeout, and the call was awaited outside any tokio runtime with
+    /// timers, so nothing could time it.
+    pub fn is_no_runtime(&self) -> bool {
+        matches!(self.repr, Repr::NoTimer)
+    }
+
     /// The name of the worker or pool.
     pub fn name(&self) -> &str {
         &self.name
@@ -203,6 +230,11 @@ impl fmt::Display for WorkerError {
             Repr::Maker(cause) => write!(f, "the maker failed: {cause}"),
             Repr::Config(err) => write!(f, "cannot start: {err}"),
             Repr::Facade(err) => write!(f, "call_blocking failed: {err}"),
+            Repr::Timeout(after) => write!(f, "call timed out after {after:?}"),
+            Repr::NoTimer => f.write_str(
+                "the worker has a timeout, and the call was awaited outside a tokio runtime \
+                 with timers: await it inside one",
+            ),
         }
     }
 }
@@ -232,6 +264,7 @@ impl From<WorkerError> for io::Error {
         let kind = match err.repr {
             Repr::Closed(_) => io::ErrorKind::BrokenPipe,
             Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
+            Repr::Timeout(_) => io::ErrorKind::TimedOut,
             Repr::Config(_) => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::Other,
         };

@@ -30,23 +30,28 @@ use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{cause, Cause};
-use super::thread;
 use super::WorkerError;
+use super::{interrupt, thread};
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin};
+use crate::timer;
 
 use crate::origin::Site;
 
 /// How long an idle worker thread stays awake for the next call before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// What a queued call does on the worker thread: runs against the object, calling the
-/// worker's bookkeeping (its argument) before the caller sees the outcome.
-type RunCall<T> = Box<dyn FnOnce(&RefCell<Option<T>>, &mut dyn FnMut(Ran)) + Send>;
+/// What a queued call does on the worker thread: runs against the object (marked as the
+/// running call in the interrupt slot), calling the worker's bookkeeping (its last
+/// argument) before the caller sees the outcome.
+type RunCall<T> =
+    Box<dyn FnOnce(&RefCell<Option<T>>, &interrupt::Slot, &mut dyn FnMut(Ran)) + Send>;
 
 /// A call on its way to the worker's thread.
 pub(crate) struct Envelope<T> {
@@ -57,8 +62,13 @@ pub(crate) struct Envelope<T> {
 
 impl<T> Envelope<T> {
     /// Runs the call against `object`, calling `done` before the caller sees the outcome.
-    pub(crate) fn run(self, object: &RefCell<Option<T>>, done: &mut dyn FnMut(Ran)) {
-        (self.run)(object, done);
+    pub(crate) fn run(
+        self,
+        object: &RefCell<Option<T>>,
+        slot: &interrupt::Slot,
+        done: &mut dyn FnMut(Ran),
+    ) {
+        (self.run)(object, slot, done);
     }
 }
 
@@ -87,6 +97,12 @@ pub(crate) struct Mailbox<T> {
     /// the group calling into it would wait for itself.
     group: u64,
     capacity: usize,
+    /// Fails a call not done within it, waiting plus running.
+    pub(crate) timeout: Option<Duration>,
+    /// Which call runs now, and the object's interrupter.
+    pub(crate) interrupt: Arc<interrupt::Slot>,
+    /// Ids for calls, for the interrupt slot (0 is "none").
+    ids: AtomicU64,
     state: Mutex<State<T>>,
     /// Wakes the worker thread: a call was queued, the last sender left, or shutdown.
     wake: Condvar,
@@ -147,11 +163,19 @@ fn wake_all(woken: Vec<Arc<Waiter>>) {
 }
 
 impl<T: 'static> Mailbox<T> {
-    pub(crate) fn new(name: Arc<str>, group: u64, capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        group: u64,
+        capacity: usize,
+        timeout: Option<Duration>,
+    ) -> Arc<Self> {
         Arc::new(Mailbox {
             name,
             group,
             capacity,
+            timeout,
+            interrupt: Arc::default(),
+            ids: AtomicU64::new(1),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 dead: 0,
@@ -227,16 +251,19 @@ impl<T: 'static> Mailbox<T> {
         let token = cancellable.then(|| self.shutdown.child_token());
         let origin = Origin::new(Kind::Worker, Some(Arc::clone(&self.name)), site);
         let (ticket, reply) = job::pair_queued(origin, token);
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let envelope = Envelope {
             claim: ticket.claim_handle(),
             run: Box::new(
-                move |object: &RefCell<Option<T>>, done: &mut dyn FnMut(Ran)| {
+                move |object: &RefCell<Option<T>>,
+                      slot: &interrupt::Slot,
+                      done: &mut dyn FnMut(Ran)| {
                     ticket.run_and(
                         |token| {
                             let mut object = object.borrow_mut();
                             // `None` only once the worker has stopped, when no call runs.
                             let object = object.as_mut().expect("the worker's object is there");
-                            f(object, token)
+                            slot.run(id, || f(object, token))
                         },
                         done,
                     );
@@ -246,10 +273,12 @@ impl<T: 'static> Mailbox<T> {
         self.load.fetch_add(1, Ordering::Relaxed);
         Call {
             shared: Arc::clone(self),
+            id,
             link: Some(link),
             envelope: Some(envelope),
             waiter: None,
             reply,
+            sleep: None,
             settled: false,
         }
     }
@@ -438,6 +467,8 @@ impl<T: 'static> Drop for Sender<T> {
 /// A call into a worker, awaited by its caller: admission, then the reply.
 pub(crate) struct Call<T: 'static, R> {
     shared: Arc<Mailbox<T>>,
+    /// The call's id in the interrupt slot.
+    id: u64,
     /// Held until the call is admitted: a call not yet in the queue keeps the worker up.
     link: Option<Sender<T>>,
     /// The call, until it is admitted.
@@ -445,6 +476,8 @@ pub(crate) struct Call<T: 'static, R> {
     /// Set while waiting for room.
     waiter: Option<Arc<Waiter>>,
     reply: Reply<R>,
+    /// The worker's timeout, on the caller's runtime, from the first poll.
+    sleep: Option<Pin<Box<Sleep>>>,
     /// The caller has its answer.
     settled: bool,
 }
@@ -534,9 +567,25 @@ impl<T: 'static, R> Call<T, R> {
                 wake_all(woken);
             } else {
                 drop(state);
+                // Running: cancel its token, and stop it inside the object if the worker
+                // has an interrupter (never once it has returned: see `interrupt`).
                 self.reply.cancel();
+                shared.interrupt.interrupt(self.id);
             }
         }
+    }
+
+    /// Arms the worker's timeout on the first poll; an error when it cannot be timed.
+    fn arm_timeout(&mut self) -> Result<(), WorkerError> {
+        let (Some(after), None) = (self.shared.timeout, &self.sleep) else {
+            return Ok(());
+        };
+        let sleep = Handle::try_current()
+            .ok()
+            .and_then(|handle| timer::sleep_on(&handle, after))
+            .ok_or_else(|| WorkerError::no_timer(&self.shared.name))?;
+        self.sleep = Some(Box::pin(sleep));
+        Ok(())
     }
 }
 
@@ -546,6 +595,12 @@ impl<T: 'static, R> Future for Call<T, R> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         assert!(!this.settled, "a worker call polled after it completed");
+        if let Err(err) = this.arm_timeout() {
+            this.settled = true;
+            this.give_up();
+            this.envelope = None;
+            return Poll::Ready(Err(err));
+        }
         if this.envelope.is_some() {
             if this.shared.on_own_thread() {
                 this.settled = true;
@@ -555,7 +610,7 @@ impl<T: 'static, R> Future for Call<T, R> {
             }
             match this.admit(cx) {
                 Admit::Done => {}
-                Admit::Waiting => return Poll::Pending,
+                Admit::Waiting => return this.poll_timeout(cx),
                 Admit::Refused(err) => {
                     this.settled = true;
                     this.envelope = None;
@@ -568,8 +623,26 @@ impl<T: 'static, R> Future for Call<T, R> {
                 this.settled = true;
                 Poll::Ready(this.shared.answer(outcome))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => this.poll_timeout(cx),
         }
+    }
+}
+
+impl<T: 'static, R> Call<T, R> {
+    /// Pending, unless the timeout fired: then the call is given up (withdrawn, or its
+    /// token cancelled and the object interrupted) and the caller gets the error.
+    fn poll_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, WorkerError>> {
+        let Some(sleep) = &mut self.sleep else {
+            return Poll::Pending;
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.settled = true;
+        self.give_up();
+        self.envelope = None;
+        let after = self.shared.timeout.unwrap_or_default();
+        Poll::Ready(Err(WorkerError::timeout(&self.shared.name, after)))
     }
 }
 

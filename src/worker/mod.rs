@@ -8,12 +8,14 @@
 //! - `pool`: [`WorkerPool`];
 //! - `thread`: the worker's thread (maker, calls, panic policy, the object's drop) and
 //!   which worker group the current thread belongs to;
+//! - `interrupt`: the interrupter taken from the object, and which call it may stop;
 //! - `shutdown`: the bounded shutdown and its report;
 //! - `error`: [`WorkerError`].
 
 mod builder;
 mod error;
 mod handle;
+mod interrupt;
 mod mailbox;
 mod pool;
 mod shutdown;

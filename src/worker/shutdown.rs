@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::{self, Either};
 
 use super::mailbox::{Closed, Mailbox};
-use crate::shutdown::ShutdownReport;
+use crate::shutdown::{InterruptedCall, ShutdownReport};
 use crate::timer::Deadline;
 
 /// Shuts down `workers`: closes their mailboxes (waiting callers fail at once), cancels
@@ -18,9 +18,15 @@ pub(crate) async fn shutdown<T: 'static>(
     grace: Duration,
 ) -> ShutdownReport {
     let finished_before: u64 = workers.iter().map(|w| w.finished()).sum();
-    for worker in workers {
+    // Calls interrupted here: which worker, the call's id, and its site.
+    let mut interrupted = Vec::new();
+    for (i, worker) in workers.iter().enumerate() {
         worker.close(Closed::ShutDown);
         worker.shutdown.cancel();
+        let site = worker.running();
+        if let (Some(id), Some(site)) = (worker.interrupt.interrupt_running(), site) {
+            interrupted.push((i, id, site));
+        }
     }
     let mut deadline = pin!(Deadline::new(grace));
     'workers: for worker in workers {
@@ -52,5 +58,15 @@ pub(crate) async fn shutdown<T: 'static>(
     .with_threads(
         workers.iter().filter(|w| w.is_stopped()).count(),
         workers.len(),
+    )
+    .with_interrupted(
+        interrupted
+            .into_iter()
+            .map(|(i, id, site)| {
+                // Stopped within the grace unless that same call still runs.
+                let stopped = workers[i].interrupt.running() != id;
+                InterruptedCall::new(site, stopped)
+            })
+            .collect(),
     )
 }

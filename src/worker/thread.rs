@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use super::error::{cause, Cause, RebuildFailed};
+use super::interrupt::TakeInterrupter;
 use super::mailbox::{Closed, Mailbox};
 use super::{AfterPanic, WorkerError};
 use crate::error::ConfigError;
@@ -49,6 +50,7 @@ pub(crate) fn start<T: 'static>(
     thread_name: String,
     mut maker: Maker<T>,
     after_panic: AfterPanic,
+    interrupter: Option<TakeInterrupter<T>>,
 ) -> Result<Starting, WorkerError> {
     let (made_tx, made) = mpsc::sync_channel(1);
     let name = Arc::clone(&shared.name);
@@ -69,9 +71,12 @@ pub(crate) fn start<T: 'static>(
                     return;
                 }
             };
+            shared
+                .interrupt
+                .set(interrupter.as_ref().map(|take| take(&object)));
             let _ = made_tx.send(Ok(()));
             drop(made_tx);
-            serve(&shared, object, maker, after_panic);
+            serve(&shared, object, maker, after_panic, interrupter);
             drop(stop);
         })
         .map_err(|e| {
@@ -98,21 +103,33 @@ impl<T: 'static> Drop for StopOnExit<'_, T> {
 }
 
 /// Runs the mailbox's calls until it is closed and empty, then drops the object here.
-fn serve<T: 'static>(shared: &Mailbox<T>, object: T, mut maker: Maker<T>, after_panic: AfterPanic) {
+fn serve<T: 'static>(
+    shared: &Mailbox<T>,
+    object: T,
+    mut maker: Maker<T>,
+    after_panic: AfterPanic,
+    interrupter: Option<TakeInterrupter<T>>,
+) {
     shared.enter_thread();
     // `None` only after a rebuild whose maker failed; no call runs after that.
     let object = RefCell::new(Some(object));
     let mut claimed = None;
     while let Some(envelope) = claimed.take().or_else(|| shared.next()) {
         let mut broken = false;
-        envelope.run(&object, &mut |ran| {
+        envelope.run(&object, &shared.interrupt, &mut |ran| {
             shared.count(ran);
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
                 // (a lock file, a device, an exclusive connection).
+                shared.interrupt.set(None);
                 drop_quietly(object.borrow_mut().take());
                 match panic::catch_unwind(AssertUnwindSafe(&mut maker)) {
-                    Ok(Ok(new)) => *object.borrow_mut() = Some(new),
+                    Ok(Ok(new)) => {
+                        shared
+                            .interrupt
+                            .set(interrupter.as_ref().map(|take| take(&new)));
+                        *object.borrow_mut() = Some(new);
+                    }
                     Ok(Err(cause)) => {
                         broken = true;
                         let why = RebuildFailed(cause);

@@ -1,0 +1,312 @@
+//! Stopping started work for real (issue 13): a worker's interrupter fires from the
+//! cancelling side on timeout, on a dropped caller and on shutdown, never for a call
+//! that has returned; worker timeouts cover waiting plus running.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use async_bridge::{Worker, WorkerPool};
+use rusqlite::Connection;
+use support::{block_on_plain, poll_once};
+
+/// A query that would run for minutes (it counts forever).
+const ENDLESS: &str =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+fn sqlite_worker(timeout: Option<Duration>) -> Worker<Connection> {
+    let builder = Worker::builder("sqlite").interrupter(|conn: &Connection| {
+        let handle = conn.get_interrupt_handle();
+        move || handle.interrupt()
+    });
+    let builder = match timeout {
+        Some(after) => builder.timeout(after),
+        None => builder,
+    };
+    builder.spawn(Connection::open_in_memory).unwrap()
+}
+
+fn select(conn: &mut Connection, n: i64) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT ?1", [n], |r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minutes_long_query_under_a_50ms_timeout_is_interrupted_and_the_worker_answers_next() {
+    let db = sqlite_worker(Some(Duration::from_millis(50)));
+    let err = db
+        .call(|c| c.query_row(ENDLESS, [], |r| r.get::<_, i64>(0)))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "worker `sqlite`: call timed out after 50ms"
+    );
+    let fired = Instant::now();
+    assert_eq!(db.call(|c| select(c, 7)).await.unwrap().unwrap(), 7);
+    eprintln!(
+        "sqlite: timeout fired -> worker answered the next query in {:?}",
+        fired.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_caller_interrupts_its_running_query() {
+    let db = sqlite_worker(None);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let endless = tokio::spawn(db.call(move |c| {
+        started_tx.send(()).unwrap();
+        c.query_row(ENDLESS, [], |r| r.get::<_, i64>(0))
+    }));
+    started_rx.await.unwrap();
+    endless.abort(); // the caller goes away: its future is dropped
+    assert!(endless.await.unwrap_err().is_cancelled());
+    // Only an interrupt can end that query: the worker is free again.
+    assert_eq!(db.call(|c| select(c, 8)).await.unwrap().unwrap(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_grace_interrupts_the_running_call_and_reports_it() {
+    let db = sqlite_worker(None);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let endless = tokio::spawn(db.call(move |c| {
+        started_tx.send(()).unwrap();
+        c.query_row(ENDLESS, [], |r| r.get::<_, i64>(0))
+    }));
+    started_rx.await.unwrap();
+    let report = db.shutdown(Duration::from_secs(30)).await;
+    assert!(report.is_complete(), "{report}");
+    let interrupted = report.interrupted();
+    assert_eq!(interrupted.len(), 1, "{report}");
+    assert!(interrupted[0].stopped_within_grace());
+    assert!(interrupted[0]
+        .site()
+        .file()
+        .ends_with("worker_interrupt.rs"));
+    assert!(report
+        .to_string()
+        .contains("1 interrupted, 1 of them stopped within grace"));
+    let query = endless.await.unwrap().unwrap();
+    assert!(matches!(
+        query,
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::OperationInterrupted
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_reports_a_call_its_interrupt_could_not_stop() {
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let fired = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fired);
+    let w = Worker::builder("deaf")
+        .interrupter(move |_: &()| {
+            let counted = Arc::clone(&counted);
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .spawn(|| Ok::<_, std::io::Error>(()))
+        .unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let stuck = tokio::spawn(w.call(move |_| {
+        started_tx.send(()).unwrap();
+        release_rx.lock().unwrap().recv().unwrap(); // ignores the interrupt
+    }));
+    started_rx.await.unwrap();
+    let report = w.shutdown(Duration::from_millis(20)).await;
+    assert!(fired.load(Ordering::SeqCst) >= 1); // and again while the call runs
+    assert!(!report.is_complete());
+    assert_eq!(report.interrupted().len(), 1);
+    assert!(!report.interrupted()[0].stopped_within_grace());
+    release_tx.send(()).unwrap();
+    stuck.await.unwrap().unwrap();
+}
+
+/// A legacy blocking client: one request, then it waits for a reply line.
+struct LegacyClient {
+    stream: TcpStream,
+}
+
+impl LegacyClient {
+    fn request(&mut self, line: &str) -> std::io::Result<String> {
+        self.stream.write_all(line.as_bytes())?;
+        let mut reply = Vec::new();
+        let mut byte = [0];
+        loop {
+            match self.stream.read(&mut byte)? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                _ if byte[0] == b'\n' => return Ok(String::from_utf8_lossy(&reply).into_owned()),
+                _ => reply.push(byte[0]),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_tcp_client_stuck_on_a_silent_server_is_unblocked_by_shutting_its_socket() {
+    // A server that accepts and never answers (it holds the socket until the test ends).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (_socket, _) = listener.accept().unwrap();
+        let _ = done_rx.recv();
+    });
+    let client = Worker::builder("legacy-client")
+        .timeout(Duration::from_millis(50))
+        .interrupter(|c: &LegacyClient| {
+            let socket = c.stream.try_clone().expect("a second handle on the socket");
+            move || {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+        })
+        .spawn(move || TcpStream::connect(addr).map(|stream| LegacyClient { stream }))
+        .unwrap();
+    let err = client.call(|c| c.request("PRICE 7\n")).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    let fired = Instant::now();
+    // The stuck read returned (its socket was shut): the worker answers at once.
+    assert_eq!(client.call(|_| "free").await.unwrap(), "free");
+    eprintln!(
+        "tcp: timeout fired -> worker answered the next call in {:?}",
+        fired.elapsed()
+    );
+    done_tx.send(()).unwrap();
+    server.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interrupter_never_fires_for_a_call_that_has_returned() {
+    // The object knows whether a call is inside it; the interrupter checks on each fire.
+    struct Probe {
+        inside: Arc<AtomicBool>,
+    }
+    let stray = Arc::new(AtomicUsize::new(0));
+    let fires = Arc::new(AtomicUsize::new(0));
+    let (s, f) = (Arc::clone(&stray), Arc::clone(&fires));
+    let w = Worker::builder("probe")
+        .interrupter(move |p: &Probe| {
+            let (inside, stray, fires) = (Arc::clone(&p.inside), Arc::clone(&s), Arc::clone(&f));
+            move || {
+                fires.fetch_add(1, Ordering::SeqCst);
+                if !inside.load(Ordering::SeqCst) {
+                    stray.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+        .spawn(|| {
+            Ok::<_, std::io::Error>(Probe {
+                inside: Arc::new(AtomicBool::new(false)),
+            })
+        })
+        .unwrap();
+    for round in 0..2_000u32 {
+        let call = tokio::spawn(w.call(move |p| {
+            p.inside.store(true, Ordering::SeqCst);
+            for _ in 0..(round % 64) {
+                std::hint::spin_loop();
+            }
+            p.inside.store(false, Ordering::SeqCst);
+        }));
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        call.abort(); // at a random point: before, during or after the call
+        let _ = call.await;
+    }
+    w.call(|_| ()).await.unwrap();
+    assert_eq!(stray.load(Ordering::SeqCst), 0, "fired outside a call");
+    eprintln!(
+        "{} interrupts fired, all inside a call",
+        fires.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_while_queued_never_runs() {
+    let w = Worker::builder("busy")
+        .timeout(Duration::from_millis(20))
+        .spawn(|| Ok::<_, std::io::Error>(()))
+        .unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let holder = tokio::spawn(w.call(move |_| {
+        started_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    }));
+    started_rx.await.unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ran);
+    let err = w
+        .call(move |_| flag.store(true, Ordering::SeqCst))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    release_tx.send(()).unwrap();
+    assert!(holder.await.unwrap().unwrap_err().is_timeout());
+    // FIFO: a later call runs after where the timed-out one stood.
+    let w2 = w.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(60), async move {
+        while w2.call(|_| ()).await.is_err() {}
+    })
+    .await;
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a call that timed out while queued ran"
+    );
+}
+
+#[tokio::test]
+async fn a_pool_interrupts_the_member_running_the_call() {
+    let pool = WorkerPool::builder("readers")
+        .workers(2)
+        .timeout(Duration::from_millis(50))
+        .interrupter(|conn: &Connection| {
+            let handle = conn.get_interrupt_handle();
+            move || handle.interrupt()
+        })
+        .spawn(Connection::open_in_memory)
+        .unwrap();
+    let (a, b) = tokio::join!(
+        pool.call(|c| c.query_row(ENDLESS, [], |r| r.get::<_, i64>(0))),
+        pool.call(|c| c.query_row(ENDLESS, [], |r| r.get::<_, i64>(0))),
+    );
+    assert!(a.unwrap_err().is_timeout());
+    assert!(b.unwrap_err().is_timeout());
+    assert_eq!(pool.call(|c| select(c, 3)).await.unwrap().unwrap(), 3);
+}
+
+#[test]
+fn a_timeout_outside_any_runtime_is_an_error_not_a_panic() {
+    let w = Worker::builder("timed")
+        .timeout(Duration::from_secs(1))
+        .spawn(|| Ok::<_, std::io::Error>(()))
+        .unwrap();
+    let err = block_on_plain(w.call(|_| ())).unwrap_err();
+    assert!(err.is_no_runtime(), "{err}");
+    let mut call = Box::pin(w.call(|_| ()));
+    assert!(poll_once(call.as_mut()).is_ready());
+}
+
+#[test]
+fn bad_configuration_is_an_error() {
+    let err = Worker::builder("zero")
+        .timeout(Duration::ZERO)
+        .spawn(|| Ok::<_, std::io::Error>(()))
+        .unwrap_err();
+    assert!(
+        err.is_config() && err.to_string().contains("timeout must not be zero"),
+        "{err}"
+    );
+    let err = Worker::builder("mismatch")
+        .interrupter(|_: &String| || {})
+        .spawn(|| Ok::<_, std::io::Error>(0u32))
+        .unwrap_err();
+    assert!(err.is_config(), "{err}");
+    assert!(err.to_string().contains("different type"), "{err}");
+}
