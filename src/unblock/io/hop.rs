@@ -165,7 +165,8 @@ impl<T: Send + 'static> Unblock<T> {
                 Outcome::Done(payload) => self.stash(payload),
                 Outcome::Panicked(payload) => job::resume(payload),
                 Outcome::Dropped => {
-                    let err = io::Error::other(
+                    let err = io::Error::new(
+                        io::ErrorKind::BrokenPipe,
                         "async_bridge::Unblock: the runtime shut down before the blocking work ran",
                     );
                     self.shared.lock().deferred.get_or_insert(err);
@@ -176,7 +177,8 @@ impl<T: Send + 'static> Unblock<T> {
             match self.shared.lock().home.take() {
                 Some(value) => self.value = Some(value),
                 None => {
-                    return Poll::Ready(Err(io::Error::other(
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
                         "async_bridge::Unblock: the value was lost with its runtime",
                     )))
                 }
