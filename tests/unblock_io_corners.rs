@@ -3,12 +3,14 @@
 
 mod support;
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use async_bridge::{Offloader, Unblock};
-use support::{block_on_plain, within_a_minute};
+use support::{block_on_plain, poll_once, within_a_minute};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -17,6 +19,56 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A runtime whose blocking pool has a single thread.
+fn one_blocking_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Occupies the pool's only blocking thread until the returned sender sends (or drops).
+async fn hold_the_blocking_thread() -> mpsc::Sender<()> {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    drop(tokio::task::spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    }));
+    started_rx.await.unwrap();
+    release_tx
+}
+
+/// Returns once everything queued on the single blocking thread before it has run.
+async fn blocking_queue_drained() {
+    tokio::task::spawn_blocking(|| ()).await.unwrap();
+}
+
+/// A temporary file, deleted on drop.
+struct Temp(PathBuf);
+
+impl Temp {
+    fn with(name: &str, data: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "unblock-corners-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&path, data).unwrap();
+        Temp(path)
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
 /// A reader and writer whose every `read` and `write` is an offload through a lane whose
@@ -120,4 +172,101 @@ fn shut_down_is_one_kind_everywhere() {
         let err: io::Error = portal.block_on(async {}).unwrap_err().into();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     });
+}
+
+/// Dropped while its hop is still queued (the blocking pool is busy): the seek-back over
+/// read-ahead still happens, so a file sharing the offset (`try_clone`) is where the
+/// reads left it, and the queued `call` closure runs (it had been polled: see
+/// `Unblock::call`), on the value where the reads left it. Before the fix the hop was
+/// withdrawn: the file was left at the end of the read-ahead and the closure never ran.
+#[test]
+fn a_drop_with_its_hop_queued_gives_read_ahead_back_and_runs_the_call() {
+    within_a_minute(|| {
+        let data = pattern(100_000);
+        let file = Temp::with("queued-call", &data);
+        let original = File::open(&file.0).unwrap();
+        let mut twin = original.try_clone().unwrap(); // same file description, same offset
+        let (ran_tx, ran_rx) = mpsc::channel();
+        one_blocking_thread().block_on(async {
+            let mut reader = Unblock::new(original);
+            let mut head = [0; 10];
+            reader.read_exact(&mut head).await.unwrap();
+            assert_eq!(head, data[..10]);
+            let release = hold_the_blocking_thread().await;
+            {
+                let call = reader.call(move |f| ran_tx.send(f.stream_position().unwrap()));
+                // Submitted, queued behind the held thread, then given up on.
+                assert!(poll_once(call).is_pending());
+            }
+            drop(reader);
+            release.send(()).unwrap();
+            blocking_queue_drained().await;
+        });
+        assert_eq!(ran_rx.try_recv(), Ok(10));
+        assert_eq!(twin.stream_position().unwrap(), 10);
+        let mut next = [0; 5];
+        twin.read_exact(&mut next).unwrap();
+        assert_eq!(next, data[10..15]);
+    });
+}
+
+/// The same with a seek queued: the read-ahead is given back. (tokio's `seek` future first
+/// waits for any seek in progress, which is the hop queued here; the seek it was asked
+/// for never started, so the offset stays where the reads left it.)
+#[test]
+fn a_drop_with_a_seek_queued_gives_read_ahead_back_first() {
+    use tokio::io::AsyncSeekExt;
+    within_a_minute(|| {
+        let data = pattern(100_000);
+        let file = Temp::with("queued-seek", &data);
+        let original = File::open(&file.0).unwrap();
+        let mut twin = original.try_clone().unwrap();
+        one_blocking_thread().block_on(async {
+            let mut reader = Unblock::new(original);
+            let mut head = [0; 10];
+            reader.read_exact(&mut head).await.unwrap();
+            let release = hold_the_blocking_thread().await;
+            assert!(poll_once(reader.seek(io::SeekFrom::Current(5))).is_pending());
+            drop(reader);
+            release.send(()).unwrap();
+            blocking_queue_drained().await;
+        });
+        assert_eq!(twin.stream_position().unwrap(), 10);
+    });
+}
+
+/// Writes buffered and a flush queued when the `Unblock` is dropped: written, flushed,
+/// in order.
+#[test]
+fn a_drop_with_a_flush_queued_writes_and_flushes() {
+    within_a_minute(|| {
+        let log = Arc::new(std::sync::Mutex::new((Vec::new(), 0)));
+        one_blocking_thread().block_on(async {
+            let mut out = Unblock::new(Recorder(Arc::clone(&log)));
+            out.write_all(b"abc").await.unwrap();
+            let release = hold_the_blocking_thread().await;
+            assert!(poll_once(out.flush()).is_pending());
+            drop(out);
+            release.send(()).unwrap();
+            blocking_queue_drained().await;
+        });
+        let log = log.lock().unwrap();
+        assert_eq!(log.0, b"abc");
+        assert!(log.1 >= 1, "flushed");
+    });
+}
+
+/// A writer that records what it got and how often it was flushed.
+struct Recorder(Arc<std::sync::Mutex<(Vec<u8>, usize)>>);
+
+impl Write for Recorder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap().1 += 1;
+        Ok(())
+    }
 }

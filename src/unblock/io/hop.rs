@@ -57,7 +57,6 @@ struct HopJob<T, F> {
     carry: Carry<T>,
     ticket: Ticket<Payload>,
     body: F,
-    rewind: u64,
     retry: bool,
 }
 
@@ -70,7 +69,6 @@ where
             mut carry,
             ticket,
             body,
-            rewind,
             retry,
         } = self;
         ticket.run(move |_| {
@@ -78,7 +76,7 @@ where
             let fns = carry.fns;
             let value = carry.value.as_mut().expect(LOST);
             let payload = panic::catch_unwind(AssertUnwindSafe(|| {
-                let ready = pipe::prelude(value, &shared, fns, rewind, retry);
+                let ready = pipe::prelude(value, &shared, fns, retry);
                 body(value, &shared, ready)
             }))
             .unwrap_or_else(Payload::Panicked);
@@ -120,7 +118,6 @@ impl<T: Send + 'static> Unblock<T> {
         self.stale_flush();
         let value = self.value.take().expect(LOST);
         self.queue_filling();
-        let rewind = mem::take(&mut self.rewind_owed);
         {
             let mut pipe = self.shared.lock();
             pipe.hop_running = true;
@@ -135,7 +132,6 @@ impl<T: Send + 'static> Unblock<T> {
             },
             ticket,
             body,
-            rewind,
             retry,
         };
         job::spawn_blocking(&handle, move || job.run());
@@ -247,7 +243,10 @@ impl<T: Send + 'static> Unblock<T> {
         pipe.ready_bytes = 0;
         pipe.eof = false;
         pipe.read_err = None;
-        self.rewind_owed += unread as u64;
+        // Owed in the pipe, not in a hop: a hop that never runs (its `Unblock` dropped
+        // while it was queued, or its runtime gone) leaves it to the next hop or to the
+        // cleanup.
+        pipe.rewind += unread as u64;
     }
 
     /// Brings the value home and puts it where the caller believes it is; with `flush`,
@@ -269,14 +268,14 @@ impl<T: Send + 'static> Unblock<T> {
             return Poll::Ready(Ok(()));
         }
         self.give_back();
-        let (queued, dirty) = {
+        let (queued, dirty, owed) = {
             let pipe = self.shared.lock();
             // Without `flush`, the prelude does not retry a failed write: nothing to do.
             let retried = flush || !pipe.failed;
-            (!pipe.queued.is_empty() && retried, pipe.dirty)
+            (!pipe.queued.is_empty() && retried, pipe.dirty, pipe.rewind)
         };
         let queued = queued || !self.filling.is_empty();
-        if self.rewind_owed == 0 && !queued && !(flush && dirty) {
+        if owed == 0 && !queued && !(flush && dirty) {
             return Poll::Ready(Ok(()));
         }
         let fns = self.fns;

@@ -62,7 +62,12 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///   buffered, and the next flush tries them again.
 /// - **Drop.** Dropping an `Unblock<T>` with unflushed writes writes and flushes them *in
 ///   the background*, on a blocking thread, and gives read-ahead back; errors there reach
-///   nobody. To see them, `flush().await` (or `into_inner().await`) before dropping.
+///   nobody. To see them, `flush().await` (or `into_inner().await`) before dropping. A
+///   blocking step that was submitted and is still queued (tokio's blocking pool busy)
+///   is not withdrawn: it runs when it gets a thread, and the cleanup runs after it. A
+///   queued `call` closure runs; a queued read or `next` does nothing (nobody is left
+///   for its bytes or item, and on a value that cannot seek they could not be given
+///   back).
 ///
 /// Every blocking step goes through the crate's job layer, so it holds the paused clock of
 /// the [`testing`](crate::testing) harness while it runs.
@@ -146,8 +151,6 @@ pub struct Unblock<T> {
     chunk: Chunk,
     /// Written, not yet queued for the blocking thread.
     filling: Vec<u8>,
-    /// Read-ahead given back, for the next hop to seek back over.
-    rewind_owed: u64,
     /// Results of finished hops. In a `Mutex` only so that `Unblock<T>` is `Sync`; only
     /// `get_mut` is used on it.
     slots: Mutex<Slots>,
@@ -258,7 +261,6 @@ impl<T: Send + 'static> Unblock<T> {
             },
             chunk: Chunk::default(),
             filling: Vec::new(),
-            rewind_owed: 0,
             slots: Mutex::new(Slots::default()),
             seeking: None,
             site: Location::caller(),
@@ -311,7 +313,13 @@ impl<T: Send + 'static> Unblock<T> {
     ///
     /// Buffered writes are written to `T` first and read-ahead is given back, so `f` sees
     /// `T` exactly where the async reads and writes left it. Once polled, `f` runs even
-    /// if the future is dropped (the value stays with the `Unblock`).
+    /// if the future is dropped (the value stays with the `Unblock`), and even if the
+    /// `Unblock` is dropped too before `f` got a thread (tokio's blocking pool was busy):
+    /// the drop leaves the queued step to run, `f` and then the drop's cleanup. It is the
+    /// caller's closure, submitted by the caller's poll: it is not withdrawn behind the
+    /// caller's back. `f` does not run only when, before it got a thread, the runtime
+    /// shut down (then the future, if still awaited, panics, see below) or putting `T`
+    /// in place failed (see Errors).
     ///
     /// Bytes whose write already failed (the error was returned by a write or a flush)
     /// are the exception: `call` does not retry them behind the caller's back, they stay
@@ -476,16 +484,20 @@ impl<T> Drop for Unblock<T> {
             });
         }
         if self.fns.rewind.is_some() {
-            // What is owed so far; the read-ahead in the pipe (and whatever a hop still
-            // reading adds to it) is counted when the value is cleaned up.
-            pipe.rewind = self.rewind_owed + self.chunk.len() as u64;
+            // Added to what is owed so far; the read-ahead in the pipe (and whatever a hop
+            // still reading adds to it) is counted when the value is cleaned up.
+            pipe.rewind += self.chunk.len() as u64;
         } else {
             pipe.rewind = 0;
         }
         if pipe.hop_running {
-            // The hop cleans up on its way out (its `Carry` sees `dropped`).
+            // The hop cleans up on its way out (its `Carry` sees `dropped`). One still
+            // queued (tokio's blocking pool is busy) must still run, for that cleanup and
+            // for a `call` closure it carries: its reply is kept alive until then, so that
+            // the job layer does not withdraw it.
             pipe.dropped = true;
             pipe.stop = true;
+            pipe.orphan = self.hop.take().map(|hop| hop.reply);
             self.shared.hop_cv.notify_all();
             return;
         }

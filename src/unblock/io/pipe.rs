@@ -102,9 +102,13 @@ pub(super) struct Pipe<T> {
     /// Writing the queue failed; only a flush or a new write tries again (a `call` or a
     /// read does not retry it behind the caller's back).
     pub(super) failed: bool,
-    /// After a drop: bytes read ahead and held by the consumer, to give back (with the
-    /// read-ahead still in `ready`, counted when the cleanup takes it).
+    /// Bytes read ahead and given back, for the next hop's prelude (or, after a drop, the
+    /// cleanup) to seek back over; the read-ahead still in `ready` is counted when the
+    /// cleanup takes it.
     pub(super) rewind: u64,
+    /// The reply of a hop whose `Unblock` was dropped while it was queued, kept so that
+    /// the hop still runs (it is not withdrawn); let go of once it ran.
+    pub(super) orphan: Option<crate::job::Reply<super::hop::Payload>>,
 
     pub(super) spare: Vec<Vec<u8>>,
     pub(super) spare_limit: usize,
@@ -130,6 +134,7 @@ impl<T> Shared<T> {
                 dirty: false,
                 failed: false,
                 rewind: 0,
+                orphan: None,
                 spare: Vec::new(),
                 spare_limit: cap.div_ceil(cap.min(MAX_CHUNK)) + 2,
             }),
@@ -337,9 +342,9 @@ pub(super) fn prelude<T>(
     value: &mut T,
     shared: &Shared<T>,
     fns: Fns<T>,
-    rewind: u64,
     retry: bool,
 ) -> io::Result<()> {
+    let rewind = std::mem::take(&mut shared.lock().rewind);
     if rewind > 0 {
         if let Some(seek) = fns.rewind {
             let back = i64::try_from(rewind).map_err(|_| {
@@ -443,8 +448,10 @@ impl<T> Drop for Carry<T> {
         pipe.hop_running = false;
         pipe.hop_waiting = false;
         if pipe.dropped {
+            let orphan = pipe.orphan.take();
             let leftover = Leftover::take(value, &mut pipe, self.fns);
             drop(pipe);
+            drop(orphan);
             drop(leftover);
         } else {
             pipe.home = Some(value);

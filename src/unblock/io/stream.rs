@@ -55,6 +55,10 @@ where
             }
             let submitted = this.submit(HopKind::Next, false, |iter, shared, ready| {
                 defer(shared, ready);
+                if shared.lock().dropped {
+                    // Queued when the `Unblock` was dropped: nobody is left for the item.
+                    return Payload::Item(Ok(None));
+                }
                 Payload::Item(panic::catch_unwind(AssertUnwindSafe(|| {
                     iter.next()
                         .map(|item| Box::new(item) as Box<dyn Any + Send>)
