@@ -5,6 +5,7 @@ mod support;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -269,4 +270,129 @@ impl Write for Recorder {
         self.0.lock().unwrap().1 += 1;
         Ok(())
     }
+}
+
+/// A socket that says when a blocking `read` on it has started: it cannot seek.
+struct Socket {
+    inner: UnixStream,
+    reading: mpsc::Sender<()>,
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _ = self.reading.send(());
+        self.inner.read(buf)
+    }
+}
+
+/// An `Unblock` over one end of a socket pair, and the other end, with a blocking `read`
+/// started by a read future that was then dropped (as a `select!` or a timeout would):
+/// that `read` goes on. Then `data` is written and the writing end closed.
+fn after_a_dropped_read(data: &[u8]) -> Unblock<Socket> {
+    let (mut tx, rx) = UnixStream::pair().unwrap();
+    let (reading, started) = mpsc::channel();
+    let mut rx = Unblock::new(Socket { inner: rx, reading });
+    let mut buf = [0; 4];
+    assert!(poll_once(rx.read(&mut buf)).is_pending());
+    started.recv().unwrap();
+    tx.write_all(data).unwrap();
+    rx
+}
+
+/// The bytes of that dropped read come out of `into_parts`, in front of what the socket
+/// reads next. Before, `into_inner` dropped them.
+#[test]
+fn into_parts_hands_out_the_bytes_of_a_dropped_read() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let rx = after_a_dropped_read(b"abcdef");
+            let (mut rx, unread) = rx.into_parts().await;
+            assert!(!unread.is_empty());
+            let mut rest = vec![0; 6 - unread.len()];
+            rx.inner.read_exact(&mut rest).unwrap();
+            assert_eq!([unread, rest].concat(), b"abcdef");
+        });
+    });
+}
+
+/// `call`, with bytes of a dropped read buffered in front of a value that cannot seek,
+/// refuses (its closure would read past them); after `take_buffered` it runs, and reads
+/// what comes after. Before, the closure ran and read later bytes first.
+#[test]
+fn call_refuses_to_run_behind_bytes_it_cannot_give_back() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let mut rx = after_a_dropped_read(b"abcdef");
+            let ran = Arc::new(AtomicUsize::new(0));
+            let r = Arc::clone(&ran);
+            let err = rx
+                .call(move |s| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let mut rest = [0; 2];
+                    s.inner.read_exact(&mut rest).map(|()| rest)
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::Other);
+            assert!(err.to_string().contains("take_buffered"), "{err}");
+            assert_eq!(ran.load(Ordering::SeqCst), 0);
+            let n = rx.buffered();
+            assert!(n > 0);
+            let unread = rx.take_buffered().await;
+            assert_eq!(unread.len(), n);
+            assert_eq!(rx.buffered(), 0);
+            let rest = rx
+                .call(move |s| {
+                    let mut rest = vec![0; 6 - n];
+                    s.inner.read_exact(&mut rest).map(|()| rest)
+                })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!([unread, rest].concat(), b"abcdef");
+        });
+    });
+}
+
+/// `get_mut` leaves the bytes buffered: the next async read returns them first.
+#[test]
+fn get_mut_leaves_the_bytes_of_a_dropped_read_in_front() {
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let mut rx = after_a_dropped_read(b"abcdef");
+            rx.get_mut().await.inner.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut all = [0; 6];
+            rx.read_exact(&mut all).await.unwrap();
+            assert_eq!(&all, b"abcdef");
+        });
+    });
+}
+
+/// The item of a `next()` dropped after its first poll: `call` refuses to run behind it,
+/// `take_fetched` hands it out, and the iterator resumes right after it. Before,
+/// `into_inner` dropped it.
+#[test]
+fn the_item_of_a_dropped_next_is_handed_out() {
+    use futures::StreamExt;
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let go_rx = std::sync::Mutex::new(go_rx);
+            let mut items = Unblock::new((1..=4).inspect(move |_| {
+                let _ = go_rx.lock().unwrap().recv();
+            }));
+            go_tx.send(()).unwrap();
+            assert_eq!(items.next().await, Some(1));
+            // Polled once, while `next` waits on the channel: the item is fetched later.
+            assert!(poll_once(items.next()).is_pending());
+            go_tx.send(()).unwrap();
+            let err = items.call(|_| ()).await.unwrap_err();
+            assert!(err.to_string().contains("take_fetched"), "{err}");
+            assert_eq!(items.take_fetched().await, Some(2));
+            assert_eq!(items.take_fetched().await, None);
+            drop(go_tx); // later `next`s do not wait
+            let rest: Vec<_> = items.into_inner().await.collect();
+            assert_eq!(rest, [3, 4]);
+        });
+    });
 }

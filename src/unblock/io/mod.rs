@@ -54,6 +54,17 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///   left it. Any other reader (a pipe, stdin, a socket) is never read ahead: each read
 ///   asks `T` for at most what it asked for, one blocking hop per read, and an iterator
 ///   is asked for one item per `next`.
+/// - **Bytes that cannot be given back are handed out, never dropped unseen.** Two things
+///   leave bytes read from a value that cannot seek and not consumed: a read future
+///   dropped after its first poll (in a `select!` or a timeout: the blocking `read` it
+///   started cannot be stopped), and an `AsyncBufRead` buffer not fully consumed. The
+///   next async read returns them first. [`take_buffered`](Self::take_buffered) and
+///   [`into_parts`](Self::into_parts) hand them out; [`call`](Self::call) refuses to run
+///   a closure behind them (it returns an error: the closure would see `T` past them);
+///   [`get_mut`](Self::get_mut) leaves them buffered, in front of what `&mut T` reads;
+///   [`into_inner`](Self::into_inner) and a drop drop them with the value (check
+///   [`buffered`](Self::buffered) or use `into_parts`). The same holds for the item a
+///   `next()` dropped after its first poll fetched (see the `Stream` implementation).
 /// - **Writes are in `T` after `flush`** (or `shutdown`, or [`into_inner`](Self::into_inner),
 ///   which also flush `T`). Before a read, a seek or a `call`, the buffered writes are
 ///   written to `T` first.
@@ -330,7 +341,10 @@ impl<T: Send + 'static> Unblock<T> {
     ///
     /// When `T` cannot be put where the caller believes it is, `f` does not run and the
     /// error is returned: writing the buffered bytes failed (they stay buffered, for the
-    /// next flush to retry), or seeking back over read-ahead failed.
+    /// next flush to retry), or seeking back over read-ahead failed, or (kind `Other`)
+    /// bytes read from a value that cannot seek are buffered and not consumed, or an item
+    /// fetched by a dropped `next()` is kept (see [`take_buffered`](Self::take_buffered):
+    /// `f` would see `T` past them; read them, or take them, first).
     ///
     /// # Examples
     ///
@@ -365,6 +379,9 @@ impl<T: Send + 'static> Unblock<T> {
             if f.is_some() {
                 if let Err(err) = ready!(self.poll_idle(cx)) {
                     panic!("async_bridge::Unblock::call at {site}: {err}");
+                }
+                if let Some(err) = self.unmovable(site) {
+                    return Poll::Ready(Err(err));
                 }
                 let f = f.take().expect("checked above");
                 self.slots().answer = None;
@@ -402,6 +419,10 @@ impl<T: Send + 'static> Unblock<T> {
     /// Errors of writing the buffered bytes are kept for the next write, flush or
     /// shutdown. Bytes whose write already failed (an error a write or flush returned)
     /// are not tried again here: they stay buffered, for the next write or flush.
+    ///
+    /// On a value that cannot seek, bytes read from it and not consumed (see
+    /// [`take_buffered`](Self::take_buffered)) stay buffered: the next async read
+    /// returns them first, and a read through `&mut T` reads what comes after them.
     ///
     /// # Examples
     ///
@@ -453,18 +474,162 @@ impl<T: Send + 'static> Unblock<T> {
     /// # }).unwrap();
     /// ```
     ///
-    /// An item that a `next()` dropped after its first poll fetched from an iterator is
-    /// dropped too (see the `Stream` implementation).
+    /// On a value that cannot seek, bytes read from it and not consumed (a read future
+    /// dropped after its first poll, an `AsyncBufRead` buffer not consumed) cannot be put
+    /// back: they are dropped with the `Unblock`. Use [`into_parts`](Self::into_parts)
+    /// to get them. An item that a `next()` dropped after its first poll fetched from an
+    /// iterator is dropped too (take it with `take_fetched` first).
     ///
     /// # Panics
     ///
     /// As [`get_mut`](Self::get_mut).
-    pub async fn into_inner(mut self) -> T {
+    pub async fn into_inner(self) -> T {
+        self.into_parts().await.0
+    }
+
+    /// As [`into_inner`](Self::into_inner), and the bytes read from `T` and not consumed
+    /// that `T` cannot take back: always empty on a value that seeks back over its
+    /// read-ahead, and on a value that cannot seek, what a read future dropped after its
+    /// first poll (or an `AsyncBufRead` buffer not consumed) left. The bytes come before
+    /// whatever `T` reads next: nothing is lost, nothing is reordered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use futures::FutureExt;
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (mut tx, rx) = UnixStream::pair()?;
+    /// let mut rx = async_bridge::Unblock::new(rx); // a socket: it cannot seek
+    /// let mut buf = [0; 4];
+    /// // Given up on after its first poll (as a `select!` or a timeout would): the
+    /// // blocking `read` it started goes on.
+    /// assert!(rx.read(&mut buf).now_or_never().is_none());
+    /// tx.write_all(b"abcdef")?;
+    /// drop(tx);
+    /// let (mut rx, unread) = rx.into_parts().await;
+    /// let mut rest = Vec::new();
+    /// rx.read_to_end(&mut rest)?;
+    /// // `unread` holds what the dropped read got (if it got there first): no byte is
+    /// // lost or out of order.
+    /// assert_eq!([unread, rest].concat(), b"abcdef");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`get_mut`](Self::get_mut).
+    pub async fn into_parts(mut self) -> (T, Vec<u8>) {
         let mut sent = false;
         if let Err(err) = poll_fn(|cx| self.poll_settle(cx, true, &mut sent)).await {
             panic!("async_bridge::Unblock::into_inner: {err}");
         }
-        self.value.take().expect(LOST)
+        let unread = self.take_unread();
+        (self.value.take().expect(LOST), unread)
+    }
+
+    /// Takes the bytes read from `T` and not consumed that `T` cannot take back (see
+    /// [`into_parts`](Self::into_parts)), first bringing the value home (waiting for a
+    /// blocking read in flight). Afterwards nothing is buffered in front of `T`:
+    /// [`call`](Self::call) and [`get_mut`](Self::get_mut) see it exactly where the
+    /// bytes handed out end. Always empty on a value that can seek back (its read-ahead
+    /// is given back instead).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use tokio::io::AsyncBufReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (mut tx, rx) = UnixStream::pair()?;
+    /// tx.write_all(b"header\nbody")?;
+    /// drop(tx);
+    /// let mut rx = async_bridge::Unblock::new(rx);
+    /// let mut header = String::new();
+    /// rx.read_line(&mut header).await?; // reads more than the line, to find its end
+    /// let body = rx.take_buffered().await;
+    /// let rest = rx.call(|s| std::io::read_to_string(s)).await??;
+    /// assert_eq!((header.as_str(), [body, rest.into_bytes()].concat()), ("header\n", b"body".to_vec()));
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`get_mut`](Self::get_mut).
+    pub async fn take_buffered(&mut self) -> Vec<u8> {
+        if let Err(err) = poll_fn(|cx| self.poll_idle(cx)).await {
+            panic!("async_bridge::Unblock::take_buffered: {err}");
+        }
+        self.take_unread()
+    }
+
+    /// How many bytes read from `T` and not consumed are buffered in front of a value
+    /// that cannot seek (see [`take_buffered`](Self::take_buffered)); 0 on a value that
+    /// can seek back. While a read is in flight, it can grow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::io::AsyncBufReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut stdin_like = async_bridge::Unblock::new(std::io::Cursor::new(b"ab".to_vec()));
+    /// assert_eq!(stdin_like.fill_buf().await?, b"ab");
+    /// assert_eq!(stdin_like.buffered(), 0); // a `Cursor` seeks back over its read-ahead
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn buffered(&self) -> usize {
+        if self.fns.rewind.is_some() {
+            return 0;
+        }
+        self.chunk.len() + self.shared.lock().ready_bytes
+    }
+
+    /// The bytes buffered in front of a value that cannot seek, taken; call with the
+    /// value at hand.
+    fn take_unread(&mut self) -> Vec<u8> {
+        if self.fns.rewind.is_some() {
+            return Vec::new();
+        }
+        let mut unread = self.chunk.bytes().to_vec();
+        self.chunk.start = self.chunk.end;
+        let mut pipe = self.shared.lock();
+        while let Some(chunk) = pipe.ready.pop_front() {
+            unread.extend_from_slice(chunk.bytes());
+            pipe.recycle(chunk.buf);
+        }
+        pipe.ready_bytes = 0;
+        unread
+    }
+
+    /// Why `call` must not run a closure on the value now: bytes, or an item, that the
+    /// value cannot take back are held in front of it. Call with the value at hand.
+    fn unmovable(&mut self, site: &Location<'_>) -> Option<io::Error> {
+        let bytes = self.buffered();
+        if bytes > 0 {
+            return Some(io::Error::other(format!(
+                "async_bridge::Unblock::call at {site}: {bytes} bytes read from the value are \
+                 buffered and not consumed, and it cannot seek back over them: the closure \
+                 would see the value past them; read them, or take them with \
+                 `take_buffered`, first"
+            )));
+        }
+        if matches!(self.slots().item, Some(Ok(Some(_)) | Err(_))) {
+            return Some(io::Error::other(format!(
+                "async_bridge::Unblock::call at {site}: an item fetched by a `next()` \
+                 dropped after its first poll is kept: the closure would see the iterator \
+                 past it; take it with `next` or `take_fetched` first"
+            )));
+        }
+        None
     }
 }
 
