@@ -53,10 +53,8 @@ struct Temp(PathBuf);
 
 impl Temp {
     fn with(name: &str, data: &[u8]) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "unblock-corners-{}-{name}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("unblock-corners-{}-{name}", std::process::id()));
         std::fs::write(&path, data).unwrap();
         Temp(path)
     }
@@ -360,7 +358,11 @@ fn get_mut_leaves_the_bytes_of_a_dropped_read_in_front() {
     within_a_minute(|| {
         runtime().block_on(async {
             let mut rx = after_a_dropped_read(b"abcdef");
-            rx.get_mut().await.inner.shutdown(std::net::Shutdown::Write).unwrap();
+            rx.get_mut()
+                .await
+                .inner
+                .shutdown(std::net::Shutdown::Write)
+                .unwrap();
             let mut all = [0; 6];
             rx.read_exact(&mut all).await.unwrap();
             assert_eq!(&all, b"abcdef");
