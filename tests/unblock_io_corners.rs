@@ -398,3 +398,37 @@ fn the_item_of_a_dropped_next_is_handed_out() {
         });
     });
 }
+
+/// A read queued when the `Unblock` is dropped (the pool busy) does not read: a socket
+/// shared with a clone keeps every byte for it. A queued `next` does not advance the
+/// iterator. (The queued step still runs, for the drop's cleanup, but its read is for
+/// nobody and could not be given back.)
+#[test]
+fn a_read_or_next_queued_at_drop_takes_nothing() {
+    use futures::StreamExt;
+    within_a_minute(|| {
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let mut twin = rx.try_clone().unwrap();
+        let nexts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&nexts);
+        one_blocking_thread().block_on(async {
+            let mut reader = Unblock::new(rx);
+            let mut items = Unblock::new(std::iter::repeat_with(move || {
+                counted.fetch_add(1, Ordering::SeqCst)
+            }));
+            let release = hold_the_blocking_thread().await;
+            let mut buf = [0; 4];
+            assert!(poll_once(reader.read(&mut buf)).is_pending());
+            assert!(poll_once(items.next()).is_pending());
+            drop(reader);
+            drop(items);
+            tx.write_all(b"kept").unwrap();
+            release.send(()).unwrap();
+            blocking_queue_drained().await;
+        });
+        assert_eq!(nexts.load(Ordering::SeqCst), 0);
+        let mut kept = [0; 4];
+        twin.read_exact(&mut kept).unwrap();
+        assert_eq!(&kept, b"kept");
+    });
+}

@@ -484,7 +484,7 @@ impl<T: Send + 'static> Unblock<T> {
     ///
     /// As [`get_mut`](Self::get_mut).
     pub async fn into_inner(self) -> T {
-        self.into_parts().await.0
+        self.unwrap_parts("into_inner").await.0
     }
 
     /// As [`into_inner`](Self::into_inner), and the bytes read from `T` and not consumed
@@ -523,10 +523,14 @@ impl<T: Send + 'static> Unblock<T> {
     /// # Panics
     ///
     /// As [`get_mut`](Self::get_mut).
-    pub async fn into_parts(mut self) -> (T, Vec<u8>) {
+    pub async fn into_parts(self) -> (T, Vec<u8>) {
+        self.unwrap_parts("into_parts").await
+    }
+
+    async fn unwrap_parts(mut self, what: &str) -> (T, Vec<u8>) {
         let mut sent = false;
         if let Err(err) = poll_fn(|cx| self.poll_settle(cx, true, &mut sent)).await {
-            panic!("async_bridge::Unblock::into_inner: {err}");
+            panic!("async_bridge::Unblock::{what}: {err}");
         }
         let unread = self.take_unread();
         (self.value.take().expect(LOST), unread)
