@@ -432,3 +432,44 @@ fn a_read_or_next_queued_at_drop_takes_nothing() {
         assert_eq!(&kept, b"kept");
     });
 }
+
+/// A seek started (`start_seek`) is done before a read that comes after it, even without
+/// `poll_complete` (whose result is kept for it). Before, the read ignored it and a
+/// later, unrelated `poll_complete` moved the value.
+#[test]
+fn a_started_seek_comes_before_a_later_read() {
+    use std::pin::Pin;
+    use tokio::io::{AsyncSeek, AsyncSeekExt};
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let mut value = Unblock::new(io::Cursor::new(b"0123456789".to_vec()));
+            Pin::new(&mut value)
+                .start_seek(io::SeekFrom::Start(5))
+                .unwrap();
+            let mut two = [0; 2];
+            value.read_exact(&mut two).await.unwrap();
+            assert_eq!(&two, b"56");
+            let done = std::future::poll_fn(|cx| Pin::new(&mut value).poll_complete(cx)).await;
+            assert_eq!(done.unwrap(), 5);
+            assert_eq!(value.stream_position().await.unwrap(), 7);
+        });
+    });
+}
+
+/// futures' `seek` after one dropped after its first poll seeks where it is asked to.
+/// Before, it returned the dropped seek's result without moving.
+#[cfg(feature = "futures-io")]
+#[test]
+fn a_futures_seek_after_a_dropped_one_goes_where_asked() {
+    use futures::AsyncSeekExt;
+    within_a_minute(|| {
+        runtime().block_on(async {
+            let mut value = Unblock::new(io::Cursor::new(b"0123456789".to_vec()));
+            let _ = poll_once(value.seek(io::SeekFrom::Start(3)));
+            assert_eq!(value.seek(io::SeekFrom::Start(8)).await.unwrap(), 8);
+            let mut two = [0; 2];
+            value.read_exact(&mut two).await.unwrap();
+            assert_eq!(&two, b"89");
+        });
+    });
+}

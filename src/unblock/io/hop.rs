@@ -261,6 +261,7 @@ impl<T: Send + 'static> Unblock<T> {
         flush: bool,
         sent: &mut bool,
     ) -> Poll<io::Result<()>> {
+        ready!(self.poll_send_seek(cx))?;
         ready!(self.poll_idle(cx))?;
         // The caller gets `&mut T` (or `T`): a flush result from before is stale.
         self.stale_flush();

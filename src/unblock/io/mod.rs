@@ -165,8 +165,9 @@ pub struct Unblock<T> {
     /// Results of finished hops. In a `Mutex` only so that `Unblock<T>` is `Sync`; only
     /// `get_mut` is used on it.
     slots: Mutex<Slots>,
-    /// `start_seek` was called; `poll_complete` has not returned yet.
-    seeking: Option<Option<SeekFrom>>,
+    /// `start_seek` (or `poll_complete` alone) was called; `poll_complete` has not
+    /// returned yet.
+    seeking: Option<seek::Seeking>,
     site: &'static Location<'static>,
 }
 
@@ -268,6 +269,7 @@ impl<T: Send + 'static> Unblock<T> {
                 rewind,
                 write: None,
                 flush: None,
+                seek: None,
                 clean_up: clean_up::<T>,
             },
             chunk: Chunk::default(),
@@ -377,7 +379,11 @@ impl<T: Send + 'static> Unblock<T> {
         let mut f = Some(f);
         poll_fn(move |cx| loop {
             if f.is_some() {
-                if let Err(err) = ready!(self.poll_idle(cx)) {
+                let idle = match ready!(self.poll_send_seek(cx)) {
+                    Ok(()) => ready!(self.poll_idle(cx)),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = idle {
                     panic!("async_bridge::Unblock::call at {site}: {err}");
                 }
                 if let Some(err) = self.unmovable(site) {
@@ -568,7 +574,11 @@ impl<T: Send + 'static> Unblock<T> {
     ///
     /// As [`get_mut`](Self::get_mut).
     pub async fn take_buffered(&mut self) -> Vec<u8> {
-        if let Err(err) = poll_fn(|cx| self.poll_idle(cx)).await {
+        let idle = poll_fn(|cx| {
+            ready!(self.poll_send_seek(cx))?;
+            self.poll_idle(cx)
+        });
+        if let Err(err) = idle.await {
             panic!("async_bridge::Unblock::take_buffered: {err}");
         }
         self.take_unread()

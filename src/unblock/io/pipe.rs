@@ -40,6 +40,8 @@ impl Chunk {
 pub(super) type RewindFn<T> = fn(&mut T, i64) -> io::Result<u64>;
 /// `Write::write` of `T`.
 pub(super) type WriteFn<T> = fn(&mut T, &[u8]) -> io::Result<usize>;
+/// `Seek::seek` of `T`.
+pub(super) type SeekFn<T> = fn(&mut T, io::SeekFrom) -> io::Result<u64>;
 
 /// The methods of `T` the blocking side may need, captured where the bounds are known
 /// (`Unblock<T>` itself has none), so that the cleanup after a drop can use them.
@@ -48,6 +50,9 @@ pub(super) struct Fns<T> {
     pub(super) rewind: Option<RewindFn<T>>,
     pub(super) write: Option<WriteFn<T>>,
     pub(super) flush: Option<fn(&mut T) -> io::Result<()>>,
+    /// `Seek::seek`, once a seek was started (so that any operation can send a seek that
+    /// was started and not sent yet).
+    pub(super) seek: Option<SeekFn<T>>,
     /// Hands a dropped value's leftover work to a blocking thread (captured where
     /// `T: Send + 'static` is known).
     pub(super) clean_up: fn(Leftover<T>, &'static std::panic::Location<'static>),

@@ -14,6 +14,7 @@ impl<T: Read + Send + 'static> Unblock<T> {
     /// Makes the consumer's chunk non-empty; `false` at end of file (reported once).
     /// `want` bounds the read when `T` cannot be read ahead.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<bool>> {
+        ready!(self.poll_send_seek(cx))?;
         loop {
             self.resume_panic();
             if self.chunk.len() > 0 {
