@@ -54,17 +54,19 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///   left it. Any other reader (a pipe, stdin, a socket) is never read ahead: each read
 ///   asks `T` for at most what it asked for, one blocking hop per read, and an iterator
 ///   is asked for one item per `next`.
-/// - **Bytes that cannot be given back are handed out, never dropped unseen.** Two things
-///   leave bytes read from a value that cannot seek and not consumed: a read future
-///   dropped after its first poll (in a `select!` or a timeout: the blocking `read` it
-///   started cannot be stopped), and an `AsyncBufRead` buffer not fully consumed. The
-///   next async read returns them first. [`take_buffered`](Self::take_buffered) and
-///   [`into_parts`](Self::into_parts) hand them out; [`call`](Self::call) refuses to run
-///   a closure behind them (it returns an error: the closure would see `T` past them);
-///   [`get_mut`](Self::get_mut) leaves them buffered, in front of what `&mut T` reads;
-///   [`into_inner`](Self::into_inner) and a drop drop them with the value (check
-///   [`buffered`](Self::buffered) or use `into_parts`). The same holds for the item a
-///   `next()` dropped after its first poll fetched (see the `Stream` implementation).
+/// - **Bytes that cannot be given back are never reordered, and can always be had.**
+///   Two things leave bytes read from a value that cannot seek and not consumed: a read
+///   future dropped after its first poll (in a `select!` or a timeout: the blocking
+///   `read` it started cannot be stopped), and an `AsyncBufRead` buffer not fully
+///   consumed. The next async read returns them first.
+///   [`take_buffered`](Self::take_buffered) and [`into_parts`](Self::into_parts) hand
+///   them out; [`call`](Self::call) refuses to run a closure behind them (it returns an
+///   error: the closure would see `T` past them); [`get_mut`](Self::get_mut) leaves them
+///   buffered, in front of what `&mut T` reads; [`into_inner`](Self::into_inner) and a
+///   drop drop them with the value ([`buffered`](Self::buffered) counts them;
+///   `into_parts` keeps them). The same holds for the item a `next()` dropped after its
+///   first poll fetched, which [`take_fetched`](Self::take_fetched) hands out (see the
+///   `Stream` implementation).
 /// - **Writes are in `T` after `flush`** (or `shutdown`, or [`into_inner`](Self::into_inner),
 ///   which also flush `T`). Before a read, a seek or a `call`, the buffered writes are
 ///   written to `T` first.
@@ -565,7 +567,8 @@ impl<T: Send + 'static> Unblock<T> {
     /// rx.read_line(&mut header).await?; // reads more than the line, to find its end
     /// let body = rx.take_buffered().await;
     /// let rest = rx.call(|s| std::io::read_to_string(s)).await??;
-    /// assert_eq!((header.as_str(), [body, rest.into_bytes()].concat()), ("header\n", b"body".to_vec()));
+    /// assert_eq!(header, "header\n");
+    /// assert_eq!([body, rest.into_bytes()].concat(), b"body");
     /// # Ok::<(), std::io::Error>(())
     /// # }).unwrap();
     /// ```
@@ -594,9 +597,9 @@ impl<T: Send + 'static> Unblock<T> {
     /// use tokio::io::AsyncBufReadExt;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let mut stdin_like = async_bridge::Unblock::new(std::io::Cursor::new(b"ab".to_vec()));
-    /// assert_eq!(stdin_like.fill_buf().await?, b"ab");
-    /// assert_eq!(stdin_like.buffered(), 0); // a `Cursor` seeks back over its read-ahead
+    /// let mut cursor = async_bridge::Unblock::new(std::io::Cursor::new(b"ab".to_vec()));
+    /// assert_eq!(cursor.fill_buf().await?, b"ab");
+    /// assert_eq!(cursor.buffered(), 0); // a `Cursor` seeks back over its read-ahead
     /// # Ok::<(), std::io::Error>(())
     /// # }).unwrap();
     /// ```
