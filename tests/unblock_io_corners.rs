@@ -1,5 +1,6 @@
 //! `Unblock<T>` in the corners: io error kinds that std's loops would retry, a drop while
-//! the blocking pool is busy, bytes of a value that cannot seek through every exit.
+//! the blocking pool is busy, bytes of a value that cannot seek through every exit, the
+//! item of a dropped `next()`, a seek started and not completed.
 
 mod support;
 
@@ -472,4 +473,16 @@ fn a_futures_seek_after_a_dropped_one_goes_where_asked() {
             assert_eq!(&two, b"89");
         });
     });
+}
+
+/// The futures of the methods that hand out what cannot be given back are `Send`, like
+/// the others (they can be awaited in a spawned task).
+#[test]
+fn the_new_futures_are_send() {
+    fn send<F: std::future::Future + Send>(_: F) {}
+    let mut bytes = Unblock::new(io::Cursor::new(Vec::<u8>::new()));
+    send(bytes.take_buffered());
+    send(bytes.into_parts());
+    let mut items = Unblock::new(0..3);
+    send(items.take_fetched());
 }
