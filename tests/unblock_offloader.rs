@@ -149,7 +149,7 @@ async fn a_full_queue_rejects_at_once() {
         "lane `small`: call rejected: 2 callers already waiting"
     );
     let io: std::io::Error = err.into();
-    assert_eq!(io.kind(), std::io::ErrorKind::WouldBlock);
+    assert_eq!(io.kind(), std::io::ErrorKind::ResourceBusy);
 
     release(gate, holders).await;
     for (i, q) in queued.into_iter().enumerate() {

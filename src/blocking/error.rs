@@ -177,13 +177,22 @@ impl fmt::Debug for BlockOnError {
 
 impl Error for BlockOnError {}
 
+impl BlockOnError {
+    /// The kind of the `io::Error` this becomes: never one that std's loops retry.
+    pub(crate) fn io_kind(&self) -> io::ErrorKind {
+        match self.repr {
+            Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
+            // The crate's one kind for "shut down" (see `OffloadError`'s conversion).
+            Repr::Shutdown => io::ErrorKind::BrokenPipe,
+            Repr::NoRuntime(_) | Repr::Panic(_) => io::ErrorKind::Other,
+        }
+    }
+}
+
+/// Kinds: `Deadlock` (would deadlock), `BrokenPipe` (shut down: the crate's one kind for
+/// it), `Other`; never `Interrupted` or `WouldBlock`, which std's loops retry.
 impl From<BlockOnError> for io::Error {
     fn from(err: BlockOnError) -> Self {
-        let kind = match err.repr {
-            Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
-            Repr::Shutdown => io::ErrorKind::NotConnected,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, err)
+        io::Error::new(err.io_kind(), err)
     }
 }

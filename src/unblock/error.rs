@@ -197,14 +197,36 @@ impl fmt::Debug for OffloadError {
 
 impl Error for OffloadError {}
 
+/// The error as an `io::Error` whose kind says what a caller can do about it; none of the
+/// kinds is one that std's loops (`read_exact`, `write_all`, `io::copy`) retry
+/// (`Interrupted`) or that means "try again when ready" (`WouldBlock`), so a call that
+/// failed is never retried in a hot loop:
+///
+/// | cause | kind |
+/// |---|---|
+/// | shut down, or cancelled because its runtime or pool went away | `BrokenPipe` (the crate's one kind for "shut down") |
+/// | timed out | `TimedOut` |
+/// | rejected (queue full) | `ResourceBusy` |
+/// | panic, no runtime | `Other` |
+///
+/// ```
+/// use async_bridge::Offloader;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let lane = Offloader::builder("db").build().unwrap();
+/// lane.shutdown(std::time::Duration::ZERO).await;
+/// let err: std::io::Error = lane.run(|| 1).await.unwrap_err().into();
+/// assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+/// # });
+/// ```
 impl From<OffloadError> for io::Error {
     fn from(err: OffloadError) -> Self {
         let kind = match err.repr {
             Repr::Timeout(_) => io::ErrorKind::TimedOut,
-            Repr::Rejected(_) => io::ErrorKind::WouldBlock,
+            Repr::Rejected(_) => io::ErrorKind::ResourceBusy,
             Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
-            Repr::Cancelled => io::ErrorKind::Interrupted,
-            _ => io::ErrorKind::Other,
+            Repr::Cancelled | Repr::Shutdown => io::ErrorKind::BrokenPipe,
+            Repr::Panic(_) | Repr::NoRuntime(_) => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)
     }

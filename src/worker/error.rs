@@ -259,14 +259,19 @@ impl Error for WorkerError {
     }
 }
 
+/// Kinds: `BrokenPipe` (shut down or stopped: the crate's one kind for "shut down"),
+/// `Deadlock`, `TimedOut`, `InvalidInput` (configuration), the facade's own kind for a
+/// `call_blocking` that could not run, `Other`; never `Interrupted` or `WouldBlock`,
+/// which std's loops retry.
 impl From<WorkerError> for io::Error {
     fn from(err: WorkerError) -> Self {
-        let kind = match err.repr {
+        let kind = match &err.repr {
             Repr::Closed(_) => io::ErrorKind::BrokenPipe,
             Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
             Repr::Timeout(_) => io::ErrorKind::TimedOut,
             Repr::Config(_) => io::ErrorKind::InvalidInput,
-            _ => io::ErrorKind::Other,
+            Repr::Facade(facade) => facade.io_kind(),
+            Repr::Panic(_) | Repr::Maker(_) | Repr::NoTimer => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)
     }

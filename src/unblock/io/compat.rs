@@ -52,7 +52,10 @@ impl<T: Write + Send + 'static> futures::io::AsyncWrite for Unblock<T> {
     }
 }
 
-/// As the tokio `AsyncSeek`.
+/// As the tokio `AsyncSeek`. A `poll_seek` with another position than the seek in
+/// progress (whose future was dropped) first lets that one finish; one with the same
+/// position is taken for that seek, polled again (so `Current(n)` asked for twice, the
+/// first future dropped after its first poll, moves once).
 impl<T: Seek + Send + 'static> futures::io::AsyncSeek for Unblock<T> {
     fn poll_seek(
         self: Pin<&mut Self>,
@@ -60,8 +63,14 @@ impl<T: Seek + Send + 'static> futures::io::AsyncSeek for Unblock<T> {
         pos: SeekFrom,
     ) -> Poll<io::Result<u64>> {
         let this = self.get_mut();
-        if this.seeking.is_none() {
-            this.start_seek_inner(pos)?;
+        match this.seeking {
+            None => this.start_seek_inner(pos)?,
+            Some(seeking) if seeking.pos == pos => {}
+            Some(_) => {
+                // Nobody is left for its result.
+                let _ = ready!(this.poll_seek_inner(cx));
+                this.start_seek_inner(pos)?;
+            }
         }
         this.poll_seek_inner(cx)
     }

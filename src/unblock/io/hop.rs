@@ -58,7 +58,6 @@ struct HopJob<T, F> {
     carry: Carry<T>,
     ticket: Ticket<Payload>,
     body: F,
-    rewind: u64,
     retry: bool,
 }
 
@@ -71,7 +70,6 @@ where
             mut carry,
             ticket,
             body,
-            rewind,
             retry,
         } = self;
         ticket.run(move |_| {
@@ -79,7 +77,7 @@ where
             let fns = carry.fns;
             let value = carry.value.as_mut().expect(LOST);
             let payload = panic::catch_unwind(AssertUnwindSafe(|| {
-                let ready = pipe::prelude(value, &shared, fns, rewind, retry);
+                let ready = pipe::prelude(value, &shared, fns, retry);
                 body(value, &shared, ready)
             }))
             .unwrap_or_else(Payload::Panicked);
@@ -121,7 +119,6 @@ impl<T: Send + 'static> Unblock<T> {
         self.stale_flush();
         let value = self.value.take().expect(LOST);
         self.queue_filling();
-        let rewind = mem::take(&mut self.rewind_owed);
         {
             let mut pipe = self.shared.lock();
             pipe.hop_running = true;
@@ -136,7 +133,6 @@ impl<T: Send + 'static> Unblock<T> {
             },
             ticket,
             body,
-            rewind,
             retry,
         };
         job::spawn_blocking(&handle, move || job.run());
@@ -166,7 +162,8 @@ impl<T: Send + 'static> Unblock<T> {
                 Outcome::Completed(payload) => self.stash(payload),
                 Outcome::Panicked(payload) => job::resume(payload),
                 Outcome::Dropped => {
-                    let err = io::Error::other(
+                    let err = io::Error::new(
+                        io::ErrorKind::BrokenPipe,
                         "async_bridge::Unblock: the runtime shut down before the blocking work ran",
                     );
                     self.shared.lock().deferred.get_or_insert(err);
@@ -177,7 +174,8 @@ impl<T: Send + 'static> Unblock<T> {
             match self.shared.lock().home.take() {
                 Some(value) => self.value = Some(value),
                 None => {
-                    return Poll::Ready(Err(io::Error::other(
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
                         "async_bridge::Unblock: the value was lost with its runtime",
                     )))
                 }
@@ -246,7 +244,10 @@ impl<T: Send + 'static> Unblock<T> {
         pipe.ready_bytes = 0;
         pipe.eof = false;
         pipe.read_err = None;
-        self.rewind_owed += unread as u64;
+        // Owed in the pipe, not in a hop: a hop that never runs (its `Unblock` dropped
+        // while it was queued, or its runtime gone) leaves it to the next hop or to the
+        // cleanup.
+        pipe.rewind += unread as u64;
     }
 
     /// Brings the value home and puts it where the caller believes it is; with `flush`,
@@ -261,6 +262,7 @@ impl<T: Send + 'static> Unblock<T> {
         flush: bool,
         sent: &mut bool,
     ) -> Poll<io::Result<()>> {
+        ready!(self.poll_send_seek(cx))?;
         ready!(self.poll_idle(cx))?;
         // The caller gets `&mut T` (or `T`): a flush result from before is stale.
         self.stale_flush();
@@ -268,14 +270,14 @@ impl<T: Send + 'static> Unblock<T> {
             return Poll::Ready(Ok(()));
         }
         self.give_back();
-        let (queued, dirty) = {
+        let (queued, dirty, owed) = {
             let pipe = self.shared.lock();
             // Without `flush`, the prelude does not retry a failed write: nothing to do.
             let retried = flush || !pipe.failed;
-            (!pipe.queued.is_empty() && retried, pipe.dirty)
+            (!pipe.queued.is_empty() && retried, pipe.dirty, pipe.rewind)
         };
         let queued = queued || !self.filling.is_empty();
-        if self.rewind_owed == 0 && !queued && !(flush && dirty) {
+        if owed == 0 && !queued && !(flush && dirty) {
             return Poll::Ready(Ok(()));
         }
         let fns = self.fns;

@@ -54,6 +54,19 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///   left it. Any other reader (a pipe, stdin, a socket) is never read ahead: each read
 ///   asks `T` for at most what it asked for, one blocking hop per read, and an iterator
 ///   is asked for one item per `next`.
+/// - **Bytes that cannot be given back are never reordered, and can always be had.**
+///   Two things leave bytes read from a value that cannot seek and not consumed: a read
+///   future dropped after its first poll (in a `select!` or a timeout: the blocking
+///   `read` it started cannot be stopped), and an `AsyncBufRead` buffer not fully
+///   consumed. The next async read returns them first.
+///   [`take_buffered`](Self::take_buffered) and [`into_parts`](Self::into_parts) hand
+///   them out; [`call`](Self::call) refuses to run a closure behind them (it returns an
+///   error: the closure would see `T` past them); [`get_mut`](Self::get_mut) leaves them
+///   buffered, in front of what `&mut T` reads; [`into_inner`](Self::into_inner) and a
+///   drop drop them with the value ([`buffered`](Self::buffered) counts them;
+///   `into_parts` keeps them). The same holds for the item a `next()` dropped after its
+///   first poll fetched, which [`take_fetched`](Self::take_fetched) hands out (see the
+///   `Stream` implementation).
 /// - **Writes are in `T` after `flush`** (or `shutdown`, or [`into_inner`](Self::into_inner),
 ///   which also flush `T`). Before a read, a seek or a `call`, the buffered writes are
 ///   written to `T` first.
@@ -62,7 +75,12 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///   buffered, and the next flush tries them again.
 /// - **Drop.** Dropping an `Unblock<T>` with unflushed writes writes and flushes them *in
 ///   the background*, on a blocking thread, and gives read-ahead back; errors there reach
-///   nobody. To see them, `flush().await` (or `into_inner().await`) before dropping.
+///   nobody. To see them, `flush().await` (or `into_inner().await`) before dropping. A
+///   blocking step that was submitted and is still queued (tokio's blocking pool busy)
+///   is not withdrawn: it runs when it gets a thread, and the cleanup runs after it. A
+///   queued `call` closure runs; a queued read or `next` does nothing (nobody is left
+///   for its bytes or item, and on a value that cannot seek they could not be given
+///   back).
 ///
 /// Every blocking step goes through the crate's job layer, so it holds the paused clock of
 /// the [`testing`](crate::testing) harness while it runs.
@@ -146,13 +164,12 @@ pub struct Unblock<T> {
     chunk: Chunk,
     /// Written, not yet queued for the blocking thread.
     filling: Vec<u8>,
-    /// Read-ahead given back, for the next hop to seek back over.
-    rewind_owed: u64,
     /// Results of finished hops. In a `Mutex` only so that `Unblock<T>` is `Sync`; only
     /// `get_mut` is used on it.
     slots: Mutex<Slots>,
-    /// `start_seek` was called; `poll_complete` has not returned yet.
-    seeking: Option<Option<SeekFrom>>,
+    /// `start_seek` (or `poll_complete` alone) was called; `poll_complete` has not
+    /// returned yet.
+    seeking: Option<seek::Seeking>,
     site: &'static Location<'static>,
 }
 
@@ -254,11 +271,11 @@ impl<T: Send + 'static> Unblock<T> {
                 rewind,
                 write: None,
                 flush: None,
+                seek: None,
                 clean_up: clean_up::<T>,
             },
             chunk: Chunk::default(),
             filling: Vec::new(),
-            rewind_owed: 0,
             slots: Mutex::new(Slots::default()),
             seeking: None,
             site: Location::caller(),
@@ -311,7 +328,13 @@ impl<T: Send + 'static> Unblock<T> {
     ///
     /// Buffered writes are written to `T` first and read-ahead is given back, so `f` sees
     /// `T` exactly where the async reads and writes left it. Once polled, `f` runs even
-    /// if the future is dropped (the value stays with the `Unblock`).
+    /// if the future is dropped (the value stays with the `Unblock`), and even if the
+    /// `Unblock` is dropped too before `f` got a thread (tokio's blocking pool was busy):
+    /// the drop leaves the queued step to run, `f` and then the drop's cleanup. It is the
+    /// caller's closure, submitted by the caller's poll: it is not withdrawn behind the
+    /// caller's back. `f` does not run only when, before it got a thread, the runtime
+    /// shut down (then the future, if still awaited, panics, see below) or putting `T`
+    /// in place failed (see Errors).
     ///
     /// Bytes whose write already failed (the error was returned by a write or a flush)
     /// are the exception: `call` does not retry them behind the caller's back, they stay
@@ -322,7 +345,10 @@ impl<T: Send + 'static> Unblock<T> {
     ///
     /// When `T` cannot be put where the caller believes it is, `f` does not run and the
     /// error is returned: writing the buffered bytes failed (they stay buffered, for the
-    /// next flush to retry), or seeking back over read-ahead failed.
+    /// next flush to retry), or seeking back over read-ahead failed, or (kind `Other`)
+    /// bytes read from a value that cannot seek are buffered and not consumed, or an item
+    /// fetched by a dropped `next()` is kept (see [`take_buffered`](Self::take_buffered):
+    /// `f` would see `T` past them; read them, or take them, first).
     ///
     /// # Examples
     ///
@@ -355,8 +381,15 @@ impl<T: Send + 'static> Unblock<T> {
         let mut f = Some(f);
         poll_fn(move |cx| loop {
             if f.is_some() {
-                if let Err(err) = ready!(self.poll_idle(cx)) {
+                let idle = match ready!(self.poll_send_seek(cx)) {
+                    Ok(()) => ready!(self.poll_idle(cx)),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = idle {
                     panic!("async_bridge::Unblock::call at {site}: {err}");
+                }
+                if let Some(err) = self.unmovable(site) {
+                    return Poll::Ready(Err(err));
                 }
                 let f = f.take().expect("checked above");
                 self.slots().answer = None;
@@ -394,6 +427,10 @@ impl<T: Send + 'static> Unblock<T> {
     /// Errors of writing the buffered bytes are kept for the next write, flush or
     /// shutdown. Bytes whose write already failed (an error a write or flush returned)
     /// are not tried again here: they stay buffered, for the next write or flush.
+    ///
+    /// On a value that cannot seek, bytes read from it and not consumed (see
+    /// [`take_buffered`](Self::take_buffered)) stay buffered: the next async read
+    /// returns them first, and a read through `&mut T` reads what comes after them.
     ///
     /// # Examples
     ///
@@ -445,18 +482,171 @@ impl<T: Send + 'static> Unblock<T> {
     /// # }).unwrap();
     /// ```
     ///
-    /// An item that a `next()` dropped after its first poll fetched from an iterator is
-    /// dropped too (see the `Stream` implementation).
+    /// On a value that cannot seek, bytes read from it and not consumed (a read future
+    /// dropped after its first poll, an `AsyncBufRead` buffer not consumed) cannot be put
+    /// back: they are dropped with the `Unblock`. Use [`into_parts`](Self::into_parts)
+    /// to get them. An item that a `next()` dropped after its first poll fetched from an
+    /// iterator is dropped too (take it with `take_fetched` first).
     ///
     /// # Panics
     ///
     /// As [`get_mut`](Self::get_mut).
-    pub async fn into_inner(mut self) -> T {
+    pub async fn into_inner(self) -> T {
+        self.unwrap_parts("into_inner").await.0
+    }
+
+    /// As [`into_inner`](Self::into_inner), and the bytes read from `T` and not consumed
+    /// that `T` cannot take back: always empty on a value that seeks back over its
+    /// read-ahead, and on a value that cannot seek, what a read future dropped after its
+    /// first poll (or an `AsyncBufRead` buffer not consumed) left. The bytes come before
+    /// whatever `T` reads next: nothing is lost, nothing is reordered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use futures::FutureExt;
+    /// use tokio::io::AsyncReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (mut tx, rx) = UnixStream::pair()?;
+    /// let mut rx = async_bridge::Unblock::new(rx); // a socket: it cannot seek
+    /// let mut buf = [0; 4];
+    /// // Given up on after its first poll (as a `select!` or a timeout would): the
+    /// // blocking `read` it started goes on.
+    /// assert!(rx.read(&mut buf).now_or_never().is_none());
+    /// tx.write_all(b"abcdef")?;
+    /// drop(tx);
+    /// let (mut rx, unread) = rx.into_parts().await;
+    /// let mut rest = Vec::new();
+    /// rx.read_to_end(&mut rest)?;
+    /// // `unread` holds what the dropped read got (if it got there first): no byte is
+    /// // lost or out of order.
+    /// assert_eq!([unread, rest].concat(), b"abcdef");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`get_mut`](Self::get_mut).
+    pub async fn into_parts(self) -> (T, Vec<u8>) {
+        self.unwrap_parts("into_parts").await
+    }
+
+    async fn unwrap_parts(mut self, what: &str) -> (T, Vec<u8>) {
         let mut sent = false;
         if let Err(err) = poll_fn(|cx| self.poll_settle(cx, true, &mut sent)).await {
-            panic!("async_bridge::Unblock::into_inner: {err}");
+            panic!("async_bridge::Unblock::{what}: {err}");
         }
-        self.value.take().expect(LOST)
+        let unread = self.take_unread();
+        (self.value.take().expect(LOST), unread)
+    }
+
+    /// Takes the bytes read from `T` and not consumed that `T` cannot take back (see
+    /// [`into_parts`](Self::into_parts)), first bringing the value home (waiting for a
+    /// blocking read in flight). Afterwards nothing is buffered in front of `T`:
+    /// [`call`](Self::call) and [`get_mut`](Self::get_mut) see it exactly where the
+    /// bytes handed out end. Always empty on a value that can seek back (its read-ahead
+    /// is given back instead).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use tokio::io::AsyncBufReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let (mut tx, rx) = UnixStream::pair()?;
+    /// tx.write_all(b"header\nbody")?;
+    /// drop(tx);
+    /// let mut rx = async_bridge::Unblock::new(rx);
+    /// let mut header = String::new();
+    /// rx.read_line(&mut header).await?; // reads more than the line, to find its end
+    /// let body = rx.take_buffered().await;
+    /// let rest = rx.call(|s| std::io::read_to_string(s)).await??;
+    /// assert_eq!(header, "header\n");
+    /// assert_eq!([body, rest.into_bytes()].concat(), b"body");
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`get_mut`](Self::get_mut).
+    pub async fn take_buffered(&mut self) -> Vec<u8> {
+        let idle = poll_fn(|cx| {
+            ready!(self.poll_send_seek(cx))?;
+            self.poll_idle(cx)
+        });
+        if let Err(err) = idle.await {
+            panic!("async_bridge::Unblock::take_buffered: {err}");
+        }
+        self.take_unread()
+    }
+
+    /// How many bytes read from `T` and not consumed are buffered in front of a value
+    /// that cannot seek (see [`take_buffered`](Self::take_buffered)); 0 on a value that
+    /// can seek back. While a read is in flight, it can grow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tokio::io::AsyncBufReadExt;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut cursor = async_bridge::Unblock::new(std::io::Cursor::new(b"ab".to_vec()));
+    /// assert_eq!(cursor.fill_buf().await?, b"ab");
+    /// assert_eq!(cursor.buffered(), 0); // a `Cursor` seeks back over its read-ahead
+    /// # Ok::<(), std::io::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn buffered(&self) -> usize {
+        if self.fns.rewind.is_some() {
+            return 0;
+        }
+        self.chunk.len() + self.shared.lock().ready_bytes
+    }
+
+    /// The bytes buffered in front of a value that cannot seek, taken; call with the
+    /// value at hand.
+    fn take_unread(&mut self) -> Vec<u8> {
+        if self.fns.rewind.is_some() {
+            return Vec::new();
+        }
+        let mut unread = self.chunk.bytes().to_vec();
+        self.chunk.start = self.chunk.end;
+        let mut pipe = self.shared.lock();
+        while let Some(chunk) = pipe.ready.pop_front() {
+            unread.extend_from_slice(chunk.bytes());
+            pipe.recycle(chunk.buf);
+        }
+        pipe.ready_bytes = 0;
+        unread
+    }
+
+    /// Why `call` must not run a closure on the value now: bytes, or an item, that the
+    /// value cannot take back are held in front of it. Call with the value at hand.
+    fn unmovable(&mut self, site: &Location<'_>) -> Option<io::Error> {
+        let bytes = self.buffered();
+        if bytes > 0 {
+            return Some(io::Error::other(format!(
+                "async_bridge::Unblock::call at {site}: {bytes} bytes read from the value are \
+                 buffered and not consumed, and it cannot seek back over them: the closure \
+                 would see the value past them; read them, or take them with \
+                 `take_buffered`, first"
+            )));
+        }
+        if matches!(self.slots().item, Some(Ok(Some(_)) | Err(_))) {
+            return Some(io::Error::other(format!(
+                "async_bridge::Unblock::call at {site}: an item fetched by a `next()` \
+                 dropped after its first poll is kept: the closure would see the iterator \
+                 past it; take it with `next` or `take_fetched` first"
+            )));
+        }
+        None
     }
 }
 
@@ -476,16 +666,20 @@ impl<T> Drop for Unblock<T> {
             });
         }
         if self.fns.rewind.is_some() {
-            // What is owed so far; the read-ahead in the pipe (and whatever a hop still
-            // reading adds to it) is counted when the value is cleaned up.
-            pipe.rewind = self.rewind_owed + self.chunk.len() as u64;
+            // Added to what is owed so far; the read-ahead in the pipe (and whatever a hop
+            // still reading adds to it) is counted when the value is cleaned up.
+            pipe.rewind += self.chunk.len() as u64;
         } else {
             pipe.rewind = 0;
         }
         if pipe.hop_running {
-            // The hop cleans up on its way out (its `Carry` sees `dropped`).
+            // The hop cleans up on its way out (its `Carry` sees `dropped`). One still
+            // queued (tokio's blocking pool is busy) must still run, for that cleanup and
+            // for a `call` closure it carries: its reply is kept alive until then, so that
+            // the job layer does not withdraw it.
             pipe.dropped = true;
             pipe.stop = true;
+            pipe.orphan = self.hop.take().map(|hop| hop.reply);
             self.shared.hop_cv.notify_all();
             return;
         }

@@ -40,6 +40,8 @@ impl Chunk {
 pub(super) type RewindFn<T> = fn(&mut T, i64) -> io::Result<u64>;
 /// `Write::write` of `T`.
 pub(super) type WriteFn<T> = fn(&mut T, &[u8]) -> io::Result<usize>;
+/// `Seek::seek` of `T`.
+pub(super) type SeekFn<T> = fn(&mut T, io::SeekFrom) -> io::Result<u64>;
 
 /// The methods of `T` the blocking side may need, captured where the bounds are known
 /// (`Unblock<T>` itself has none), so that the cleanup after a drop can use them.
@@ -48,6 +50,9 @@ pub(super) struct Fns<T> {
     pub(super) rewind: Option<RewindFn<T>>,
     pub(super) write: Option<WriteFn<T>>,
     pub(super) flush: Option<fn(&mut T) -> io::Result<()>>,
+    /// `Seek::seek`, once a seek was started (so that any operation can send a seek that
+    /// was started and not sent yet).
+    pub(super) seek: Option<SeekFn<T>>,
     /// Hands a dropped value's leftover work to a blocking thread (captured where
     /// `T: Send + 'static` is known).
     pub(super) clean_up: fn(Leftover<T>, &'static std::panic::Location<'static>),
@@ -102,9 +107,13 @@ pub(super) struct Pipe<T> {
     /// Writing the queue failed; only a flush or a new write tries again (a `call` or a
     /// read does not retry it behind the caller's back).
     pub(super) failed: bool,
-    /// After a drop: bytes read ahead and held by the consumer, to give back (with the
-    /// read-ahead still in `ready`, counted when the cleanup takes it).
+    /// Bytes read ahead and given back, for the next hop's prelude (or, after a drop, the
+    /// cleanup) to seek back over; the read-ahead still in `ready` is counted when the
+    /// cleanup takes it.
     pub(super) rewind: u64,
+    /// The reply of a hop whose `Unblock` was dropped while it was queued, kept so that
+    /// the hop still runs (it is not withdrawn); let go of once it ran.
+    pub(super) orphan: Option<crate::job::Reply<super::hop::Payload>>,
 
     pub(super) spare: Vec<Vec<u8>>,
     pub(super) spare_limit: usize,
@@ -130,6 +139,7 @@ impl<T> Shared<T> {
                 dirty: false,
                 failed: false,
                 rewind: 0,
+                orphan: None,
                 spare: Vec::new(),
                 spare_limit: cap.div_ceil(cap.min(MAX_CHUNK)) + 2,
             }),
@@ -337,9 +347,9 @@ pub(super) fn prelude<T>(
     value: &mut T,
     shared: &Shared<T>,
     fns: Fns<T>,
-    rewind: u64,
     retry: bool,
 ) -> io::Result<()> {
+    let rewind = std::mem::take(&mut shared.lock().rewind);
     if rewind > 0 {
         if let Some(seek) = fns.rewind {
             let back = i64::try_from(rewind).map_err(|_| {
@@ -443,8 +453,10 @@ impl<T> Drop for Carry<T> {
         pipe.hop_running = false;
         pipe.hop_waiting = false;
         if pipe.dropped {
+            let orphan = pipe.orphan.take();
             let leftover = Leftover::take(value, &mut pipe, self.fns);
             drop(pipe);
+            drop(orphan);
             drop(leftover);
         } else {
             pipe.home = Some(value);

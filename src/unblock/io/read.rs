@@ -14,6 +14,7 @@ impl<T: Read + Send + 'static> Unblock<T> {
     /// Makes the consumer's chunk non-empty; `false` at end of file (reported once).
     /// `want` bounds the read when `T` cannot be read ahead.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<bool>> {
+        ready!(self.poll_send_seek(cx))?;
         loop {
             self.resume_panic();
             if self.chunk.len() > 0 {
@@ -150,8 +151,9 @@ impl<T: Read + Send + 'static> AsyncRead for Unblock<T> {
 }
 
 /// The buffer is the chunk being consumed. On a reader that cannot seek, `poll_fill_buf`
-/// reads up to 1 MiB; what is not consumed stays buffered and is served first (as with
-/// `std::io::BufReader`, `into_inner` cannot give it back).
+/// reads up to 1 MiB; what is not consumed stays buffered and is served first, and
+/// [`take_buffered`](Unblock::take_buffered) or [`into_parts`](Unblock::into_parts) hand
+/// it out (`into_inner`, as `std::io::BufReader`'s, cannot give it back).
 impl<T: Read + Send + 'static> AsyncBufRead for Unblock<T> {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();

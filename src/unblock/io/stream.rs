@@ -17,8 +17,10 @@ use crate::job;
 /// One exception: a `next()` future dropped after its first poll (in a `select!` or a
 /// timeout) has already sent `next` to the blocking thread, and the item it fetches is
 /// kept by the `Unblock`. The next `next()` returns it, so the stream itself loses
-/// nothing; but the iterator seen through [`get_mut`](Unblock::get_mut) is already past
-/// it, and [`into_inner`](Unblock::into_inner) drops it.
+/// nothing; [`take_fetched`](Unblock::take_fetched) hands it out. Until then
+/// [`call`](Unblock::call) refuses to run (with an error: its closure would see the
+/// iterator past the item), the iterator seen through [`get_mut`](Unblock::get_mut) is
+/// past it, and [`into_inner`](Unblock::into_inner) drops it.
 impl<T> Stream for Unblock<T>
 where
     T: Iterator + Send + 'static,
@@ -55,6 +57,10 @@ where
             }
             let submitted = this.submit(HopKind::Next, false, |iter, shared, ready| {
                 defer(shared, ready);
+                if shared.lock().dropped {
+                    // Queued when the `Unblock` was dropped: nobody is left for the item.
+                    return Payload::Item(Ok(None));
+                }
                 Payload::Item(panic::catch_unwind(AssertUnwindSafe(|| {
                     iter.next()
                         .map(|item| Box::new(item) as Box<dyn Any + Send>)
@@ -63,6 +69,58 @@ where
             if let Err(err) = submitted {
                 panic!("{err}");
             }
+        }
+    }
+}
+
+impl<T> Unblock<T>
+where
+    T: Iterator + Send + 'static,
+    T::Item: Send + 'static,
+{
+    /// Takes the item that a `next()` dropped after its first poll fetched, if there is
+    /// one (waiting for it when it is still being fetched). Afterwards the iterator seen
+    /// by [`call`](Self::call), [`get_mut`](Self::get_mut) and
+    /// [`into_inner`](Self::into_inner) resumes right after the items handed out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::{FutureExt, StreamExt};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut numbers = async_bridge::Unblock::new(1..=3);
+    /// assert_eq!(numbers.next().await, Some(1));
+    /// // Given up on after its first poll: the `next` it started goes on.
+    /// let polled = numbers.next().now_or_never().flatten(); // `None`, almost always
+    /// let fetched = numbers.take_fetched().await; // then `Some(2)`
+    /// let rest: Vec<_> = numbers.into_inner().await.collect();
+    /// let seen: Vec<_> = polled.into_iter().chain(fetched).chain(rest).collect();
+    /// assert_eq!(seen, [2, 3]);
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Resumes a panic of that `next` with its payload. Panics as
+    /// [`get_mut`](Self::get_mut) does.
+    pub async fn take_fetched(&mut self) -> Option<T::Item> {
+        if let Err(err) = std::future::poll_fn(|cx| self.poll_idle(cx)).await {
+            panic!("async_bridge::Unblock::take_fetched: {err}");
+        }
+        match self.slots().item.take() {
+            Some(Ok(Some(item))) => Some(
+                *item
+                    .downcast::<T::Item>()
+                    .expect("an item of this iterator"),
+            ),
+            Some(Err(payload)) => job::resume(payload),
+            // The end: left for the stream to report.
+            end @ Some(Ok(None)) => {
+                self.slots().item = end;
+                None
+            }
+            None => None,
         }
     }
 }

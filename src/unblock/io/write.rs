@@ -18,6 +18,7 @@ impl<T: Write + Send + 'static> Unblock<T> {
 
     fn poll_write_inner(&mut self, cx: &mut Context<'_>, src: &[u8]) -> Poll<io::Result<usize>> {
         self.writes_enabled();
+        ready!(self.poll_send_seek(cx))?;
         loop {
             self.resume_panic();
             // A flush whose future was dropped: new bytes make its result stale, and its
@@ -109,6 +110,7 @@ impl<T: Write + Send + 'static> Unblock<T> {
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.writes_enabled();
+        ready!(self.poll_send_seek(cx))?;
         loop {
             self.resume_panic();
             if let Some(flushed) = self.slots().flushed.take() {
