@@ -138,6 +138,8 @@ enum O {
     Shutdown,
     /// The caller dropped the future after its first poll returned `Pending`.
     Dropped,
+    /// The call was made but never polled: the facade around it panicked first.
+    Unpolled,
     /// Anything else (cancelled, no runtime, would deadlock, a foreign panic, bad
     /// bytes): always a failure of the storm, with its text in `problems`.
     Unexpected,
@@ -622,7 +624,7 @@ impl Handles {
                         let out = caught(r, facade_out);
                         if out == Ok(O::Panicked) {
                             // The facade panicked before its inner call was polled.
-                            t.settle(inner, Ok(O::Dropped));
+                            t.settle(inner, Ok(O::Unpolled));
                         }
                         out
                     }),
@@ -664,7 +666,7 @@ impl Handles {
                 }));
                 let out = caught(r, facade_out);
                 if out == Ok(O::Panicked) {
-                    tr.settle(inner, Ok(O::Dropped));
+                    tr.settle(inner, Ok(O::Unpolled));
                 }
                 tr.settle(id, out);
             }
@@ -677,7 +679,7 @@ impl Handles {
                     tr.settle(inner, caught(r, |_| Ok(O::Ok)));
                 }));
                 if out == Ok(O::Panicked) {
-                    tr.settle(inner, Ok(O::Dropped));
+                    tr.settle(inner, Ok(O::Unpolled));
                 }
                 tr.settle(id, out);
             }
@@ -714,7 +716,7 @@ impl Handles {
                             tr.settle(inner, offload_out(self.pool.run(f).await));
                         }));
                         if out == Ok(O::Panicked) {
-                            tr.settle(inner, Ok(O::Dropped));
+                            tr.settle(inner, Ok(O::Unpolled));
                         }
                         tr.settle(mid, out);
                     })
@@ -1055,7 +1057,8 @@ async fn io_ops(
 struct Figures {
     calls: usize,
     wall: Duration,
-    lanes: [(H, Offloader); 6],
+    /// Each lane's (and the compute pool's) stats once nothing could run any more.
+    stats: Vec<(H, Stats)>,
     reports: Vec<ShutdownReport>,
 }
 
@@ -1192,7 +1195,7 @@ fn storm(tr: &Arc<Tracker>, seed: u64, divisor: usize) -> Figures {
     let calls = tr.next.load(SeqCst);
 
     // Drop everything; the lanes are kept for their stats (an `Offloader` without its
-    // runtime is only counters).
+    // runtime is only counters), read once nothing can run any more.
     let lanes = [
         H::Lane,
         H::TimeoutLane,
@@ -1210,15 +1213,21 @@ fn storm(tr: &Arc<Tracker>, seed: u64, divisor: usize) -> Figures {
         assert!(p.is_complete(), "{p}");
         let p = h.episode_pool.shutdown(Duration::from_secs(30)).await;
         assert!(p.is_complete(), "{p}");
+        // Nothing of the compute pool runs after this: its stats are final.
+        let p = h.pool.shutdown(Duration::from_secs(30)).await;
+        assert!(p.is_complete(), "{p}");
     });
+    let pool_stats = h.pool.stats();
     h.portal.shutdown(Duration::from_secs(30));
     drop(h);
     drop(rt); // waits for its blocking threads
     drop(small);
+    let mut stats: Vec<(H, Stats)> = lanes.iter().map(|(hd, l)| (*hd, l.stats())).collect();
+    stats.push((H::Pool, pool_stats));
     Figures {
         calls,
         wall: start.elapsed(),
-        lanes,
+        stats,
         reports,
     }
 }
@@ -1228,7 +1237,8 @@ fn check(tr: &Tracker, figures: &Figures) {
     let calls = figures.calls;
     let mut problems = std::mem::take(&mut *tr.problems.lock().unwrap());
     // counts[handle][outcome], and how many of each handle's closures ran.
-    let mut counts = [[0u64; 8]; 18];
+    let mut counts = [[0u64; 9]; 18];
+    let mut dropped_unrun = [0u64; 18];
     let mut ran = [0u64; 18];
     let mut withdrawn = 0u64;
     for id in 0..calls {
@@ -1253,6 +1263,12 @@ fn check(tr: &Tracker, figures: &Figures) {
         if (is(O::Rejected) || is(O::Shutdown)) && runs != 0 {
             bad("rejected or refused by a shutdown, yet its closure ran");
         }
+        if is(O::Dropped) && runs == 0 {
+            dropped_unrun[hd] += 1;
+        }
+        if is(O::Unpolled) && runs != 0 {
+            bad("never polled, yet its closure ran");
+        }
         if tr.withdrawn[id].load(SeqCst) {
             withdrawn += 1;
             if runs != 0 {
@@ -1260,12 +1276,12 @@ fn check(tr: &Tracker, figures: &Figures) {
             }
         }
     }
-    eprintln!("storm: {calls} calls; per handle (ok / panicked / rejected / timed out / shut down / dropped / unexpected; closures run):");
+    eprintln!("storm: {calls} calls; per handle (ok / panicked / rejected / timed out / shut down / dropped / unpolled / unexpected; closures run):");
     for hd in HANDLES {
         let c = &counts[hd as usize];
         eprintln!(
-            "  {:>14?}: {:>6} / {:>4} / {:>5} / {:>5} / {:>5} / {:>5} / {}; {}",
-            hd, c[1], c[2], c[3], c[4], c[5], c[6], c[7], ran[hd as usize]
+            "  {:>14?}: {:>6} / {:>4} / {:>5} / {:>5} / {:>5} / {:>5} / {:>3} / {}; {}",
+            hd, c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], ran[hd as usize]
         );
     }
     eprintln!("  {withdrawn} calls dropped while certainly queued (episodes)");
@@ -1293,10 +1309,9 @@ fn check(tr: &Tracker, figures: &Figures) {
     }
     assert_eq!(figures.reports.len(), 2);
 
-    // The lanes' own counters agree with what their callers and closures saw.
-    for (hd, lane) in &figures.lanes {
-        let hd = *hd;
-        let s: Stats = lane.stats();
+    // The lanes' and the compute pool's own counters agree with what their callers and
+    // closures saw.
+    for &(hd, s) in &figures.stats {
         let c = &counts[hd as usize];
         let submitted: u64 = c.iter().sum();
         let mut bad = |what: String| problems.push(format!("lane {hd:?} {s:?}: {what}"));
@@ -1325,7 +1340,7 @@ fn check(tr: &Tracker, figures: &Figures) {
             + s.timed_out
             + c[O::Shutdown as usize];
         eprintln!(
-            "  lane {hd:?}: submitted {submitted}, completed + panicked + cancelled + rejected + timed out + shut down = {sum}"
+            "  {hd:?}: submitted {submitted}, completed + panicked + cancelled + rejected + timed out + shut down = {sum}"
         );
     }
 
