@@ -21,6 +21,30 @@ fn compute_for(real: Duration) -> u64 {
     x
 }
 
+/// Awaits `setup` while a real-time heartbeat polls the test every few milliseconds.
+///
+/// A poll of the test is progress for the stall monitor, so a thread that is slow to be
+/// scheduled on a loaded machine cannot be taken for a stall while a stall test is still
+/// setting its scene; once `setup` is done the heartbeat stops and nothing progresses
+/// again. (The beat is not synchronisation: `setup` itself waits on a channel or on
+/// the virtual clock.)
+async fn with_heartbeat<T>(setup: impl std::future::Future<Output = T>) -> T {
+    let (beat_tx, mut beat_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    std::thread::spawn(move || {
+        let (_never, interval) = std::sync::mpsc::channel::<()>();
+        while beat_tx.send(()).is_ok() {
+            let _ = interval.recv_timeout(Duration::from_millis(5));
+        }
+    });
+    let mut setup = std::pin::pin!(setup);
+    loop {
+        tokio::select! {
+            out = &mut setup => return out,
+            _ = beat_rx.recv() => {}
+        }
+    }
+}
+
 type Log = Arc<Mutex<Vec<(&'static str, Duration)>>>;
 
 fn record(log: &Log, start: Instant, what: &'static str) {
@@ -210,7 +234,14 @@ fn a_closure_waiting_forever_is_reported_instead_of_hanging() {
         .try_run(async {
             let lane = Offloader::builder("orders-db").build().unwrap();
             let (_never_sent, rx) = std::sync::mpsc::channel::<()>();
-            lane.run(move || rx.recv()).await
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+            let call = tokio::spawn(lane.run(move || {
+                started_tx.send(()).unwrap();
+                rx.recv()
+            }));
+            // Running (not still waiting for its thread) before the stall can be seen.
+            with_heartbeat(started_rx).await.unwrap();
+            call.await
         })
         .unwrap_err();
     assert_eq!(stall.holders(), 1);
@@ -267,15 +298,18 @@ fn a_sleeping_job_shows_in_a_stall_report_as_asleep() {
         .stall_limit(Duration::from_millis(200))
         .try_run(async {
             let (_tx, rx) = std::sync::mpsc::channel::<()>();
+            let sleeper = tokio::spawn(unblock(|| clock::sleep(Duration::from_secs(5))));
+            // The clock moves only once nothing holds it: once the sleeper is asleep on it
+            // (however late its thread was scheduled). Then the stuck job comes.
+            with_heartbeat(tokio::time::sleep(Duration::from_millis(1))).await;
             let stuck = unblock(move || rx.recv());
-            let sleeper = unblock(|| clock::sleep(Duration::from_secs(5)));
             futures::future::join(stuck, sleeper).await
         })
         .unwrap_err();
     // The stuck job holds the clock, so the sleeper never reaches its wake-up.
     assert_eq!(stall.holders(), 1);
     let text = stall.to_string();
-    assert!(text.contains("at virtual time +0ns"), "{text}");
+    assert!(text.contains("at virtual time +1ms"), "{text}");
     assert!(text.contains("asleep on the clock until +5s"), "{text}");
     assert!(text.contains("running (holds the clock)"), "{text}");
 }
@@ -417,14 +451,17 @@ fn a_job_queued_behind_a_sleeping_job_lets_the_clock_move() {
         b.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(2));
 
-        // The same through a worker, whose call is submitted before it is awaited.
+        // The same through a worker, whose call is made (its job paired, in the ledger as
+        // queued) a second before it is first polled: it lets the clock move meanwhile,
+        // and it runs only once polled, so its second starts at +3 s and ends at +4 s.
         let worker = async_bridge::Worker::builder("one-thread")
             .spawn(|| Ok::<_, std::io::Error>(()))
             .unwrap();
         let call = worker.call(|_| clock::sleep(Duration::from_secs(1)));
         tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
         call.await.unwrap();
-        assert!(start.elapsed() >= Duration::from_secs(3));
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
     });
 }
 

@@ -277,6 +277,8 @@ impl<T: 'static> Worker<T> {
     /// # Examples
     ///
     /// ```
+    /// use std::future::Future;
+    /// use std::task::Poll;
     /// use std::time::Duration;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -288,15 +290,18 @@ impl<T: 'static> Worker<T> {
     ///     release_rx.recv().unwrap(); // a call that will not end by itself
     /// }));
     /// started_rx.await.unwrap();
-    /// let queued = tokio::spawn(w.call(|_| "never runs"));
-    /// tokio::task::yield_now().await;
+    /// // A call polled once: it has its place in the mailbox, behind the stuck one.
+    /// let mut queued = Box::pin(w.call(|_| "never runs"));
+    /// let first = std::future::poll_fn(|cx| Poll::Ready(queued.as_mut().poll(cx))).await;
+    /// assert!(first.is_pending());
     ///
     /// let report = w.shutdown(Duration::from_millis(20)).await;
     /// assert!(!report.is_complete());
     /// assert_eq!(report.still_running().len(), 1);
+    /// assert_eq!(report.abandoned(), 1); // the queued call, failed instead of run
+    /// assert!(queued.await.unwrap_err().is_closed());
     /// release_tx.send(()).unwrap();
     /// stuck.await.unwrap().unwrap();
-    /// assert!(queued.await.unwrap().unwrap_err().is_closed());
     /// # });
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> crate::ShutdownReport {
