@@ -134,9 +134,12 @@ impl<T> Future for OffloadCall<T> {
 impl<T> Drop for OffloadCall<T> {
     fn drop(&mut self) {
         if self.admitted && !self.settled {
+            // Read before giving up: a withdrawn entry that a drainer drops right after
+            // the withdrawal also marks the reply done, and it was still cancelled. Not
+            // counted when the work had finished and only its reply was never read.
+            let finished = self.reply.is_done();
             self.give_up();
-            // Not when the work had finished and only its reply was never read.
-            if !self.reply.is_done() {
+            if !finished {
                 self.lane.counters.cancelled.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -55,7 +55,14 @@ use crate::unblock::{OffloadError, Stats};
 
 /// How long an idle blocking-pool drainer keeps its thread, waiting for the next call.
 /// (Rayon drainers do not linger: an idle rayon thread should steal other work.)
-const LINGER: Duration = Duration::from_millis(2);
+///
+/// A drainer that gives its thread back while callers keep coming makes tokio start a
+/// new thread (the old one is not yet idle in tokio's pool when the next drainer is
+/// spawned). 2 ms was enough on an idle machine; under a load average of 6 on 2 cores
+/// the caller's thread was sometimes late by more than that between waves of calls and
+/// a lane of 4 took a 5th thread (tests/unblock_threads.rs, 2 to 4 failures in 10
+/// runs); at 20 ms none in 12. An idle drainer waits on a condvar: it costs no CPU.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// Where a lane's drainers run.
 pub(crate) enum Runner {
