@@ -114,6 +114,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod blocking;
+mod bridge;
 pub mod clock;
 mod compute;
 mod error;
@@ -128,6 +129,11 @@ pub mod watchdog;
 mod worker;
 
 pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
+#[doc = include_str!("bridge/bridge.md")]
+pub use async_bridge_macros::bridge;
+#[doc(hidden)]
+pub use bridge::private as __private;
+pub use bridge::{CallError, Offloaded};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use shutdown::ShutdownReport;
