@@ -128,9 +128,9 @@ mod unblock;
 pub mod watchdog;
 mod worker;
 
-pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 #[doc = include_str!("bridge/bridge.md")]
 pub use async_bridge_macros::bridge;
+pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
 #[doc(hidden)]
 pub use bridge::private as __private;
 pub use bridge::{CallError, Offloaded};

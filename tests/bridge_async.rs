@@ -150,10 +150,8 @@ impl TempDb {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "async-bridge-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("async-bridge-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = TempDb(dir);
         let conn = rusqlite::Connection::open(db.file()).unwrap();
@@ -197,7 +195,9 @@ fn a_pool_of_four_serves_the_same_trait_over_a_real_sqlite_database() {
             .unwrap();
         assert_eq!(pool.workers(), 4);
         // WAL mode is a property of the file: every connection sees it.
-        let wal = pool.call(|c| c.0.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)));
+        let wal = pool.call(|c| {
+            c.0.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+        });
         assert_eq!(wal.await.unwrap().unwrap(), "wal");
 
         let pool: Arc<dyn AsyncInventory> = Arc::new(pool);
@@ -311,7 +311,10 @@ fn the_lane_carrier_admits_up_to_its_bounds_and_rejects_beyond() {
         let err = shared.stock(8).await.unwrap_err();
         assert!(err.is_rejected(), "{err}");
         assert!(!err.is_panic() && !err.is_timeout() && !err.is_shutdown());
-        assert_eq!(err.to_string(), "lane `shared-stock`: call rejected: 1 callers already waiting");
+        assert_eq!(
+            err.to_string(),
+            "lane `shared-stock`: call rejected: 1 callers already waiting"
+        );
         assert!(err.offload_error().unwrap().is_rejected());
         let io: io::Error = err.into();
         assert_eq!(io.kind(), io::ErrorKind::ResourceBusy);
@@ -438,11 +441,17 @@ fn a_panicking_legacy_method_is_an_error_and_every_carrier_keeps_serving() {
         assert_panic(worker.stock(CURSED).await.unwrap_err());
         assert_eq!(worker.stock(7).await.unwrap(), 10);
 
-        let pool = WorkerPool::builder("p").workers(2).spawn(Legacy::open).unwrap();
+        let pool = WorkerPool::builder("p")
+            .workers(2)
+            .spawn(Legacy::open)
+            .unwrap();
         assert_panic(pool.stock(CURSED).await.unwrap_err());
         assert_eq!(pool.stock(9).await.unwrap(), 5);
 
-        let lane = Offloaded::new(SharedStock::open(), Offloader::builder("l").build().unwrap());
+        let lane = Offloaded::new(
+            SharedStock::open(),
+            Offloader::builder("l").build().unwrap(),
+        );
         assert_panic(lane.stock(CURSED).await.unwrap_err());
         assert_eq!(lane.stock(7).await.unwrap(), 10);
         // The lock is not poisoned: `&mut self` methods still run.
@@ -467,11 +476,17 @@ fn a_shut_down_carrier_gives_is_shutdown() {
         let io: io::Error = err.into();
         assert_eq!(io.kind(), io::ErrorKind::BrokenPipe);
 
-        let pool = WorkerPool::builder("p").workers(2).spawn(Legacy::open).unwrap();
+        let pool = WorkerPool::builder("p")
+            .workers(2)
+            .spawn(Legacy::open)
+            .unwrap();
         pool.shutdown(Duration::from_secs(30)).await;
         assert!(pool.reserve(7, 1).await.unwrap_err().is_shutdown());
 
-        let lane = Offloaded::new(SharedStock::open(), Offloader::builder("l").build().unwrap());
+        let lane = Offloaded::new(
+            SharedStock::open(),
+            Offloader::builder("l").build().unwrap(),
+        );
         lane.lane().shutdown(Duration::from_secs(30)).await;
         let err = lane.find("b").await.unwrap_err();
         assert!(err.is_shutdown(), "{err}");
@@ -539,7 +554,8 @@ fn the_call_site_reported_is_the_callers_line_not_generated_code() {
             let worker = worker.clone();
             async move { worker.stock(1).await }
         });
-        let sites = sites_still_running(call, started, worker.shutdown(Duration::from_millis(10))).await;
+        let sites =
+            sites_still_running(call, started, worker.shutdown(Duration::from_millis(10))).await;
         assert_eq!(sites, [(file!().to_owned(), line)]);
         gate.open();
 
@@ -555,7 +571,8 @@ fn the_call_site_reported_is_the_callers_line_not_generated_code() {
         let shared: Arc<dyn AsyncInventory> = Arc::new(worker.clone());
         let line = line!() + 1;
         let call = tokio::spawn(async move { shared.stock(1).await });
-        let sites = sites_still_running(call, started, worker.shutdown(Duration::from_millis(10))).await;
+        let sites =
+            sites_still_running(call, started, worker.shutdown(Duration::from_millis(10))).await;
         assert_eq!(sites, [(file!().to_owned(), line)]);
         gate.open();
 
@@ -569,7 +586,12 @@ fn the_call_site_reported_is_the_callers_line_not_generated_code() {
             let shared = shared.clone();
             async move { shared.stock(1).await }
         });
-        let sites = sites_still_running(call, started, shared.lane().shutdown(Duration::from_millis(10))).await;
+        let sites = sites_still_running(
+            call,
+            started,
+            shared.lane().shutdown(Duration::from_millis(10)),
+        )
+        .await;
         assert_eq!(sites, [(file!().to_owned(), line)]);
         gate.open();
     });
@@ -659,7 +681,9 @@ struct Prices(Rc<HashMap<u32, u32>>);
 
 impl Catalog for Prices {
     fn total(&self, skus: &[u32]) -> u32 {
-        skus.iter().map(|s| self.0.get(s).copied().unwrap_or(0)).sum()
+        skus.iter()
+            .map(|s| self.0.get(s).copied().unwrap_or(0))
+            .sum()
     }
     fn describe(&self, item: &Item) -> String {
         format!("{} x{}", item.name, item.qty)
@@ -687,4 +711,24 @@ fn slices_and_clone_values_are_copied_and_lent_back_as_borrows() {
         assert_eq!(prices.describe(&item).await.unwrap(), "bolt x3");
         assert_eq!(prices.rename(item, "nut").await.unwrap().name, "nut");
     });
+}
+
+#[test]
+fn the_error_is_send_sync_static_and_converts_to_boxed_and_io_errors() {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<CallError>();
+    send_sync_static::<Offloaded<SharedStock>>();
+    let err = CallError::other(io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        "replica down",
+    ));
+    assert!(err.is_other() && !err.is_panic() && err.location().is_none());
+    assert_eq!(err.to_string(), "replica down");
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(err);
+    assert_eq!(boxed.to_string(), "replica down");
+    // Not a panic: `try_into_panic` gives it back, `into_panic` says so.
+    let err = CallError::other("x").try_into_panic().unwrap_err();
+    let payload =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| err.into_panic())).unwrap_err();
+    assert!(panic_text(&*payload).contains("not a panic"));
 }

@@ -167,8 +167,13 @@ fn inside_unblock() {
 fn inside_a_worker_call() {
     let out = within_a_minute(|| {
         multi_thread(1).block_on(async {
-            let worker = Worker::builder("legacy").spawn(|| Ok::<_, io::Error>(shared())).unwrap();
-            worker.call(|accounts| accounts.balance(3).unwrap()).await.unwrap()
+            let worker = Worker::builder("legacy")
+                .spawn(|| Ok::<_, io::Error>(shared()))
+                .unwrap();
+            worker
+                .call(|accounts| accounts.balance(3).unwrap())
+                .await
+                .unwrap()
         })
     });
     assert_eq!(out, 300);
@@ -197,7 +202,8 @@ fn nested_inside_another_block_on() {
             tokio::time::sleep(Duration::from_millis(1)).await;
             let inner = Arc::clone(&accounts);
             // A twin call inside a facade's future, itself inside a twin call's thread.
-            block_on(async move { inner.balance(3).unwrap() }).unwrap() + accounts.balance(4).unwrap()
+            block_on(async move { inner.balance(3).unwrap() }).unwrap()
+                + accounts.balance(4).unwrap()
         })
         .unwrap()
     });
@@ -218,7 +224,10 @@ fn the_thread_of_a_current_thread_runtime_is_refused_with_the_callers_line() {
         })
     });
     assert!(err.is_would_deadlock(), "{err}");
-    assert!(!polled.load(Ordering::SeqCst), "a refused method is never polled");
+    assert!(
+        !polled.load(Ordering::SeqCst),
+        "a refused method is never polled"
+    );
     assert!(!err.is_panic() && !err.is_shutdown());
     let site = err.location().unwrap();
     assert_eq!((site.file(), site.line()), (file!(), line));

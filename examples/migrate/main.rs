@@ -265,7 +265,10 @@ fn main() -> io::Result<()> {
             "both versions record the same orders"
         );
         // The same revenue (the digest folds orders in the order they were recorded).
-        assert_eq!(report_before.0, report_bridged.0, "and so does the bridged one");
+        assert_eq!(
+            report_before.0, report_bridged.0,
+            "and so does the bridged one"
+        );
 
         println!(
             "{:<48} {:>8} {:>9} {:>8} {:>9} {:>9} {:>8}",

@@ -16,7 +16,7 @@ use syn::{
     TraitItemFn, Type, TypeParamBound,
 };
 
-/// Gives a trait its twin on the other side of the bridge; see `async_bridge::bridge`.
+/// (The attribute of the `async-bridge-macros` crate, re-exported by `async-bridge`.)
 #[proc_macro_attribute]
 pub fn bridge(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = match syn::parse::<Args>(attr) {
@@ -63,7 +63,9 @@ impl Parse for Args {
             input.parse::<Token![=]>()?;
             Args::Async(input.parse()?)
         } else {
-            let key: Ident = input.parse().map_err(|err| syn::Error::new(err.span(), USAGE))?;
+            let key: Ident = input
+                .parse()
+                .map_err(|err| syn::Error::new(err.span(), USAGE))?;
             if key != "blocking" {
                 return Err(syn::Error::new(key.span(), USAGE));
             }
@@ -597,7 +599,9 @@ fn async_method<'a>(
         let refuse = |errors: &mut Errors, why: &str| {
             errors.push(
                 &arg.ty,
-                format!("#[bridge(async = ..)]: argument `{arg_name}` of `{trait_name}::{name}` {why}"),
+                format!(
+                    "#[bridge(async = ..)]: argument `{arg_name}` of `{trait_name}::{name}` {why}"
+                ),
             )
         };
         let crossing = match &arg.ty {

@@ -88,7 +88,11 @@ impl CallError {
     }
 
     #[doc(hidden)]
-    pub fn __panic(method: &'static str, site: &'static Location<'static>, payload: Payload) -> Self {
+    pub fn __panic(
+        method: &'static str,
+        site: &'static Location<'static>,
+        payload: Payload,
+    ) -> Self {
         CallError {
             repr: Repr::Panic {
                 method,

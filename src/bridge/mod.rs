@@ -15,4 +15,3 @@ pub mod private;
 
 pub use error::CallError;
 pub use offloaded::Offloaded;
-
