@@ -114,6 +114,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod blocking;
+mod bridge;
 pub mod clock;
 mod compute;
 mod error;
@@ -131,7 +132,12 @@ mod unblock;
 pub mod watchdog;
 mod worker;
 
+#[doc = include_str!("bridge/bridge.md")]
+pub use async_bridge_macros::bridge;
 pub use blocking::{block_on, BlockOnError, Blocking, Portal, PortalBuilder};
+#[doc(hidden)]
+pub use bridge::private as __private;
+pub use bridge::{CallError, Offloaded};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use lane::OffloadCall;

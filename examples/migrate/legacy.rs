@@ -6,7 +6,8 @@
 //! - a receipt digest per order and a daily report (CPU: hashing real data);
 //! - sync callers: one thread per client, each calling `place_order` in turn.
 //!
-//! The migration does not edit this file: `migrated.rs` wraps these same functions.
+//! The migration does not edit this code: `migrated.rs` wraps these same functions. The
+//! `Orders` trait at the end only names the service's interface, for `#[bridge]`.
 //! The only change made for testability is the one MIGRATION.md step 7 argues for:
 //! `thread::sleep` became `clock::sleep` (identical outside tests).
 
@@ -177,5 +178,26 @@ impl Inventory {
         let digest = receipt_digest(sku, qty, price);
         record_order(&self.conn, sku, qty, price, digest).map_err(io::Error::other)?;
         Ok(Placed { sku, price, digest })
+    }
+}
+
+/// The service's interface as a trait: the one addition `#[bridge]` needs (MIGRATION.md
+/// step 8). Each method calls the code above, which stays as it was. `#[bridge]`
+/// generates `AsyncOrders`, its async twin, implemented for a `Worker<Inventory>`.
+#[async_bridge::bridge(async = AsyncOrders)]
+pub trait Orders {
+    /// One request: [`Inventory::place_order`].
+    fn place_order(&mut self, sku: u32, qty: u32) -> io::Result<Placed>;
+    /// The daily report: [`daily_report`] over the service's connection.
+    fn daily_report(&self) -> io::Result<(u64, u64)>;
+}
+
+impl Orders for Inventory {
+    fn place_order(&mut self, sku: u32, qty: u32) -> io::Result<Placed> {
+        Inventory::place_order(self, sku, qty)
+    }
+
+    fn daily_report(&self) -> io::Result<(u64, u64)> {
+        daily_report(&self.conn).map_err(io::Error::other)
     }
 }

@@ -6,17 +6,19 @@
 //!   (step 2);
 //! - the receipt digest and the report's CPU part run on rayon through `compute`
 //!   (step 4);
-//! - old sync callers keep calling it through `Blocking<AsyncInventory>` (step 5).
+//! - old sync callers keep calling it through `Blocking<AsyncInventory>` (step 5);
+//! - it implements `AsyncOrders`, the async twin of the legacy `Orders` trait (steps 8
+//!   and 9), in place of the bridged legacy service, its callers unchanged.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use async_bridge::{compute, Offloader, Worker};
+use async_bridge::{compute, CallError, Offloader, Worker};
 use rusqlite::Connection;
 
-use crate::legacy::{self, Placed};
+use crate::legacy::{self, AsyncOrders, Placed};
 
 pub struct AsyncInventory {
     db: Worker<Connection>,
@@ -72,5 +74,19 @@ impl AsyncInventory {
             .await?
             .map_err(io::Error::other)?;
         Ok(compute(move || legacy::report_of(&rows)).await)
+    }
+}
+
+/// The end of the migration: the hand-migrated service implements the bridged trait's
+/// async twin natively, so callers holding a `dyn AsyncOrders` (first served by the
+/// legacy service behind a `Worker`) do not change.
+#[async_trait::async_trait]
+impl AsyncOrders for AsyncInventory {
+    async fn place_order(&self, sku: u32, qty: u32) -> Result<io::Result<Placed>, CallError> {
+        Ok(AsyncInventory::place_order(self, sku, qty).await)
+    }
+
+    async fn daily_report(&self) -> Result<io::Result<(u64, u64)>, CallError> {
+        Ok(AsyncInventory::daily_report(self).await)
     }
 }
