@@ -143,7 +143,9 @@ pub use error::ConfigError;
 pub use lane::OffloadCall;
 pub use shutdown::{InterruptedCall, ShutdownReport};
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
-pub use worker::{AfterPanic, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder};
+pub use worker::{
+    AfterPanic, Lease, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder,
+};
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests (they
 /// use the `test-util` harness, so they run with `--all-features`).

@@ -22,6 +22,9 @@ pub(crate) enum Kind {
     Facade,
     /// A call into a `Worker` or a `WorkerPool`, on the worker's own thread.
     Worker,
+    /// A lease on a `Worker` (or one worker of a pool): it holds the object for its
+    /// holder's calls.
+    Lease,
     /// A blocking hop of an `Unblock<T>`: read-ahead, write-behind, seek, flush, `call`.
     Io,
 }
@@ -34,6 +37,7 @@ impl Kind {
             Kind::Compute => "compute",
             Kind::Facade => "facade",
             Kind::Worker => "worker",
+            Kind::Lease => "lease",
             Kind::Io => "io",
         }
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::interrupt::TakeInterrupter;
-use super::mailbox::{Mailbox, Sender};
+use super::lease::ReleaseHook;
+use super::mailbox::{Mailbox, Sender, Settings};
 use super::thread::{self, Starting};
 use super::{Worker, WorkerError, WorkerPool};
 use crate::error::ConfigError;
@@ -109,15 +110,20 @@ pub struct WorkerPoolBuilder {
 #[derive(Default)]
 struct Options {
     timeout: Option<Duration>,
+    lease_limit: Option<Duration>,
     /// A `TakeInterrupter<T>` for the `T` that `spawn` will make.
     interrupter: Option<Box<dyn Any + Send>>,
+    /// A `ReleaseHook<T>` for that `T`.
+    release_hook: Option<Box<dyn Any + Send>>,
 }
 
 impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
             .field("timeout", &self.timeout)
+            .field("lease_limit", &self.lease_limit)
             .field("interrupter", &self.interrupter.is_some())
+            .field("release_hook", &self.release_hook.is_some())
             .finish()
     }
 }
@@ -132,32 +138,41 @@ impl Options {
         self.interrupter = Some(Box::new(take));
     }
 
+    fn release_hook<T: 'static>(&mut self, hook: impl Fn(&mut T) + Send + Sync + 'static) {
+        let hook: ReleaseHook<T> = Arc::new(hook);
+        self.release_hook = Some(Box::new(hook));
+    }
+
     /// Checks the options against the object type `T` that `spawn` makes.
     fn check<T: 'static>(
         &mut self,
         name: &Arc<str>,
-    ) -> Result<Option<TakeInterrupter<T>>, WorkerError> {
+    ) -> Result<(Option<TakeInterrupter<T>>, Settings<T>), WorkerError> {
+        let config = |problem: &str| WorkerError::config(name, ConfigError::new(name, problem));
         if self.timeout == Some(Duration::ZERO) {
-            return Err(WorkerError::config(
-                name,
-                ConfigError::new(name, "timeout must not be zero"),
-            ));
+            return Err(config("timeout must not be zero"));
         }
-        match self.interrupter.take() {
-            None => Ok(None),
-            Some(any) => any
-                .downcast::<TakeInterrupter<T>>()
-                .map(|take| Some(*take))
-                .map_err(|_| {
-                    WorkerError::config(
-                        name,
-                        ConfigError::new(
-                            name,
-                            "the interrupter takes a different type than the maker makes",
-                        ),
-                    )
-                }),
+        if self.lease_limit == Some(Duration::ZERO) {
+            return Err(config("lease_limit must not be zero"));
         }
+        let interrupter = match self.interrupter.take() {
+            None => None,
+            Some(any) => Some(*any.downcast::<TakeInterrupter<T>>().map_err(|_| {
+                config("the interrupter takes a different type than the maker makes")
+            })?),
+        };
+        let release_hook = match self.release_hook.take() {
+            None => None,
+            Some(any) => Some(*any.downcast::<ReleaseHook<T>>().map_err(|_| {
+                config("the release hook takes a different type than the maker makes")
+            })?),
+        };
+        let settings = Settings {
+            timeout: self.timeout,
+            lease_limit: self.lease_limit,
+            release_hook,
+        };
+        Ok((interrupter, settings))
     }
 }
 
@@ -237,6 +252,45 @@ impl WorkerBuilder {
         self
     }
 
+    /// Ends a [`Lease`](crate::Lease) held longer than `limit` (its release hook runs;
+    /// later calls on it fail with [`is_lease_ended`](WorkerError::is_lease_ended)).
+    /// Checked when the lease's next call comes and while it is idle; measured with
+    /// [`clock::now`](crate::clock::now) when checked (virtual time under the harness),
+    /// though the idle wait itself is in real time. Must not be zero.
+    pub fn lease_limit(mut self, limit: Duration) -> Self {
+        self.options.lease_limit = Some(limit);
+        self
+    }
+
+    /// Runs `hook` on the object's thread whenever a [`Lease`](crate::Lease) ends without
+    /// being [finished](crate::Lease::finish): dropped, a call under it panicked, or held
+    /// past its [`lease_limit`](Self::lease_limit). The next caller gets the object only
+    /// after it. For a database connection: `ROLLBACK`. A panic in the hook is contained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::Worker;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let log = Worker::builder("log")
+    ///     .on_lease_abandoned(|entries: &mut Vec<&str>| entries.push("rolled back"))
+    ///     .spawn(|| Ok::<_, std::io::Error>(Vec::new()))?;
+    /// let mut lease = log.lease().await?;
+    /// lease.call(|entries| entries.push("half")).await?;
+    /// drop(lease); // not finished
+    /// assert_eq!(log.call(|entries| entries.clone()).await?, ["half", "rolled back"]);
+    /// # Ok::<(), async_bridge::WorkerError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_lease_abandoned<T: 'static>(
+        mut self,
+        hook: impl Fn(&mut T) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.release_hook(hook);
+        self
+    }
+
     /// At most this many calls wait in the worker's mailbox (default 1024); further
     /// callers wait for room in FIFO order, holding no thread. Must be at least 1.
     pub fn mailbox(mut self, calls: usize) -> Self {
@@ -288,12 +342,12 @@ impl WorkerBuilder {
         let mut this = self;
         let name: Arc<str> = this.name.as_str().into();
         check(&name, this.mailbox, 1, "workers")?;
-        let interrupter = this.options.check::<T>(&name)?;
+        let (interrupter, settings) = this.options.check::<T>(&name)?;
         let shared = Mailbox::new(
             Arc::clone(&name),
             thread::new_group(),
             this.mailbox,
-            this.options.timeout,
+            settings,
         );
         let link = Sender::new(&shared);
         let maker = thread::maker(maker);
@@ -346,6 +400,21 @@ impl WorkerPoolBuilder {
         self
     }
 
+    /// As [`WorkerBuilder::lease_limit`].
+    pub fn lease_limit(mut self, limit: Duration) -> Self {
+        self.options.lease_limit = Some(limit);
+        self
+    }
+
+    /// As [`WorkerBuilder::on_lease_abandoned`], on whichever worker held the lease.
+    pub fn on_lease_abandoned<T: 'static>(
+        mut self,
+        hook: impl Fn(&mut T) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.release_hook(hook);
+        self
+    }
+
     /// How many workers (threads, objects) the pool has; default: one per core. Must be
     /// at least 1.
     pub fn workers(mut self, n: usize) -> Self {
@@ -393,13 +462,13 @@ impl WorkerPoolBuilder {
         let mut this = self;
         let name: Arc<str> = this.name.as_str().into();
         check(&name, this.mailbox, this.workers, "workers")?;
-        let interrupter = this.options.check::<T>(&name)?;
+        let (interrupter, settings) = this.options.check::<T>(&name)?;
         let maker = Arc::new(maker);
         let group = thread::new_group();
         let mut links = Vec::with_capacity(this.workers);
         let mut starting: Vec<Starting> = Vec::with_capacity(this.workers);
         for i in 0..this.workers {
-            let shared = Mailbox::new(Arc::clone(&name), group, this.mailbox, this.options.timeout);
+            let shared = Mailbox::new(Arc::clone(&name), group, this.mailbox, settings.clone());
             links.push(Sender::new(&shared));
             let maker = Arc::clone(&maker);
             let each = thread::maker(move || maker());

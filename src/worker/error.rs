@@ -82,6 +82,8 @@ enum Repr {
     Timeout(Duration),
     /// The worker has a timeout and the caller has no runtime with timers to time it.
     NoTimer,
+    /// The lease this call was made under is over.
+    LeaseEnded(&'static str),
 }
 
 enum WhyDeadlock {
@@ -130,6 +132,10 @@ impl WorkerError {
 
     pub(crate) fn no_timer(name: &Arc<str>) -> Self {
         Self::new(name, Repr::NoTimer)
+    }
+
+    pub(crate) fn lease_ended(name: &Arc<str>, end: super::lease::End) -> Self {
+        Self::new(name, Repr::LeaseEnded(end.describe()))
     }
 
     fn new(name: &Arc<str>, repr: Repr) -> Self {
@@ -182,6 +188,13 @@ impl WorkerError {
         matches!(self.repr, Repr::Timeout(_))
     }
 
+    /// The [`Lease`](crate::Lease) the call was made under is over: it was finished,
+    /// dropped, a call under it panicked, or it was held past its limit (the message
+    /// says which). Its release hook has run; take a new lease.
+    pub fn is_lease_ended(&self) -> bool {
+        matches!(self.repr, Repr::LeaseEnded(_))
+    }
+
     /// The worker has a timeout, and the call was awaited outside any tokio runtime with
     /// timers, so nothing could time it.
     pub fn is_no_runtime(&self) -> bool {
@@ -231,6 +244,7 @@ impl fmt::Display for WorkerError {
             Repr::Config(err) => write!(f, "cannot start: {err}"),
             Repr::Facade(err) => write!(f, "call_blocking failed: {err}"),
             Repr::Timeout(after) => write!(f, "call timed out after {after:?}"),
+            Repr::LeaseEnded(why) => write!(f, "the lease is over: {why}"),
             Repr::NoTimer => f.write_str(
                 "the worker has a timeout, and the call was awaited outside a tokio runtime \
                  with timers: await it inside one",
@@ -271,7 +285,9 @@ impl From<WorkerError> for io::Error {
             Repr::Timeout(_) => io::ErrorKind::TimedOut,
             Repr::Config(_) => io::ErrorKind::InvalidInput,
             Repr::Facade(facade) => facade.io_kind(),
-            Repr::Panic(_) | Repr::Maker(_) | Repr::NoTimer => io::ErrorKind::Other,
+            Repr::Panic(_) | Repr::Maker(_) | Repr::NoTimer | Repr::LeaseEnded(_) => {
+                io::ErrorKind::Other
+            }
         };
         io::Error::new(kind, err)
     }

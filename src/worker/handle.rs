@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::lease::{self, Lease};
 use super::mailbox::{Mailbox, Sender};
 use super::{shutdown, WorkerBuilder, WorkerError};
 
@@ -259,6 +260,43 @@ impl<T: 'static> Worker<T> {
         }
         let call = self.call(f);
         crate::block_on(call).unwrap_or_else(|err| Err(WorkerError::facade(&shared.name, err)))
+    }
+
+    /// Takes a [`Lease`]: exclusive, ordered access to the object across several calls
+    /// with awaits in between (a transaction, say). Resolves once the lease holds the
+    /// object: callers before it in the mailbox have run, callers after it wait until it
+    /// ends (FIFO, holding no thread). See [`Lease`] for how it ends and the release hook.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let counter = async_bridge::Worker::builder("counter").spawn(|| Ok::<_, std::io::Error>(0u32))?;
+    /// let mut lease = counter.lease().await?;
+    /// let seen = lease.call(|n| *n).await?;
+    /// tokio::task::yield_now().await; // nobody else can touch the counter meanwhile
+    /// lease.call(move |n| *n = seen + 1).await?;
+    /// lease.finish().await?;
+    /// assert_eq!(counter.call(|n| *n).await?, 1);
+    /// # Ok::<(), async_bridge::WorkerError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call): the worker is shut down or stopped, or the lease was
+    /// asked for on the worker's own thread (inside one of its calls), where it would
+    /// wait for itself ([`is_would_deadlock`](WorkerError::is_would_deadlock)).
+    #[track_caller]
+    pub fn lease(&self) -> impl Future<Output = Result<Lease<T>, WorkerError>> + Send {
+        let shared = self.shared();
+        lease::lease(
+            shared,
+            self.link.clone(),
+            Location::caller(),
+            shared.lease_limit,
+            shared.release_hook.clone(),
+        )
     }
 
     /// Shuts the worker down, waiting at most `grace`, and reports.

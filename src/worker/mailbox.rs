@@ -36,6 +36,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{cause, Cause};
+use super::lease::ReleaseHook;
 use super::WorkerError;
 use super::{interrupt, thread};
 use crate::job::{self, Claim, Outcome, Ran, Reply};
@@ -90,6 +91,23 @@ pub(crate) enum Closed {
     Stopped(Cause),
 }
 
+/// A worker's settings from its builder.
+pub(crate) struct Settings<T> {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) lease_limit: Option<Duration>,
+    pub(crate) release_hook: Option<ReleaseHook<T>>,
+}
+
+impl<T> Clone for Settings<T> {
+    fn clone(&self) -> Self {
+        Settings {
+            timeout: self.timeout,
+            lease_limit: self.lease_limit,
+            release_hook: self.release_hook.clone(),
+        }
+    }
+}
+
 /// The state shared by a worker's handles, its callers and its thread.
 pub(crate) struct Mailbox<T> {
     pub(crate) name: Arc<str>,
@@ -99,6 +117,10 @@ pub(crate) struct Mailbox<T> {
     capacity: usize,
     /// Fails a call not done within it, waiting plus running.
     pub(crate) timeout: Option<Duration>,
+    /// Ends a lease held longer.
+    pub(crate) lease_limit: Option<Duration>,
+    /// Runs when a lease ends without being finished.
+    pub(crate) release_hook: Option<ReleaseHook<T>>,
     /// Which call runs now, and the object's interrupter.
     pub(crate) interrupt: Arc<interrupt::Slot>,
     /// Ids for calls, for the interrupt slot (0 is "none").
@@ -167,13 +189,15 @@ impl<T: 'static> Mailbox<T> {
         name: Arc<str>,
         group: u64,
         capacity: usize,
-        timeout: Option<Duration>,
+        settings: Settings<T>,
     ) -> Arc<Self> {
         Arc::new(Mailbox {
             name,
             group,
             capacity,
-            timeout,
+            timeout: settings.timeout,
+            lease_limit: settings.lease_limit,
+            release_hook: settings.release_hook,
             interrupt: Arc::default(),
             ids: AtomicU64::new(1),
             state: Mutex::new(State {
@@ -236,7 +260,8 @@ impl<T: 'static> Mailbox<T> {
         self.state.lock().running
     }
 
-    /// Builds a call of `f` against the object, submitted to the job layer.
+    /// Builds a call of `f` against the object, submitted to the job layer; while `f`
+    /// runs, an interrupt given for this call may stop it.
     pub(crate) fn call<F, R>(
         self: &Arc<Self>,
         link: Sender<T>,
@@ -249,9 +274,51 @@ impl<T: 'static> Mailbox<T> {
         R: Send + 'static,
     {
         let token = cancellable.then(|| self.shutdown.child_token());
-        let origin = Origin::new(Kind::Worker, Some(Arc::clone(&self.name)), site);
-        let (ticket, reply) = job::pair_queued(origin, token);
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        self.make_call(
+            link,
+            site,
+            Kind::Worker,
+            token,
+            id,
+            move |object, slot, token| slot.run(id, || f(object, token)),
+        )
+    }
+
+    /// As [`call`](Self::call), of another kind (a lease's holder) and never interrupted:
+    /// `f` marks its own running parts in the slot, if any.
+    pub(crate) fn call_kind<F, R>(
+        self: &Arc<Self>,
+        link: Sender<T>,
+        site: Site,
+        kind: Kind,
+        f: F,
+    ) -> Call<T, R>
+    where
+        F: FnOnce(&mut T, Option<&CancellationToken>) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let token = Some(self.shutdown.child_token());
+        self.make_call(link, site, kind, token, 0, move |object, _slot, token| {
+            f(object, token)
+        })
+    }
+
+    fn make_call<F, R>(
+        self: &Arc<Self>,
+        link: Sender<T>,
+        site: Site,
+        kind: Kind,
+        token: Option<CancellationToken>,
+        id: u64,
+        f: F,
+    ) -> Call<T, R>
+    where
+        F: FnOnce(&mut T, &interrupt::Slot, Option<&CancellationToken>) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let origin = Origin::new(kind, Some(Arc::clone(&self.name)), site);
+        let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
             claim: ticket.claim_handle(),
             run: Box::new(
@@ -263,7 +330,7 @@ impl<T: 'static> Mailbox<T> {
                             let mut object = object.borrow_mut();
                             // `None` only once the worker has stopped, when no call runs.
                             let object = object.as_mut().expect("the worker's object is there");
-                            slot.run(id, || f(object, token))
+                            f(object, slot, token)
                         },
                         done,
                     );
@@ -629,6 +696,12 @@ impl<T: 'static, R> Future for Call<T, R> {
 }
 
 impl<T: 'static, R> Call<T, R> {
+    /// Lets the call go without giving it up: it runs (or keeps running) and its result
+    /// is dropped. For a lease's holder, which must not be interrupted on the way out.
+    pub(crate) fn detach(mut self) {
+        self.settled = true;
+    }
+
     /// Pending, unless the timeout fired: then the call is given up (withdrawn, or its
     /// token cancelled and the object interrupted) and the caller gets the error.
     fn poll_timeout(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, WorkerError>> {

@@ -9,6 +9,7 @@
 //! - `thread`: the worker's thread (maker, calls, panic policy, the object's drop) and
 //!   which worker group the current thread belongs to;
 //! - `interrupt`: the interrupter taken from the object, and which call it may stop;
+//! - `lease`: [`Lease`], several ordered calls on one object across awaits;
 //! - `shutdown`: the bounded shutdown and its report;
 //! - `error`: [`WorkerError`].
 
@@ -16,6 +17,7 @@ mod builder;
 mod error;
 mod handle;
 mod interrupt;
+mod lease;
 mod mailbox;
 mod pool;
 mod shutdown;
@@ -24,4 +26,5 @@ mod thread;
 pub use builder::{AfterPanic, WorkerBuilder, WorkerPoolBuilder};
 pub use error::WorkerError;
 pub use handle::Worker;
+pub use lease::Lease;
 pub use pool::WorkerPool;

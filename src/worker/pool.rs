@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::lease::{self, Lease};
 use super::mailbox::{Mailbox, Sender};
 use super::{shutdown, WorkerError, WorkerPoolBuilder};
 
@@ -251,6 +252,43 @@ impl<T: 'static> WorkerPool<T> {
         }
         let call = self.call(f);
         crate::block_on(call).unwrap_or_else(|err| Err(WorkerError::facade(&self.inner.name, err)))
+    }
+
+    /// Takes a [`Lease`] on one worker of the pool (the least loaded): it pins that
+    /// member for the lease's calls while the others keep serving. See
+    /// [`Worker::lease`](crate::Worker::lease).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pool = async_bridge::WorkerPool::builder("accounts")
+    ///     .workers(2)
+    ///     .spawn(|| Ok::<_, std::io::Error>(Vec::<u32>::new()))?;
+    /// let mut lease = pool.lease().await?;
+    /// let pinned = lease.call(|_| std::thread::current().name().unwrap().to_owned()).await?;
+    /// // The other member keeps serving while the lease is held.
+    /// let other = pool.call(|_| std::thread::current().name().unwrap().to_owned()).await?;
+    /// assert_ne!(pinned, other);
+    /// lease.finish().await?;
+    /// # Ok::<(), async_bridge::WorkerError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::lease`](crate::Worker::lease).
+    #[track_caller]
+    pub fn lease(&self) -> impl Future<Output = Result<Lease<T>, WorkerError>> + Send {
+        let link = self.route();
+        let shared = link.shared();
+        lease::lease(
+            shared,
+            link.clone(),
+            Location::caller(),
+            shared.lease_limit,
+            shared.release_hook.clone(),
+        )
     }
 
     /// Shuts every worker down, waiting at most `grace` in all, and reports over the
