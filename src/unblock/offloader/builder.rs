@@ -44,7 +44,7 @@ impl OffloaderBuilder {
     }
 
     /// Fails a call that has not finished within `after`, waiting plus running, with
-    /// [`is_timeout`](OffloadError::is_timeout), and cancels its token. Must not be zero.
+    /// [`is_timeout`](crate::OffloadError::is_timeout), and cancels its token. Must not be zero.
     /// The runtime must have timers enabled.
     pub fn timeout(mut self, after: Duration) -> Self {
         self.timeout = Some(after);

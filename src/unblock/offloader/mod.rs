@@ -39,9 +39,9 @@ use crate::shutdown::ShutdownReport;
 ///
 /// At most `max_concurrency` closures of the lane run at once, however many callers
 /// there are; up to `max_queue` more callers wait, in FIFO order and without holding a
-/// thread; callers beyond that get an [`is_rejected`](OffloadError::is_rejected) error at
+/// thread; callers beyond that get an [`is_rejected`](crate::OffloadError::is_rejected) error at
 /// once. An optional timeout covers waiting plus running. Panics come back as
-/// [`is_panic`](OffloadError::is_panic) errors with their payload.
+/// [`is_panic`](crate::OffloadError::is_panic) errors with their payload.
 ///
 /// Clones share one lane. Dropping the last clone never blocks and never panics: queued
 /// calls still run. Use [`shutdown`](Self::shutdown) to stop a lane with a bound.
@@ -168,7 +168,7 @@ impl Offloader {
     ///
     /// # Errors
     ///
-    /// An [`OffloadError`]: the closure panicked, the call timed out, the queue was full,
+    /// An [`OffloadError`](crate::OffloadError): the closure panicked, the call timed out, the queue was full,
     /// the lane is shut down, or there is no runtime to run on.
     #[track_caller]
     pub fn run<F, T>(&self, f: F) -> OffloadCall<T>
@@ -241,7 +241,7 @@ impl Offloader {
 
     /// Shuts the lane down, waiting at most `grace` for running closures.
     ///
-    /// New calls fail with [`is_shutdown`](OffloadError::is_shutdown), and so do the calls
+    /// New calls fail with [`is_shutdown`](crate::OffloadError::is_shutdown), and so do the calls
     /// still queued; tokens of running closures are cancelled. Closures still running
     /// when `grace` ends are named in the report by call site and left to finish on
     /// their own (no thread is killed). Every clone of the lane sees the shutdown.
