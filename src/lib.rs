@@ -118,6 +118,7 @@ mod bridge;
 pub mod clock;
 mod compute;
 mod error;
+mod interrupt;
 mod job;
 mod lane;
 mod origin;

@@ -309,3 +309,59 @@ fn bad_configuration_is_an_error() {
     assert!(err.is_config(), "{err}");
     assert!(err.to_string().contains("different type"), "{err}");
 }
+
+/// A connected client whose server never answers, and the listener that keeps it so.
+fn stuck_client() -> (TcpStream, TcpStream, TcpListener) {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(silent.local_addr().unwrap()).unwrap();
+    let socket = client.try_clone().unwrap();
+    (client, socket, silent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_call_carries_its_own_interrupter_fired_when_its_caller_goes_away() {
+    let lane = async_bridge::Offloader::builder("clients")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
+    let (mut client, socket, _silent) = stuck_client();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let stuck = tokio::spawn(lane.run_with_interrupter(
+        move |_| {
+            started_tx.send(()).unwrap();
+            client.read(&mut [0; 16])
+        },
+        move || {
+            let _ = socket.shutdown(Shutdown::Both);
+        },
+    ));
+    started_rx.await.unwrap();
+    stuck.abort();
+    let _ = stuck.await;
+    // The lane's only slot is free again: the read returned when its socket was shut.
+    assert_eq!(lane.run(|| 5).await.unwrap(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_shutdown_interrupts_running_calls_and_reports_them() {
+    let lane = async_bridge::Offloader::builder("clients").build().unwrap();
+    let (mut client, socket, _silent) = stuck_client();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let stuck = tokio::spawn(lane.run_with_interrupter(
+        move |_| {
+            started_tx.send(()).unwrap();
+            client.read(&mut [0; 16])
+        },
+        move || {
+            let _ = socket.shutdown(Shutdown::Both);
+        },
+    ));
+    started_rx.await.unwrap();
+    let report = lane.shutdown(Duration::from_secs(30)).await;
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(report.interrupted().len(), 1, "{report}");
+    assert!(report.interrupted()[0].stopped_within_grace());
+    // The read saw its socket shut (end of stream or an error), and returned.
+    let read = stuck.await.unwrap().unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}

@@ -11,6 +11,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::{Entry, Lane};
+use crate::interrupt::Interrupter;
 use crate::job::Reply;
 use crate::origin::Site;
 use crate::unblock::OffloadError;
@@ -42,6 +43,8 @@ use crate::unblock::OffloadError;
 #[must_use = "futures do nothing unless polled"]
 pub struct OffloadCall<T> {
     lane: Arc<Lane>,
+    /// The call's id, for its interrupter.
+    id: u64,
     /// The call's job, until it is admitted on the first poll.
     entry: Option<Entry>,
     reply: Reply<T>,
@@ -58,9 +61,24 @@ impl<T> OffloadCall<T> {
         F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (entry, reply) = lane.pair(site, cancellable, f);
+        Self::with_interrupter(lane, site, cancellable, None, f)
+    }
+
+    pub(crate) fn with_interrupter<F>(
+        lane: &Arc<Lane>,
+        site: Site,
+        cancellable: bool,
+        interrupter: Option<Interrupter>,
+        f: F,
+    ) -> Self
+    where
+        F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (entry, reply, id) = lane.pair(site, cancellable, interrupter, f);
         OffloadCall {
             lane: Arc::clone(lane),
+            id,
             entry: Some(entry),
             reply,
             sleep: None,
@@ -97,6 +115,7 @@ impl<T> OffloadCall<T> {
             self.lane.forget_queued();
         } else {
             self.reply.cancel();
+            self.lane.interrupt(self.id);
         }
     }
 }

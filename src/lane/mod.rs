@@ -47,9 +47,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use call::OffloadCall;
 
+use crate::interrupt::{self, Interrupter};
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
-use crate::shutdown::ShutdownReport;
+use crate::shutdown::{InterruptedCall, ShutdownReport};
 use crate::timer::{self, Deadline};
 use crate::unblock::{OffloadError, Stats};
 
@@ -116,6 +117,8 @@ pub(super) struct State {
     pub(super) closed: bool,
     /// What each drainer slot is running now, by call site.
     pub(super) sites: Vec<Option<Site>>,
+    /// Each drainer slot's interrupt slot: which call runs there, and its interrupter.
+    pub(super) interrupts: Vec<Arc<interrupt::Slot>>,
     pub(super) free_slots: Vec<usize>,
 }
 
@@ -143,7 +146,7 @@ pub(super) struct Entry {
 }
 
 /// A type-erased job; its argument is the drainer's bookkeeping, run before the reply.
-type RunJob = Box<dyn FnOnce(&mut dyn FnMut(Ran)) + Send>;
+type RunJob = Box<dyn FnOnce(&interrupt::Slot, &mut dyn FnMut(Ran)) + Send>;
 
 impl Entry {
     fn site(&self) -> Site {
@@ -178,8 +181,15 @@ impl Lane {
         }
     }
 
-    /// Makes a call's job: the entry to admit and the caller's reply.
-    pub(super) fn pair<F, T>(&self, site: Site, cancellable: bool, f: F) -> (Entry, Reply<T>)
+    /// Makes a call's job: the entry to admit and the caller's reply, and the call's id
+    /// for interrupts.
+    pub(super) fn pair<F, T>(
+        &self,
+        site: Site,
+        cancellable: bool,
+        interrupter: Option<Interrupter>,
+        f: F,
+    ) -> (Entry, Reply<T>, u64)
     where
         F: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
         T: Send + 'static,
@@ -187,13 +197,27 @@ impl Lane {
         let token = cancellable.then(|| self.shutdown.child_token());
         let origin = Origin::new(self.kind, Some(Arc::clone(&self.name)), site);
         let (ticket, reply) = job::pair_queued(origin, token);
+        let id = interrupt::next_id();
         let entry = Entry {
             claim: ticket.claim_handle(),
-            run: Box::new(move |done: &mut dyn FnMut(Ran)| {
-                ticket.run_and(f, done);
+            run: Box::new(move |slot: &interrupt::Slot, done: &mut dyn FnMut(Ran)| {
+                ticket.run_and(
+                    |token| slot.run_with(id, interrupter.as_ref(), || f(token)),
+                    done,
+                );
             }),
         };
-        (entry, reply)
+        (entry, reply, id)
+    }
+
+    /// Interrupts call `id` where it runs, if it has an interrupter.
+    pub(super) fn interrupt(&self, id: u64) {
+        let slots = self.state.lock().interrupts.clone();
+        for slot in slots {
+            if slot.interrupt(id) {
+                return;
+            }
+        }
     }
 
     /// An error of this lane.
@@ -272,6 +296,19 @@ impl Lane {
         self.wake.notify_all(); // idle drainers give their threads back
         drop(tickets); // outside the lock: fails their callers with `is_shutdown`
         self.shutdown.cancel();
+        // Running calls that carry an interrupter: which slot, the call, its site.
+        let interrupted: Vec<(Arc<interrupt::Slot>, u64, Site)> = {
+            let state = self.state.lock();
+            state
+                .interrupts
+                .iter()
+                .zip(&state.sites)
+                .filter_map(|(slot, site)| Some((Arc::clone(slot), (*site)?)))
+                .collect::<Vec<_>>()
+        }
+        .into_iter()
+        .filter_map(|(slot, site)| slot.interrupt_running().map(|id| (slot, id, site)))
+        .collect();
         let mut deadline = pin!(Deadline::new(grace));
         loop {
             let idle = self.idle.notified();
@@ -291,6 +328,12 @@ impl Lane {
             self.counters.finished() - finished_before,
             abandoned,
             still_running,
+        )
+        .with_interrupted(
+            interrupted
+                .into_iter()
+                .map(|(slot, id, site)| InterruptedCall::new(site, slot.running() != id))
+                .collect(),
         )
     }
 
@@ -341,12 +384,15 @@ impl Lane {
             state.starting += 1;
             let slot = state.free_slots.pop().unwrap_or_else(|| {
                 state.sites.push(None);
+                state.interrupts.push(Arc::default());
                 state.sites.len() - 1
             });
+            let interrupts = Arc::clone(&state.interrupts[slot]);
             drop(state);
             let drainer = Drainer {
                 lane: Arc::clone(self),
                 slot,
+                interrupts,
                 started: false,
                 released: false,
             };
@@ -478,6 +524,8 @@ impl Lane {
 struct Drainer {
     lane: Arc<Lane>,
     slot: usize,
+    /// The slot's interrupt slot.
+    interrupts: Arc<interrupt::Slot>,
     /// Its thread has run: it no longer counts as `starting`.
     started: bool,
     released: bool,
@@ -509,7 +557,7 @@ impl Drainer {
                     return;
                 }
             };
-            (entry.run)(&mut |ran| next = lane.done(slot, ran));
+            (entry.run)(&self.interrupts, &mut |ran| next = lane.done(slot, ran));
         }
     }
 }

@@ -6,12 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::interrupt::TakeInterrupter;
 use super::lease::ReleaseHook;
 use super::mailbox::{Mailbox, Sender, Settings};
 use super::thread::{self, Starting};
 use super::{Worker, WorkerError, WorkerPool};
 use crate::error::ConfigError;
+use crate::interrupt::TakeInterrupter;
 
 /// What a worker does with its object after a call panicked.
 ///

@@ -37,8 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::{cause, Cause};
 use super::lease::ReleaseHook;
+use super::thread;
 use super::WorkerError;
-use super::{interrupt, thread};
+use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin};
 use crate::timer;
@@ -123,8 +124,6 @@ pub(crate) struct Mailbox<T> {
     pub(crate) release_hook: Option<ReleaseHook<T>>,
     /// Which call runs now, and the object's interrupter.
     pub(crate) interrupt: Arc<interrupt::Slot>,
-    /// Ids for calls, for the interrupt slot (0 is "none").
-    ids: AtomicU64,
     state: Mutex<State<T>>,
     /// Wakes the worker thread: a call was queued, the last sender left, or shutdown.
     wake: Condvar,
@@ -199,7 +198,6 @@ impl<T: 'static> Mailbox<T> {
             lease_limit: settings.lease_limit,
             release_hook: settings.release_hook,
             interrupt: Arc::default(),
-            ids: AtomicU64::new(1),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 dead: 0,
@@ -274,7 +272,7 @@ impl<T: 'static> Mailbox<T> {
         R: Send + 'static,
     {
         let token = cancellable.then(|| self.shutdown.child_token());
-        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let id = interrupt::next_id();
         self.make_call(
             link,
             site,

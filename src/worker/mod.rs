@@ -8,7 +8,6 @@
 //! - `pool`: [`WorkerPool`];
 //! - `thread`: the worker's thread (maker, calls, panic policy, the object's drop) and
 //!   which worker group the current thread belongs to;
-//! - `interrupt`: the interrupter taken from the object, and which call it may stop;
 //! - `lease`: [`Lease`], several ordered calls on one object across awaits;
 //! - `shutdown`: the bounded shutdown and its report;
 //! - `error`: [`WorkerError`].
@@ -16,7 +15,6 @@
 mod builder;
 mod error;
 mod handle;
-mod interrupt;
 mod lease;
 mod mailbox;
 mod pool;

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use super::error::{cause, Cause, RebuildFailed};
-use super::interrupt::TakeInterrupter;
 use super::mailbox::{Closed, Mailbox};
 use super::{AfterPanic, WorkerError};
 use crate::error::ConfigError;
+use crate::interrupt::TakeInterrupter;
 use crate::job::{self, Ran};
 
 /// Builds the worker's object, on its thread.

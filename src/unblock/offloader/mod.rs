@@ -227,6 +227,70 @@ impl Offloader {
         })
     }
 
+    /// As [`run_cancellable`](Self::run_cancellable), with an interrupter for this call:
+    /// when the call is given up while `f` runs (its caller dropped the future, it timed
+    /// out, or the lane shuts down), the lane fires `interrupter` from the cancelling
+    /// side, to stop `f` where a token cannot reach it: `shutdown` a clone of the socket
+    /// a legacy client is stuck reading, `kill` a child process. It never runs on `f`'s
+    /// thread, never once `f` has returned, and is fired again every few milliseconds
+    /// until `f` returns (so it must be cheap and harmless when repeated).
+    ///
+    /// # When not to use it
+    ///
+    /// When `f` can check its token between steps, the token is enough. For a legacy
+    /// object that lives on one thread, build a [`Worker`](crate::Worker) with an
+    /// [`interrupter`](crate::WorkerBuilder::interrupter) instead: it is taken once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::net::{Shutdown, TcpListener, TcpStream};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let silent = TcpListener::bind("127.0.0.1:0")?; // accepts, never answers
+    /// let mut client = TcpStream::connect(silent.local_addr()?)?;
+    /// let socket = client.try_clone()?;
+    /// let lane = async_bridge::Offloader::builder("legacy-client")
+    ///     .timeout(Duration::from_millis(50))
+    ///     .build()?;
+    /// let err = lane
+    ///     .run_with_interrupter(
+    ///         move |_| client.read(&mut [0; 64]), // stuck until the socket is shut
+    ///         move || {
+    ///             let _ = socket.shutdown(Shutdown::Both);
+    ///         },
+    ///     )
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.is_timeout());
+    /// // The read returned when its socket was shut: the lane's slot is free again.
+    /// assert_eq!(lane.run(|| 1).await?, 1);
+    /// # drop(silent);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    #[track_caller]
+    pub fn run_with_interrupter<F, T, I>(&self, f: F, interrupter: I) -> OffloadCall<T>
+    where
+        F: FnOnce(&CancellationToken) -> T + Send + 'static,
+        T: Send + 'static,
+        I: Fn() + Send + Sync + 'static,
+    {
+        OffloadCall::with_interrupter(
+            &self.lane,
+            Location::caller(),
+            true,
+            Some(Arc::new(interrupter)),
+            move |token| f(token.expect("a cancellable job always has a token")),
+        )
+    }
+
     /// A snapshot of the lane's counters.
     ///
     /// # Examples

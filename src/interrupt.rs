@@ -1,11 +1,12 @@
-//! Stopping a running call from the cancelling side: the interrupter a worker takes from
-//! its object, and the slot that says which call it may interrupt.
+//! Stopping a running call from the cancelling side: the interrupter (a worker's, taken
+//! from its object, or one given with a lane call), and the slot that says which call
+//! it may interrupt. A worker has one slot; a lane has one per drainer.
 //!
 //! # Invariants
 //!
-//! 1. `running` names the call whose closure is executing on the worker's thread, and
+//! 1. `running` names the call whose closure is executing on the slot's thread, and
 //!    only between the closure's start and its return (or unwind): it is set and
-//!    cleared under the slot's lock, by the worker's thread.
+//!    cleared under the slot's lock, by that thread.
 //! 2. The interrupter fires only under the same lock and only when `running` is the id
 //!    of the call being given up: a call that has returned is never interrupted, and a
 //!    later call is never interrupted for an earlier one.
@@ -29,6 +30,13 @@ pub(crate) type Interrupter = Arc<dyn Fn() + Send + Sync>;
 /// Takes an interrupter from the object, on the worker's thread.
 pub(crate) type TakeInterrupter<T> = Arc<dyn Fn(&T) -> Interrupter + Send + Sync>;
 
+/// A fresh call id (0 is "none").
+pub(crate) fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    IDS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Which call runs now on a worker's thread, and how to interrupt it.
 #[derive(Default)]
 pub(crate) struct Slot {
@@ -50,14 +58,33 @@ impl Slot {
 
     /// Runs call `id`'s closure, marking it as the one an interrupt may stop.
     pub(crate) fn run<R>(&self, id: u64, f: impl FnOnce() -> R) -> R {
-        struct Clear<'a>(&'a Slot);
+        self.run_with(id, None, f)
+    }
+
+    /// As [`run`](Self::run), with an interrupter of this call's own (a lane call's) in
+    /// place of the slot's while it runs.
+    pub(crate) fn run_with<R>(
+        &self,
+        id: u64,
+        own: Option<&Interrupter>,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        struct Clear<'a>(&'a Slot, Option<Option<Interrupter>>);
         impl Drop for Clear<'_> {
             fn drop(&mut self) {
-                self.0.inner.lock().running = 0;
+                let mut state = self.0.inner.lock();
+                state.running = 0;
+                if let Some(previous) = self.1.take() {
+                    state.fire = previous;
+                }
             }
         }
-        self.inner.lock().running = id;
-        let _clear = Clear(self);
+        let previous = {
+            let mut state = self.inner.lock();
+            state.running = id;
+            own.map(|own| std::mem::replace(&mut state.fire, Some(Arc::clone(own))))
+        };
+        let _clear = Clear(self, previous);
         f()
     }
 
