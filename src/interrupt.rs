@@ -82,7 +82,7 @@ impl Slot {
         let previous = {
             let mut state = self.inner.lock();
             state.running = id;
-            own.map(|own| std::mem::replace(&mut state.fire, Some(Arc::clone(own))))
+            own.map(|own| state.fire.replace(Arc::clone(own)))
         };
         let _clear = Clear(self, previous);
         f()
