@@ -54,12 +54,15 @@ use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{self, Poll};
+use std::time::Instant;
 
 use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::Context;
+use crate::ledger;
 use crate::origin::Origin;
 use crate::seam;
 use crate::trace;
@@ -118,6 +121,8 @@ fn pair_with<T>(
     queued: bool,
 ) -> (Ticket<T>, Reply<T>) {
     let participant = seam::enter_job(&origin, queued);
+    let context = Context::capture();
+    let paired = ledger::is_enabled().then(Instant::now);
     let cell = Arc::new(Cell {
         starter: participant.as_ref().map(|p| p.starter()),
         origin,
@@ -131,6 +136,8 @@ fn pair_with<T>(
             cell: Arc::clone(&cell),
             replied: false,
             participant,
+            context,
+            paired,
         },
         Reply { cell },
     )
@@ -231,6 +238,10 @@ pub(crate) struct Ticket<T> {
     /// The job's entry in the virtual-time harness's ledger, if it was submitted under
     /// one; dropped (leaving the ledger) only after the reply is delivered.
     participant: Option<seam::Participant>,
+    /// What the job carries from its submitter (task-locals, the caller's span).
+    context: Option<Box<Context>>,
+    /// When it was paired, for the ledger's queue wait (only while the ledger is on).
+    paired: Option<Instant>,
 }
 
 impl<T: Send + 'static> Ticket<T> {
@@ -265,13 +276,24 @@ impl<T> Ticket<T> {
             before_reply(Ran::Skipped);
             return Ran::Skipped;
         }
-        let _span = trace::job(&self.cell.origin);
+        let context = self.context.take();
+        let _span = trace::job(&self.cell.origin, context.as_ref().and_then(|c| c.span()));
+        let started = self.paired.map(|_| Instant::now());
         let cancel = self.cell.cancel.as_ref();
         let run = || panic::catch_unwind(AssertUnwindSafe(|| f(cancel)));
-        let result = match &self.participant {
+        let work = || match &self.participant {
             Some(participant) => participant.run(run),
             None => run(),
         };
+        let result = match context {
+            Some(context) => context.enter(work),
+            None => work(),
+        };
+        if let (Some(paired), Some(started)) = (self.paired, started) {
+            let origin = &self.cell.origin;
+            let (waited, ran) = (started - paired, started.elapsed());
+            ledger::record(origin.kind, origin.site, waited, ran, false);
+        }
         let (ran, outcome) = match result {
             Ok(value) => (Ran::Completed, Outcome::Completed(value)),
             Err(payload) => (Ran::Panicked, Outcome::Panicked(payload)),
@@ -337,7 +359,7 @@ impl<T> Reply<T> {
 impl<T> Future for Reply<T> {
     type Output = Outcome<T>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Outcome<T>> {
         let cell = &self.cell;
         if cell.state.load(Ordering::Acquire) != DONE {
             cell.waker.register(cx.waker());

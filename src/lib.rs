@@ -117,10 +117,12 @@ mod blocking;
 mod bridge;
 pub mod clock;
 mod compute;
+pub mod context;
 mod error;
 mod interrupt;
 mod job;
 mod lane;
+pub mod ledger;
 mod origin;
 mod seam;
 mod shutdown;
@@ -142,11 +144,26 @@ pub use bridge::{CallError, Offloaded};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use lane::OffloadCall;
+pub use ledger::{Crossing, Ledger};
 pub use shutdown::{InterruptedCall, ShutdownReport};
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
 pub use worker::{
     AfterPanic, Lease, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder,
 };
+
+/// A snapshot of the migration ledger: every crossing of the bridge by call site, while
+/// [`ledger::enable`] is on. See [`ledger`](mod@ledger).
+///
+/// # Examples
+///
+/// ```
+/// async_bridge::ledger::enable();
+/// async_bridge::block_on(async {}).unwrap();
+/// assert!(async_bridge::ledger().total() >= 1);
+/// ```
+pub fn ledger() -> Ledger {
+    ledger::snapshot()
+}
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests (they
 /// use the `test-util` harness, so they run with `--all-features`).

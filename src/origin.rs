@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub(crate) type Site = &'static Location<'static>;
 
 /// Which kind of crossing a piece of work is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     /// `unblock` on tokio's blocking pool.
     Unblock,

@@ -14,11 +14,35 @@ pub(crate) type Entered = tracing::span::EnteredSpan;
 #[cfg(not(feature = "tracing"))]
 pub(crate) struct Entered;
 
-/// Enters the span of a job that is about to run on this thread.
+/// The span current where work was submitted: the parent of the work's own span.
+#[cfg(feature = "tracing")]
+pub(crate) struct Parent(tracing::Span);
+
+/// The span current where work was submitted: there is none without `tracing`.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct Parent(std::convert::Infallible);
+
+impl Parent {
+    /// The current span, unless there is none (or it is disabled).
+    #[inline]
+    pub(crate) fn current() -> Option<Parent> {
+        #[cfg(feature = "tracing")]
+        return Some(tracing::Span::current())
+            .filter(|span| !span.is_none())
+            .map(Parent);
+        #[cfg(not(feature = "tracing"))]
+        None
+    }
+}
+
+/// Enters the span of a job that is about to run on this thread, as a child of the span
+/// current where it was submitted (so the legacy code's own events land in the caller's
+/// trace), or a root span when there was none.
 #[inline]
-pub(crate) fn job(origin: &Origin) -> Entered {
+pub(crate) fn job(origin: &Origin, parent: Option<&Parent>) -> Entered {
     #[cfg(feature = "tracing")]
     return tracing::debug_span!(
+        parent: parent.map_or_else(tracing::Span::none, |p| p.0.clone()).id(),
         "async_bridge::job",
         kind = origin.kind.as_str(),
         name = origin.name.as_deref().unwrap_or(""),
@@ -27,7 +51,7 @@ pub(crate) fn job(origin: &Origin) -> Entered {
     .entered();
     #[cfg(not(feature = "tracing"))]
     {
-        let _ = origin;
+        let _ = (origin, parent);
         Entered
     }
 }

@@ -28,7 +28,9 @@ use super::error::{CURRENT_THREAD, NO_BLOCKING_HERE};
 use super::park;
 use super::portal::{self, Portal};
 use super::BlockOnError;
+use crate::origin::Kind;
 use crate::{seam, trace};
+use std::time::Duration;
 
 /// Runs `future` to completion on the calling thread through `portal` (the global one
 /// when `None`), or says why it cannot.
@@ -60,14 +62,16 @@ pub(crate) fn enter<F: Future>(
     };
     let caller = context::caller();
     // A facade entered from async code blocks that runtime thread: a watchdog finding,
-    // even where it is allowed to run.
-    let watched = crate::watchdog::is_running()
+    // even where it is allowed to run, and a ledger entry that says so.
+    let counted = crate::ledger::is_enabled();
+    let from_async = (counted || crate::watchdog::is_running())
         && match caller {
             Caller::Plain => false,
             Caller::Runtime => context::drives_a_scheduler(),
             Caller::CurrentThreadDriver => true,
         };
-    let start = watched.then(std::time::Instant::now);
+    let watched = from_async && crate::watchdog::is_running();
+    let start = (watched || counted).then(std::time::Instant::now);
     let result = match caller {
         Caller::Plain => panic::catch_unwind(AssertUnwindSafe(run))
             .map_err(|payload| BlockOnError::panic(origin, payload)),
@@ -92,7 +96,13 @@ pub(crate) fn enter<F: Future>(
         Caller::CurrentThreadDriver => Err(BlockOnError::would_deadlock(origin, CURRENT_THREAD)),
     };
     if let Some(start) = start {
-        crate::watchdog::record_blocking_facade(site, start.elapsed());
+        let took = start.elapsed();
+        if watched {
+            crate::watchdog::record_blocking_facade(site, took);
+        }
+        if counted {
+            crate::ledger::record(Kind::Facade, site, Duration::ZERO, took, from_async);
+        }
     }
     result
 }

@@ -1,0 +1,140 @@
+//! The migration ledger (issue 14): every crossing counted by kind and call site, facades
+//! entered from async code told apart, a stable text form and a baseline check.
+
+use std::panic::Location;
+
+use async_bridge::{block_on, compute, ledger, unblock, ComputePool, Offloader, Worker};
+
+/// The crossing of `kind` at `site`, in a fresh snapshot.
+fn at(kind: &str, site: &Location<'_>) -> Option<async_bridge::Crossing> {
+    async_bridge::ledger()
+        .crossings()
+        .iter()
+        .find(|c| {
+            c.kind() == kind && c.site().file() == site.file() && c.site().line() == site.line()
+        })
+        .cloned()
+}
+
+#[track_caller]
+fn here() -> &'static Location<'static> {
+    Location::caller()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_is_counted_at_its_call_site() {
+    ledger::enable();
+    let lane = Offloader::builder("lane").build().unwrap();
+    let pool = ComputePool::builder("pool").threads(1).build().unwrap();
+    let worker = Worker::builder("worker")
+        .spawn(|| Ok::<_, std::io::Error>(()))
+        .unwrap();
+    let mut sites = Vec::new();
+    for _ in 0..3 {
+        let (s, f) = (here(), unblock(|| ()));
+        f.await;
+        sites.push(("unblock", s));
+        let (s, f) = (here(), lane.run(|| ()));
+        f.await.unwrap();
+        sites.push(("offload", s));
+        let (s, f) = (here(), compute(|| ()));
+        f.await;
+        sites.push(("compute", s));
+        let (s, f) = (here(), pool.run(|| ()));
+        f.await.unwrap();
+        sites.push(("compute", s));
+        let (s, f) = (here(), worker.call(|_| ()));
+        f.await.unwrap();
+        sites.push(("worker", s));
+    }
+    for (kind, site) in &sites[..5] {
+        let crossing = at(kind, site).unwrap_or_else(|| panic!("no {kind} at {site}"));
+        assert_eq!(crossing.count(), 3, "{kind} at {site}");
+        assert!(crossing.run_time().1 <= crossing.run_time().0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facade_entered_from_async_code_is_told_apart() {
+    ledger::enable();
+    // From a task on a runtime worker: blocks that executor thread.
+    let from_task = tokio::spawn(async {
+        let site = here();
+        block_on(async {}).unwrap();
+        site
+    })
+    .await
+    .unwrap();
+    // From a blocking-pool thread: what facades are for.
+    let from_blocking = unblock(|| {
+        let site = here();
+        block_on(async {}).unwrap();
+        site
+    })
+    .await;
+    // From a plain thread.
+    let from_plain = std::thread::spawn(|| {
+        let site = here();
+        block_on(async {}).unwrap();
+        site
+    })
+    .join()
+    .unwrap();
+    let line_after = |site: &'static Location<'static>| {
+        // The facade call is on the line after `here()`.
+        async_bridge::ledger()
+            .crossings()
+            .iter()
+            .find(|c| {
+                c.kind() == "facade"
+                    && c.site().file() == site.file()
+                    && c.site().line() == site.line() + 1
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no facade after {site}"))
+    };
+    assert_eq!(line_after(from_task).from_async(), 1);
+    assert_eq!(line_after(from_blocking).from_async(), 0);
+    assert_eq!(line_after(from_plain).from_async(), 0);
+}
+
+#[test]
+fn a_run_is_checked_against_a_committed_baseline() {
+    ledger::enable();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for _ in 0..2 {
+        rt.block_on(unblock(|| ()));
+    }
+    let run = async_bridge::ledger();
+    let text = run.to_text();
+    // The stable form: kind, file:line, count; sorted.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("unblock\ttests/ledger.rs:"))
+        .expect("the unblock line");
+    assert_eq!(line.split('\t').count(), 3);
+    let mut sorted: Vec<&str> = text.lines().collect();
+    sorted.sort_unstable();
+    assert_eq!(sorted, text.lines().collect::<Vec<_>>());
+    // Against its own text: no change. Against a baseline that had fewer crossings there:
+    // it grew. Against one without that site: it is new. Shrinking is progress.
+    assert!(run.check_against(&text).is_ok());
+    let (key, count) = line.rsplit_once('\t').unwrap();
+    let count: u64 = count.parse().unwrap();
+    let fewer = text.replace(line, &format!("{key}\t{}", count - 1));
+    let err = run.check_against(&fewer).unwrap_err();
+    assert!(
+        err.contains("grown crossing: unblock at tests/ledger.rs:"),
+        "{err}"
+    );
+    let without = text.replace(&format!("{line}\n"), "");
+    let err = run.check_against(&without).unwrap_err();
+    assert!(
+        err.contains("new crossing: unblock at tests/ledger.rs:"),
+        "{err}"
+    );
+    let more = text.replace(line, &format!("{key}\t{}", count + 100));
+    assert!(run.check_against(&format!("# baseline\n\n{more}")).is_ok());
+    // The table names every site.
+    assert!(run.to_string().contains("tests/ledger.rs:"));
+}
