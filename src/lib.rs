@@ -126,6 +126,7 @@ pub mod ledger;
 mod origin;
 mod seam;
 mod shutdown;
+mod stats;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
@@ -146,7 +147,8 @@ pub use error::ConfigError;
 pub use lane::OffloadCall;
 pub use ledger::{Crossing, Ledger};
 pub use shutdown::{InterruptedCall, ShutdownReport};
-pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
+pub use stats::{Percentiles, Stats};
+pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Unblock};
 pub use worker::{
     AfterPanic, Lease, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder,
 };

@@ -492,7 +492,14 @@ fn a_call_whose_drainer_the_shut_down_runtime_refuses_fails_instead_of_hanging()
         assert!(err.is_cancelled(), "{err}");
     }
     assert_eq!(ran.load(Ordering::SeqCst), 0);
-    assert_eq!(lane.stats(), Stats::default()); // nothing left queued or running
+    // Nothing left queued or running, nothing ran; both calls were submitted.
+    let stats = lane.stats();
+    assert_eq!(
+        (stats.queued, stats.running, stats.completed),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.submitted, 2);
 }
 
 #[test]

@@ -35,9 +35,9 @@ mod call;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::{self, Either};
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -51,8 +51,9 @@ use crate::interrupt::{self, Interrupter};
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
 use crate::shutdown::{InterruptedCall, ShutdownReport};
+use crate::stats::{Counters, Stats};
 use crate::timer::{self, Deadline};
-use crate::unblock::{OffloadError, Stats};
+use crate::unblock::OffloadError;
 
 /// How long an idle blocking-pool drainer keeps its thread, waiting for the next call.
 /// (Rayon drainers do not linger: an idle rayon thread should steal other work.)
@@ -122,23 +123,10 @@ pub(super) struct State {
     pub(super) free_slots: Vec<usize>,
 }
 
-#[derive(Default)]
-pub(super) struct Counters {
-    pub(super) completed: AtomicU64,
-    pub(super) panicked: AtomicU64,
-    pub(super) rejected: AtomicU64,
-    pub(super) timed_out: AtomicU64,
-    pub(super) cancelled: AtomicU64,
-}
-
-impl Counters {
-    pub(super) fn finished(&self) -> u64 {
-        self.completed.load(Ordering::Relaxed) + self.panicked.load(Ordering::Relaxed)
-    }
-}
-
 /// A job on its way through the lane.
 pub(super) struct Entry {
+    /// When it was admitted, for the queue-wait distribution.
+    admitted: Instant,
     /// Claimed by a drainer, or withdrawn by its caller: exactly one wins.
     claim: Arc<dyn Claim>,
     /// Runs the job, calling the drainer's bookkeeping before the caller sees the outcome.
@@ -199,6 +187,7 @@ impl Lane {
         let (ticket, reply) = job::pair_queued(origin, token);
         let id = interrupt::next_id();
         let entry = Entry {
+            admitted: Instant::now(),
             claim: ticket.claim_handle(),
             run: Box::new(move |slot: &interrupt::Slot, done: &mut dyn FnMut(Ran)| {
                 ticket.run_and(
@@ -273,16 +262,7 @@ impl Lane {
             let state = self.state.lock();
             (state.queued, state.running)
         };
-        let c = &self.counters;
-        Stats {
-            queued,
-            running,
-            completed: c.completed.load(Ordering::Relaxed),
-            panicked: c.panicked.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            timed_out: c.timed_out.load(Ordering::Relaxed),
-            cancelled: c.cancelled.load(Ordering::Relaxed),
-        }
+        self.counters.snapshot(queued, running)
     }
 
     /// Stops admission, fails the queue, cancels running tokens, waits at most `grace`.
@@ -355,10 +335,13 @@ impl Lane {
         entry: Entry,
         handle: Option<Handle>,
     ) -> Result<(), OffloadError> {
+        let mut entry = entry;
+        entry.admitted = Instant::now();
         let mut state = self.state.lock();
         if state.closed {
             return Err(self.error(OffloadError::shutdown));
         }
+        Counters::bump(&self.counters.submitted);
         // Entries queued beyond those that idle or starting drainers will take at once.
         let waiting = state.queued.saturating_sub(state.idle + state.starting);
         if state.queued < state.idle + state.starting {
@@ -416,7 +399,7 @@ impl Lane {
             Ok(())
         } else {
             drop(state);
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            Counters::bump(&self.counters.rejected);
             Err(self.error(|k, n| OffloadError::rejected(k, n, self.max_queue)))
         }
     }
@@ -427,7 +410,7 @@ impl Lane {
         let mut state = self.state.lock();
         let mut lingered = false;
         loop {
-            if let Some(entry) = Self::pop(&mut state, slot) {
+            if let Some(entry) = self.pop(&mut state, slot) {
                 return Some(entry);
             }
             if state.closed || lingered || matches!(self.runner, Runner::Rayon(_)) {
@@ -448,9 +431,10 @@ impl Lane {
     }
 
     /// Takes the first live entry of the queue for the drainer in `slot`.
-    fn pop(state: &mut State, slot: usize) -> Option<Entry> {
+    fn pop(&self, state: &mut State, slot: usize) -> Option<Entry> {
         while let Some(entry) = state.queue.pop_front() {
             if entry.claim.claim() {
+                self.counters.queue_wait.record(entry.admitted.elapsed());
                 state.queued -= 1;
                 state.running += 1;
                 state.sites[slot] = Some(entry.site());
@@ -487,16 +471,12 @@ impl Lane {
 
     /// Bookkeeping for a closure that ended, done before its caller sees the outcome,
     /// and, under the same lock, the next entry for the drainer in `slot` if one waits.
-    fn done(&self, slot: usize, ran: Ran) -> Option<Entry> {
+    fn done(&self, slot: usize, ran: Ran, took: Duration) -> Option<Entry> {
         // Counted first: whoever sees `running` drop (shutdown) sees this count too.
-        match ran {
-            Ran::Completed => self.counters.completed.fetch_add(1, Ordering::Relaxed),
-            Ran::Panicked => self.counters.panicked.fetch_add(1, Ordering::Relaxed),
-            Ran::Skipped => 0,
-        };
+        self.counters.ran(ran, took);
         let mut state = self.state.lock();
         state.sites[slot] = None;
-        let next = Self::pop(&mut state, slot);
+        let next = self.pop(&mut state, slot);
         self.end_running(&mut state);
         next
     }
@@ -511,6 +491,7 @@ impl Lane {
 
     /// A caller gave up on an entry that was still queued: free its place.
     pub(super) fn forget_queued(&self) {
+        Counters::bump(&self.counters.withdrawn);
         let mut state = self.state.lock();
         state.queued -= 1;
         // Withdrawn entries stay in the deque until popped; compact when they dominate.
@@ -545,7 +526,7 @@ impl Drainer {
         let mut next = {
             let mut state = lane.state.lock();
             state.starting -= 1;
-            Lane::pop(&mut state, slot)
+            lane.pop(&mut state, slot)
         };
         // Its entry may have been withdrawn meanwhile: then it serves the queue, or
         // lingers and leaves.
@@ -557,7 +538,10 @@ impl Drainer {
                     return;
                 }
             };
-            (entry.run)(&self.interrupts, &mut |ran| next = lane.done(slot, ran));
+            let started = Instant::now();
+            (entry.run)(&self.interrupts, &mut |ran| {
+                next = lane.done(slot, ran, started.elapsed());
+            });
         }
     }
 }

@@ -9,4 +9,4 @@ mod offloader;
 pub use error::OffloadError;
 pub use function::unblock;
 pub use io::Unblock;
-pub use offloader::{Offloader, OffloaderBuilder, Stats};
+pub use offloader::{Offloader, OffloaderBuilder};

@@ -262,6 +262,29 @@ impl<T: 'static> Worker<T> {
         crate::block_on(call).unwrap_or_else(|err| Err(WorkerError::facade(&shared.name, err)))
     }
 
+    /// A snapshot of the worker's counters, in the [`Stats`](crate::Stats) shape every
+    /// handle shares (`rejected` stays 0: a mailbox makes callers wait, it does not turn
+    /// them away).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let w = async_bridge::Worker::builder("stats").spawn(|| Ok::<_, std::io::Error>(()))?;
+    /// w.call(|_| ()).await?;
+    /// let _ = w.call(|_| panic!("boom")).await;
+    /// let stats = w.stats();
+    /// assert_eq!((stats.submitted, stats.completed, stats.panicked), (2, 1, 1));
+    /// assert_eq!((stats.queued, stats.running), (0, 0));
+    /// # Ok::<(), async_bridge::WorkerError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        let shared = self.shared();
+        let (queued, running) = shared.now();
+        shared.counters.snapshot(queued, running)
+    }
+
     /// Takes a [`Lease`]: exclusive, ordered access to the object across several calls
     /// with awaits in between (a transaction, say). Resolves once the lease holds the
     /// object: callers before it in the mailbox have run, callers after it wait until it

@@ -42,6 +42,7 @@ use super::WorkerError;
 use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin};
+use crate::stats::Counters;
 use crate::timer;
 
 use crate::origin::Site;
@@ -57,6 +58,8 @@ type RunCall<T> =
 
 /// A call on its way to the worker's thread.
 pub(crate) struct Envelope<T> {
+    /// When it entered the queue, for the queue-wait distribution.
+    admitted: Instant,
     /// Claimed by the worker, or withdrawn by the caller: exactly one wins.
     claim: Arc<dyn Claim>,
     run: RunCall<T>,
@@ -134,8 +137,8 @@ pub(crate) struct Mailbox<T> {
     load: AtomicUsize,
     /// The parent of every call's token; cancelled by `shutdown`.
     pub(crate) shutdown: CancellationToken,
-    /// Calls that returned or panicked.
-    finished: AtomicU64,
+    /// Every call's outcome and timings, for `stats()`.
+    pub(crate) counters: Counters,
     /// Calls pushed into the queue, ever: what an idle worker watches while it spins.
     pushes: AtomicU64,
     /// Set once the mailbox is closed, for routing without the lock.
@@ -212,7 +215,7 @@ impl<T: 'static> Mailbox<T> {
             senders: AtomicUsize::new(0),
             load: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
-            finished: AtomicU64::new(0),
+            counters: Counters::default(),
             pushes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -235,7 +238,7 @@ impl<T: 'static> Mailbox<T> {
     }
 
     pub(crate) fn finished(&self) -> u64 {
-        self.finished.load(Ordering::Relaxed)
+        self.counters.finished()
     }
 
     /// True once the mailbox admits no more calls (shut down or stopped).
@@ -318,6 +321,7 @@ impl<T: 'static> Mailbox<T> {
         let origin = Origin::new(kind, Some(Arc::clone(&self.name)), site);
         let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
+            admitted: Instant::now(),
             claim: ticket.claim_handle(),
             run: Box::new(
                 move |object: &RefCell<Option<T>>,
@@ -456,6 +460,7 @@ impl<T: 'static> Mailbox<T> {
     fn claim_queued(&self, state: &mut MutexGuard<'_, State<T>>) -> Option<Envelope<T>> {
         while let Some(envelope) = state.queue.pop_front() {
             if envelope.claim.claim() {
+                self.counters.queue_wait.record(envelope.admitted.elapsed());
                 state.running = Some(envelope.claim.origin().site);
                 let woken = self.grant(state);
                 MutexGuard::unlocked(state, || wake_all(woken));
@@ -474,11 +479,16 @@ impl<T: 'static> Mailbox<T> {
         }
     }
 
-    /// Counts a call that ran.
-    pub(crate) fn count(&self, ran: Ran) {
-        if ran != Ran::Skipped {
-            self.finished.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts a call that ran for `took` (or was skipped).
+    pub(crate) fn count(&self, ran: Ran, took: Duration) {
+        self.counters.ran(ran, took);
+    }
+
+    /// The current numbers: (queued, running).
+    pub(crate) fn now(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        let queued = state.queue.len() - state.dead + state.waiters.len();
+        (queued, usize::from(state.running.is_some()))
     }
 
     /// The worker thread has ended (its object is dropped): fails anything left and
@@ -584,7 +594,9 @@ impl<T: 'static, R> Call<T, R> {
         if self.waiter.take().is_some() {
             state.reserved -= 1;
         }
-        let envelope = self.envelope.take().expect("admitted twice");
+        let mut envelope = self.envelope.take().expect("admitted twice");
+        envelope.admitted = Instant::now();
+        Counters::bump(&shared.counters.submitted);
         if state.running.is_none() && state.queue.len() == state.dead {
             // The worker is idle and nothing is ahead: the call runs without time passing,
             // so under the virtual-time harness it holds the clock from now on.
@@ -621,6 +633,7 @@ impl<T: 'static, R> Call<T, R> {
         } else if self.envelope.is_none() {
             let mut state = shared.state.lock();
             if self.reply.withdraw() {
+                Counters::bump(&shared.counters.withdrawn);
                 state.dead += 1;
                 // Withdrawn entries stay queued until popped; compact when they dominate.
                 if state.dead > shared.capacity.max(64) {
@@ -710,6 +723,7 @@ impl<T: 'static, R> Call<T, R> {
             return Poll::Pending;
         }
         self.settled = true;
+        Counters::bump(&self.shared.counters.timed_out);
         self.give_up();
         self.envelope = None;
         let after = self.shared.timeout.unwrap_or_default();
@@ -721,7 +735,13 @@ impl<T: 'static, R> Drop for Call<T, R> {
     fn drop(&mut self) {
         self.shared.load.fetch_sub(1, Ordering::Relaxed);
         if !self.settled {
+            // Read before giving up (as a lane's call does): a withdrawn call that the
+            // worker drops right after is done too, and was still cancelled.
+            let finished = self.reply.is_done();
             self.give_up();
+            if !finished && self.envelope.is_none() {
+                Counters::bump(&self.shared.counters.cancelled);
+            }
         }
     }
 }

@@ -254,6 +254,36 @@ impl<T: 'static> WorkerPool<T> {
         crate::block_on(call).unwrap_or_else(|err| Err(WorkerError::facade(&self.inner.name, err)))
     }
 
+    /// A snapshot of the pool's counters, summed over its workers (percentiles over all
+    /// their calls); see [`Worker::stats`](crate::Worker::stats).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pool = async_bridge::WorkerPool::builder("stats").workers(2).spawn(|| Ok::<_, std::io::Error>(()))?;
+    /// for _ in 0..4 {
+    ///     pool.call(|_| ()).await?;
+    /// }
+    /// assert_eq!(pool.stats().completed, 4);
+    /// # Ok::<(), async_bridge::WorkerError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        let (mut queued, mut running) = (0, 0);
+        let counters: Vec<_> = self
+            .inner
+            .workers
+            .iter()
+            .map(|link| {
+                let (q, r) = link.shared().now();
+                (queued, running) = (queued + q, running + r);
+                &link.shared().counters
+            })
+            .collect();
+        crate::stats::Counters::merged(&counters, queued, running)
+    }
+
     /// Takes a [`Lease`] on one worker of the pool (the least loaded): it pins that
     /// member for the lease's calls while the others keep serving. See
     /// [`Worker::lease`](crate::Worker::lease).

@@ -116,8 +116,9 @@ fn serve<T: 'static>(
     let mut claimed = None;
     while let Some(envelope) = claimed.take().or_else(|| shared.next()) {
         let mut broken = false;
+        let started = std::time::Instant::now();
         envelope.run(&object, &shared.interrupt, &mut |ran| {
-            shared.count(ran);
+            shared.count(ran, started.elapsed());
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
                 // (a lock file, a device, an exclusive connection).

@@ -34,6 +34,7 @@ pub use builder::OffloaderBuilder;
 use crate::lane::{Lane, OffloadCall};
 use crate::origin::Site;
 use crate::shutdown::ShutdownReport;
+use crate::stats::Stats;
 
 /// A named lane onto tokio's blocking pool, with limits.
 ///
@@ -76,43 +77,6 @@ use crate::shutdown::ShutdownReport;
 #[must_use = "an Offloader does nothing unless called"]
 pub struct Offloader {
     lane: Arc<Lane>,
-}
-
-/// A snapshot of a lane's counters, from [`Offloader::stats`].
-///
-/// `queued` and `running` are the current numbers; the others count since the lane was
-/// built.
-///
-/// # Examples
-///
-/// ```
-/// use async_bridge::Offloader;
-///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let lane = Offloader::builder("stats").build().unwrap();
-/// lane.run(|| ()).await.unwrap();
-/// let _ = lane.run(|| panic!("boom")).await;
-/// let stats = lane.stats();
-/// assert_eq!((stats.completed, stats.panicked, stats.running), (1, 1, 0));
-/// # });
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Callers waiting for a slot now.
-    pub queued: usize,
-    /// Closures running now.
-    pub running: usize,
-    /// Closures that returned.
-    pub completed: u64,
-    /// Closures that panicked.
-    pub panicked: u64,
-    /// Calls turned away because the queue was full.
-    pub rejected: u64,
-    /// Calls that timed out, waiting or running.
-    pub timed_out: u64,
-    /// Calls whose caller went away (dropped the future) before they finished.
-    pub cancelled: u64,
 }
 
 impl Offloader {

@@ -1,0 +1,213 @@
+//! [`Stats`]: the one shape every handle reports, and the lock-free histogram behind its
+//! percentiles.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A snapshot of a handle's counters: the same shape for an
+/// [`Offloader`](crate::Offloader), a [`ComputePool`](crate::ComputePool), a
+/// [`Worker`](crate::Worker), a [`WorkerPool`](crate::WorkerPool) and a
+/// [`Portal`](crate::Portal).
+///
+/// `queued` and `running` are the current numbers; the others count since the handle
+/// was built. Counters are updated before the caller sees its answer, so they are exact
+/// when the caller looks. A call is counted once by how it ended for its *closure*
+/// (`completed`, `panicked`, or never run: `withdrawn`, `rejected`, abandoned by a
+/// shutdown); `timed_out` and `cancelled` count what the *callers* did, so a call whose
+/// caller timed out while it ran also counts as `completed` when it returns.
+///
+/// # Examples
+///
+/// ```
+/// use async_bridge::Offloader;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let lane = Offloader::builder("stats").build().unwrap();
+/// lane.run(|| ()).await.unwrap();
+/// let _ = lane.run(|| panic!("boom")).await;
+/// let stats = lane.stats();
+/// assert_eq!((stats.submitted, stats.completed, stats.panicked, stats.running), (2, 1, 1, 0));
+/// assert!(stats.run_time.max >= stats.run_time.p50);
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls submitted (admitted, or turned away at admission).
+    pub submitted: u64,
+    /// Callers waiting to start now.
+    pub queued: usize,
+    /// Closures running now.
+    pub running: usize,
+    /// Closures that returned.
+    pub completed: u64,
+    /// Closures that panicked.
+    pub panicked: u64,
+    /// Calls that left the queue before they started, because their caller gave up
+    /// (dropped the future, or timed out): their closures never ran.
+    pub withdrawn: u64,
+    /// Calls turned away at once because the queue was full (or, for a portal, because
+    /// blocking there would deadlock).
+    pub rejected: u64,
+    /// Calls whose caller got a timeout, waiting or running.
+    pub timed_out: u64,
+    /// Calls whose caller went away (dropped the future) before they finished, waiting
+    /// or running.
+    pub cancelled: u64,
+    /// How long calls waited to start (admission to claim).
+    pub queue_wait: Percentiles,
+    /// How long closures ran.
+    pub run_time: Percentiles,
+}
+
+/// A distribution's p50, p90, p99 and maximum, from a log-scale histogram (each
+/// percentile is the upper bound of its bucket: within a factor of 2, never below).
+///
+/// # Examples
+///
+/// ```
+/// let p = async_bridge::Percentiles::default();
+/// assert_eq!(p.max, std::time::Duration::ZERO);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Percentiles {
+    /// Half of the samples are at most this.
+    pub p50: Duration,
+    /// 90% of the samples are at most this.
+    pub p90: Duration,
+    /// 99% of the samples are at most this.
+    pub p99: Duration,
+    /// The largest sample.
+    pub max: Duration,
+}
+
+/// Buckets of powers of two nanoseconds: bucket `i` holds samples below `2^i` ns.
+const BUCKETS: usize = 48;
+
+/// A lock-free histogram of durations.
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; BUCKETS],
+    max: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub(crate) fn record(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = (64 - nanos.leading_zeros() as usize).min(BUCKETS - 1);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.max.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// Adds `other`'s samples into `into` (a plain array), for merging several handles.
+    pub(crate) fn add_to(&self, into: &mut [u64; BUCKETS], max: &mut u64) {
+        for (sum, bucket) in into.iter_mut().zip(&self.buckets) {
+            *sum += bucket.load(Ordering::Relaxed);
+        }
+        *max = (*max).max(self.max.load(Ordering::Relaxed));
+    }
+}
+
+/// The percentiles of merged bucket counts.
+pub(crate) fn percentiles(counts: &[u64; BUCKETS], max: u64) -> Percentiles {
+    let total: u64 = counts.iter().sum();
+    let at = |q: u64| -> Duration {
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = (total * q).div_ceil(100).max(1);
+        let mut seen = 0;
+        for (i, &n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let upper = if i == 0 { 0 } else { (1u64 << i) - 1 };
+                return Duration::from_nanos(upper.min(max));
+            }
+        }
+        Duration::from_nanos(max)
+    };
+    Percentiles {
+        p50: at(50),
+        p90: at(90),
+        p99: at(99),
+        max: Duration::from_nanos(max),
+    }
+}
+
+/// The counters every handle keeps, updated before the caller sees its answer.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) panicked: AtomicU64,
+    pub(crate) withdrawn: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    pub(crate) queue_wait: Histogram,
+    pub(crate) run_time: Histogram,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Closures that returned or panicked.
+    pub(crate) fn finished(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed) + self.panicked.load(Ordering::Relaxed)
+    }
+
+    /// Counts a closure that ended after `took`.
+    pub(crate) fn ran(&self, ran: crate::job::Ran, took: Duration) {
+        match ran {
+            crate::job::Ran::Completed => Self::bump(&self.completed),
+            crate::job::Ran::Panicked => Self::bump(&self.panicked),
+            crate::job::Ran::Skipped => return,
+        }
+        self.run_time.record(took);
+    }
+
+    /// The snapshot, with the current `queued` and `running` given.
+    pub(crate) fn snapshot(&self, queued: usize, running: usize) -> Stats {
+        Self::merged(&[self], queued, running)
+    }
+
+    /// The snapshot of several handles' counters together (a pool's workers).
+    pub(crate) fn merged(all: &[&Counters], queued: usize, running: usize) -> Stats {
+        let sum = |f: fn(&Counters) -> &AtomicU64| {
+            all.iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        let merge = |f: fn(&Counters) -> &Histogram| {
+            let (mut counts, mut max) = ([0; BUCKETS], 0);
+            for c in all {
+                f(c).add_to(&mut counts, &mut max);
+            }
+            percentiles(&counts, max)
+        };
+        Stats {
+            submitted: sum(|c| &c.submitted),
+            queued,
+            running,
+            completed: sum(|c| &c.completed),
+            panicked: sum(|c| &c.panicked),
+            withdrawn: sum(|c| &c.withdrawn),
+            rejected: sum(|c| &c.rejected),
+            timed_out: sum(|c| &c.timed_out),
+            cancelled: sum(|c| &c.cancelled),
+            queue_wait: merge(|c| &c.queue_wait),
+            run_time: merge(|c| &c.run_time),
+        }
+    }
+}
