@@ -23,13 +23,11 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::task::AtomicWaker;
-use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -37,9 +35,10 @@ use super::error::{cause, Cause};
 use super::thread;
 use super::WorkerError;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
-use crate::origin::{Kind, Origin};
-
-use crate::origin::Site;
+use crate::origin::{Kind, Origin, Site};
+use crate::sync::{
+    self, AtomicBool, AtomicU64, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard,
+};
 
 /// How long an idle worker thread stays awake for the next call before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
@@ -374,10 +373,7 @@ impl<T: 'static> Mailbox<T> {
 
     /// Waits, awake but yielding, until a call is pushed or [`SPIN`] has passed.
     fn spin(&self, seen: u64) {
-        let start = Instant::now();
-        while self.pushes.load(Ordering::Acquire) == seen && start.elapsed() < SPIN {
-            std::thread::yield_now();
-        }
+        sync::spin_while(SPIN, || self.pushes.load(Ordering::Acquire) == seen);
     }
 
     /// Counts a call that ran.
@@ -385,6 +381,17 @@ impl<T: 'static> Mailbox<T> {
         if ran != Ran::Skipped {
             self.finished.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// For the loom models: the queue, the withdrawn count, the reserved slots and the
+    /// line of waiters are all empty.
+    #[cfg(all(test, async_bridge_loom))]
+    pub(super) fn assert_drained(&self) {
+        let state = self.state.lock();
+        assert!(state.queue.is_empty(), "calls left in the queue");
+        assert_eq!(state.dead, 0, "withdrawn calls miscounted");
+        assert_eq!(state.reserved, 0, "slots left reserved");
+        assert!(state.waiters.is_empty(), "waiters left in line");
     }
 
     /// The worker thread has ended (its object is dropped): fails anything left and

@@ -14,6 +14,8 @@
 mod builder;
 mod error;
 mod handle;
+#[cfg(all(test, async_bridge_loom))]
+mod loom;
 mod mailbox;
 mod pool;
 mod shutdown;

@@ -26,17 +26,17 @@
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
+use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard};
 use crate::unblock::OffloadError;
 
 /// How long an idle drainer keeps its thread, waiting for the next call.

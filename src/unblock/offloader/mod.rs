@@ -23,6 +23,8 @@
 mod builder;
 mod call;
 mod lane;
+#[cfg(all(test, async_bridge_loom))]
+mod loom;
 
 use std::fmt;
 use std::panic::Location;
@@ -295,14 +297,7 @@ impl Offloader {
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let lane = &self.lane;
         let finished_before = lane.counters.finished();
-        let (abandoned, tickets) = {
-            let mut state = lane.state.lock();
-            state.closed = true;
-            lane::Lane::abandon_queue(&mut state)
-        };
-        lane.wake.notify_all(); // idle drainers give their threads back
-        drop(tickets); // outside the lock: fails their callers with `is_shutdown`
-        lane.shutdown.cancel();
+        let abandoned = close(lane);
         let mut deadline = pin!(Deadline::new(grace));
         loop {
             let idle = lane.idle.notified();
@@ -345,4 +340,19 @@ impl fmt::Debug for Offloader {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// Shutdown's first step, on its own for the loom models: stops admission, abandons the
+/// queue (its callers fail with `is_shutdown`), lets idle drainers go and cancels the
+/// lane's tokens. Returns how many queued calls were abandoned.
+fn close(lane: &Lane) -> usize {
+    let (abandoned, tickets) = {
+        let mut state = lane.state.lock();
+        state.closed = true;
+        Lane::abandon_queue(&mut state)
+    };
+    lane.wake.notify_all(); // idle drainers give their threads back
+    drop(tickets); // outside the lock: fails their callers with `is_shutdown`
+    lane.shutdown.cancel();
+    abandoned
 }
