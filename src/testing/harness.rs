@@ -21,6 +21,9 @@ use tokio::time::Instant;
 use crate::origin::Origin;
 use crate::sync::{self, Condvar, Mutex};
 
+#[cfg(all(test, async_bridge_loom))]
+mod loom;
+
 pub(crate) struct Harness {
     handle: Handle,
     start: Instant,
