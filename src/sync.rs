@@ -241,8 +241,9 @@ mod loom_impl {
         spawn_blocking(handle, f);
     }
 
-    /// loom has no time: a spin of any length is one yield (other threads may run) and
-    /// one look at `busy`, whose answer is ignored, as a spin that ran out would.
+    /// loom has no time: a spin is one yield (other threads may run) and one look at
+    /// `busy`, whose answer is ignored, as a spin that ran out would (the caller looks
+    /// at its state again either way).
     pub(crate) fn spin_while(_limit: Duration, mut busy: impl FnMut() -> bool) {
         loom::thread::yield_now();
         let _ = busy();

@@ -36,9 +36,12 @@ use super::thread;
 use super::WorkerError;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
-use crate::sync::{
-    self, AtomicBool, AtomicU64, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard,
-};
+// The statistics (`load`, `finished`) and the spin's push count are std atomics in every
+// build: they are not part of the state machine, and the loom models do not need their
+// interleavings.
+use std::sync::atomic::AtomicU64;
+
+use crate::sync::{self, AtomicBool, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard};
 
 /// How long an idle worker thread stays awake for the next call before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
@@ -93,7 +96,7 @@ pub(crate) struct Mailbox<T> {
     /// and its queue is empty.
     senders: AtomicUsize,
     /// Calls routed here and not yet over, for a pool's least-loaded routing.
-    load: AtomicUsize,
+    load: std::sync::atomic::AtomicUsize,
     /// The parent of every call's token; cancelled by `shutdown`.
     pub(crate) shutdown: CancellationToken,
     /// Calls that returned or panicked.
@@ -163,7 +166,7 @@ impl<T: 'static> Mailbox<T> {
             }),
             wake: Condvar::new(),
             senders: AtomicUsize::new(0),
-            load: AtomicUsize::new(0),
+            load: std::sync::atomic::AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             finished: AtomicU64::new(0),
             pushes: AtomicU64::new(0),

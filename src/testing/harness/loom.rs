@@ -40,11 +40,17 @@ fn assert_consistent(harness: &Harness) {
         let ledger = harness.ledger.lock();
         let holding = ledger.entries.values().filter(|e| e.holds).count();
         assert_eq!(ledger.active, holding, "active miscounted");
-        assert!(ledger.active == 0 || ledger.holder, "active participants, no holder");
+        assert!(
+            ledger.active == 0 || ledger.holder,
+            "active participants, no holder"
+        );
     }
     let (active, text) = harness.describe();
     let running = text.matches("running (holds the clock)").count();
-    assert_eq!(active, running, "describe: {active} active, listing:\n{text}");
+    assert_eq!(
+        active, running,
+        "describe: {active} active, listing:\n{text}"
+    );
 }
 
 /// After every participant left and every holder ended: nobody in the ledger, nobody
@@ -70,7 +76,11 @@ fn leave_vs_start_vs_check() {
         let harness = Harness::new(handle.clone(), Arc::new(AtomicU64::new(0)));
         let running = {
             let harness = Arc::clone(&harness);
-            thread::spawn(move || drop(harness.enter(origin(), false)))
+            thread::spawn(move || {
+                let participant = harness.enter(origin(), false);
+                assert_consistent(&harness); // while it holds the clock
+                drop(participant);
+            })
         };
         let queued = {
             let harness = Arc::clone(&harness);
@@ -78,6 +88,8 @@ fn leave_vs_start_vs_check() {
                 let participant = harness.enter(origin(), true);
                 participant.starter().start();
                 participant.starter().start(); // idempotent
+                thread::yield_now();
+                assert_consistent(&harness); // while it holds the clock
                 drop(participant);
             })
         };
@@ -107,11 +119,14 @@ fn suspend_resume_vs_enter_leave() {
                 let participant = harness.enter(origin(), false);
                 harness.suspend(participant.id());
                 harness.resume(participant.id());
+                thread::yield_now();
+                assert_consistent(&harness); // while it holds the clock
                 drop(participant);
             })
         };
         let participant = harness.enter(origin(), false);
-        assert_consistent(&harness);
+        thread::yield_now();
+        assert_consistent(&harness); // while it holds the clock
         drop(participant);
         waiter.join().unwrap();
         join_spawned();
