@@ -310,6 +310,13 @@ impl Lane {
     pub(super) fn forget_queued(&self) {
         let mut state = self.state.lock();
         state.queued -= 1;
+        // Until now `queued` counted this entry: a call admitted meanwhile may have seen
+        // no idle drainer free for it and been queued without a wake-up (found by the
+        // loom model `withdraw_vs_idle_drainer`). Wake one for it now.
+        if state.waking < state.queued.min(state.idle) {
+            state.waking += 1;
+            self.wake.notify_one();
+        }
         // Withdrawn entries stay in the deque until popped; compact when they dominate.
         if state.queue.len() > 2 * state.queued + 64 {
             state.queue.retain(|e| e.claim.is_waiting());

@@ -219,3 +219,61 @@ fn callers_vs_shutdown_linger_untimed() {
         TimedWait::Untimed,
     );
 }
+
+/// One drainer slot, the drainer made idle by a first call; then the main thread's call
+/// `c`, admitted and given up after a moment, against another caller's `b`, submitted
+/// meanwhile and awaited: the idle drainer runs `b`. The race it checks: `c` withdrawn
+/// (its claim lost) but its place not yet freed while the drainer skips it and goes
+/// idle, and `b` admitted in that window: `queued` still counts `c`, so `b` sees no
+/// drainer free and is queued without waking one; freeing `c`'s place must then wake
+/// the idle drainer for `b` (with the linger untimed, a missed wake-up is a deadlock;
+/// with a real timed linger it is a call left waiting for a whole `LINGER`).
+fn withdraw_vs_idle_drainer(name: &'static str, how: TimedWait) {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    set_timed_waits(how);
+    check(name, move || {
+        let lane = lane(&handle, 1, 2);
+        let log: Log = Arc::default();
+        assert_eq!(block_on(call(&lane, &log, 0)).unwrap(), 0);
+        let mut c = call(&lane, &log, 3);
+        let c_answered = poll_once(&mut c).is_ready();
+        let caller = {
+            let b = call(&lane, &log, 2);
+            thread::spawn(move || block_on(b))
+        };
+        thread::yield_now(); // gives up later, whatever ran meanwhile
+        drop(c);
+        assert_eq!(caller.join().unwrap().unwrap(), 2);
+        assert_eq!(close(&lane), 0);
+        join_spawned();
+        let log = log.lock().unwrap().clone();
+        assert!(
+            log.iter().filter(|&&x| x == 3).count() <= 1,
+            "ran twice: {log:?}"
+        );
+        if c_answered {
+            assert!(log.contains(&3), "answered without running");
+        }
+        let completed = lane.counters.completed.load(Ordering::Relaxed);
+        assert_eq!(completed, log.len() as u64, "completed miscounted");
+        assert_settled(&lane);
+    });
+    set_timed_waits(TimedWait::TimesOut);
+}
+
+#[test]
+fn withdraw_vs_idle_drainer_linger_times_out() {
+    withdraw_vs_idle_drainer(
+        "lane::withdraw_vs_idle_drainer (linger times out)",
+        TimedWait::TimesOut,
+    );
+}
+
+#[test]
+fn withdraw_vs_idle_drainer_linger_untimed() {
+    withdraw_vs_idle_drainer(
+        "lane::withdraw_vs_idle_drainer (linger untimed)",
+        TimedWait::Untimed,
+    );
+}
