@@ -1,6 +1,7 @@
 //! loom models of the job cell: claim, withdraw, abandon, reply and waker (the
-//! `# Invariants` of `job.rs`). Run with
-//! `RUSTFLAGS="--cfg async_bridge_loom" cargo test --release --lib loom`.
+//! `# Invariants` of `job.rs`). Run every model as `.ci/run` does:
+//! `RUSTFLAGS="--cfg async_bridge_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
+//! cargo test --release --features test-util --lib loom -- --nocapture`.
 //!
 //! Not modelled: the virtual-time participant (`seam`; none exists outside a harness,
 //! the ledger has its own model in `testing/harness/loom.rs`), tracing spans, and the
