@@ -52,22 +52,24 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{self, Poll};
 use std::time::Instant;
 
-use futures::task::AtomicWaker;
-use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::ledger;
 use crate::origin::Origin;
 use crate::seam;
+use crate::sync::{AtomicU8, AtomicWaker, Mutex};
 use crate::trace;
 
-pub(crate) use crate::seam::spawn_blocking;
+pub(crate) use crate::sync::spawn_blocking;
+
+#[cfg(all(test, async_bridge_loom))]
+mod loom;
 
 /// A panic payload, as `std::panic::catch_unwind` returns it.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;

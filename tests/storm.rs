@@ -1239,7 +1239,10 @@ fn storm(tr: &Arc<Tracker>, seed: u64, divisor: usize) -> Figures {
 }
 
 /// Every promise the accounting can check, over the calls of one storm: the broken ones.
-fn check(tr: &Tracker, figures: &Figures) -> Vec<String> {
+/// Checks the accounting of a storm; `exercised` also requires every kind of call and
+/// of outcome to have happened (the warm-up, a tenth of the size, may miss a rare one:
+/// with exact queue accounting, a rejection needs a queue that is really full).
+fn check(tr: &Tracker, figures: &Figures, exercised: bool) -> Vec<String> {
     let calls = figures.calls;
     let mut problems = std::mem::take(&mut *tr.problems.lock().unwrap());
     // counts[handle][outcome], and how many of each handle's closures ran.
@@ -1297,7 +1300,7 @@ fn check(tr: &Tracker, figures: &Figures) -> Vec<String> {
     let total: u64 = counts.iter().map(|c| c.iter().sum::<u64>()).sum();
     assert_eq!(total, calls as u64);
     // Each kind of call happened, and each kind of outcome.
-    for hd in HANDLES {
+    for hd in HANDLES.iter().copied().filter(|_| exercised) {
         assert!(
             counts[hd as usize][O::Ok as usize] > 0,
             "no call through {hd:?} succeeded"
@@ -1311,7 +1314,10 @@ fn check(tr: &Tracker, figures: &Figures) -> Vec<String> {
         O::Dropped,
     ] {
         let n: u64 = counts.iter().map(|c| c[o as usize]).sum();
-        assert!(n > 0, "no call ended {o:?}: the storm did not exercise it");
+        assert!(
+            !exercised || n > 0,
+            "no call ended {o:?}: the storm did not exercise it"
+        );
     }
     assert_eq!(figures.reports.len(), 2);
 
@@ -1400,7 +1406,7 @@ fn a_storm_of_mixed_calls_keeps_every_promise() {
     let warm = storm(&tr, seed ^ 0xabcd, WARM_UP_DIVISOR);
     let idle_threads = before.threads + globals;
     let base = sampler.wait_for(|r| r.threads <= idle_threads);
-    let mut problems = check(&tr, &warm);
+    let mut problems = check(&tr, &warm, false);
     assert!(
         base.threads <= idle_threads,
         "{base:?}: threads left after the warm-up"
@@ -1410,7 +1416,7 @@ fn a_storm_of_mixed_calls_keeps_every_promise() {
     let figures = storm(&tr, seed, 1);
     let (peak_threads, peak_rss, samples) = sampler.peaks();
     let after = sampler.wait_for(|r| r.threads <= idle_threads);
-    problems.extend(check(&tr, &figures));
+    problems.extend(check(&tr, &figures, true));
     eprintln!(
         "storm (seed {seed:#x}): {} calls in {:.1?} (warm-up: {} calls in {:.1?}); threads: {} before, \
          peak {peak_threads} of a bound of {bound}, {} after; VmRSS: {} KiB baseline, peak {peak_rss} KiB, \

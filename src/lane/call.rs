@@ -111,9 +111,7 @@ impl<T> OffloadCall<T> {
     /// Gives up on the call: a queued job is withdrawn (it never runs and its place is
     /// freed), a running one has its token cancelled.
     fn give_up(&self) {
-        if self.reply.withdraw() {
-            self.lane.forget_queued();
-        } else {
+        if !self.lane.withdraw(&self.reply) {
             self.reply.cancel();
             self.lane.interrupt(self.id);
         }

@@ -13,10 +13,11 @@
 //!    and gives its slot back (`release`) only after it finds the queue empty.
 //! 2. `queued` counts the live entries of `queue` (waiting, not withdrawn); `queue` may
 //!    also hold withdrawn entries, skipped when popped and compacted when they dominate.
-//!    A caller that withdraws decrements `queued` once (`forget_queued`), a drainer that
+//!    A caller that withdraws decrements `queued` once (`withdraw`), a drainer that
 //!    claims decrements it once (`pop`), a shutdown that abandons decrements it once
 //!    (`abandon_queue`): each entry's claim (see the job layer) lets exactly one of them
-//!    count it.
+//!    count it, and each does it under the lock in the same step as its claim, so
+//!    `queued` is exact whenever the lock is free.
 //! 3. At most `max_queue` entries wait beyond the idle drainers: a caller past that is
 //!    rejected at once, before anything is queued.
 //! 4. `running` counts entries claimed and not yet done; `sites[slot]` names what the
@@ -31,6 +32,8 @@
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
 
 mod call;
+#[cfg(all(test, async_bridge_loom))]
+mod loom;
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -40,7 +43,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{self, Either};
-use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +54,7 @@ use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
 use crate::shutdown::{InterruptedCall, ShutdownReport};
 use crate::stats::{Counters, Stats};
+use crate::sync::{Condvar, Mutex, MutexGuard};
 use crate::timer::{self, Deadline};
 use crate::unblock::OffloadError;
 
@@ -75,9 +78,17 @@ pub(crate) enum Runner {
     Rayon(rayon::ThreadPool),
 }
 
+#[cfg(not(all(test, async_bridge_loom)))]
 thread_local! {
     /// The lane whose drainer runs on this thread (its address), or 0.
     static DRAINING: Cell<usize> = const { Cell::new(0) };
+}
+
+// loom runs a model's threads on one OS thread: each needs a value of its own.
+#[cfg(all(test, async_bridge_loom))]
+::loom::thread_local! {
+    /// The lane whose drainer runs on this thread (its address), or 0.
+    static DRAINING: Cell<usize> = Cell::new(0);
 }
 
 /// The shared state of a lane.
@@ -265,17 +276,25 @@ impl Lane {
         self.counters.snapshot(queued, running)
     }
 
-    /// Stops admission, fails the queue, cancels running tokens, waits at most `grace`.
-    pub(crate) async fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        let finished_before = self.counters.finished();
+    /// Shutdown's first step: stops admission, fails the queue (outside the lock), wakes
+    /// idle drainers so they give their threads back, cancels running tokens. Returns
+    /// how many queued calls it abandoned.
+    pub(crate) fn close(&self) -> usize {
         let (abandoned, tickets) = {
             let mut state = self.state.lock();
             state.closed = true;
             Self::abandon_queue(&mut state)
         };
-        self.wake.notify_all(); // idle drainers give their threads back
-        drop(tickets); // outside the lock: fails their callers with `is_shutdown`
+        self.wake.notify_all();
+        drop(tickets);
         self.shutdown.cancel();
+        abandoned
+    }
+
+    /// Stops admission, fails the queue, cancels running tokens, waits at most `grace`.
+    pub(crate) async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let finished_before = self.counters.finished();
+        let abandoned = self.close();
         // Running calls that carry an interrupter: which slot, the call, its site.
         let interrupted: Vec<(Arc<interrupt::Slot>, u64, Site)> = {
             let state = self.state.lock();
@@ -489,15 +508,26 @@ impl Lane {
         }
     }
 
-    /// A caller gave up on an entry that was still queued: free its place.
-    pub(super) fn forget_queued(&self) {
-        Counters::bump(&self.counters.withdrawn);
+    /// A caller gives up on its call: withdraws it if it is still queued, freeing its
+    /// place, and says whether it did. Under the lane's lock, so that `queued` is exact
+    /// at every admission: a withdrawn entry counted until its caller came back for the
+    /// lock could turn a later caller away (found by the loom model
+    /// `callers_withdraw_then_shutdown` once admission queued a new drainer's first
+    /// entry; before that, the same window left a wake-up missed for one linger,
+    /// `withdraw_vs_idle_drainer`).
+    pub(super) fn withdraw<T>(&self, reply: &Reply<T>) -> bool {
         let mut state = self.state.lock();
+        if !reply.withdraw() {
+            return false;
+        }
         state.queued -= 1;
         // Withdrawn entries stay in the deque until popped; compact when they dominate.
         if state.queue.len() > 2 * state.queued + 64 {
             state.queue.retain(|e| e.claim.is_waiting());
         }
+        drop(state);
+        Counters::bump(&self.counters.withdrawn);
+        true
     }
 }
 

@@ -15,11 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use crate::origin::Origin;
+use crate::sync::{self, Condvar, Mutex};
+
+#[cfg(all(test, async_bridge_loom))]
+mod loom;
 
 pub(crate) struct Harness {
     handle: Handle,
@@ -140,7 +143,7 @@ impl Harness {
             ledger.holder = true;
             let harness = Arc::clone(self);
             // Its existence alone holds tokio's paused clock (from this very call).
-            drop(self.handle.spawn_blocking(move || harness.hold()));
+            sync::spawn_on_pool(&self.handle, move || harness.hold());
         }
     }
 

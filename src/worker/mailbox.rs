@@ -23,13 +23,11 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::task::AtomicWaker;
-use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Sleep;
@@ -41,11 +39,14 @@ use super::thread;
 use super::WorkerError;
 use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
-use crate::origin::{Kind, Origin};
+use crate::origin::{Kind, Origin, Site};
 use crate::stats::Counters;
 use crate::timer;
+// The spin's push count is a std atomic in every build: it is not part of the state
+// machine, and the loom models do not need its interleavings.
+use std::sync::atomic::AtomicU64;
 
-use crate::origin::Site;
+use crate::sync::{self, AtomicBool, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard};
 
 /// How long an idle worker thread stays awake for the next call before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
@@ -134,7 +135,7 @@ pub(crate) struct Mailbox<T> {
     /// and its queue is empty.
     senders: AtomicUsize,
     /// Calls routed here and not yet over, for a pool's least-loaded routing.
-    load: AtomicUsize,
+    load: std::sync::atomic::AtomicUsize,
     /// The parent of every call's token; cancelled by `shutdown`.
     pub(crate) shutdown: CancellationToken,
     /// Every call's outcome and timings, for `stats()`.
@@ -213,7 +214,7 @@ impl<T: 'static> Mailbox<T> {
             }),
             wake: Condvar::new(),
             senders: AtomicUsize::new(0),
-            load: AtomicUsize::new(0),
+            load: std::sync::atomic::AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             counters: Counters::default(),
             pushes: AtomicU64::new(0),
@@ -473,10 +474,7 @@ impl<T: 'static> Mailbox<T> {
 
     /// Waits, awake but yielding, until a call is pushed or [`SPIN`] has passed.
     fn spin(&self, seen: u64) {
-        let start = Instant::now();
-        while self.pushes.load(Ordering::Acquire) == seen && start.elapsed() < SPIN {
-            std::thread::yield_now();
-        }
+        sync::spin_while(SPIN, || self.pushes.load(Ordering::Acquire) == seen);
     }
 
     /// Counts a call that ran for `took` (or was skipped).
@@ -489,6 +487,17 @@ impl<T: 'static> Mailbox<T> {
         let state = self.state.lock();
         let queued = state.queue.len() - state.dead + state.waiters.len();
         (queued, usize::from(state.running.is_some()))
+    }
+
+    /// For the loom models: the queue, the withdrawn count, the reserved slots and the
+    /// line of waiters are all empty.
+    #[cfg(all(test, async_bridge_loom))]
+    pub(super) fn assert_drained(&self) {
+        let state = self.state.lock();
+        assert!(state.queue.is_empty(), "calls left in the queue");
+        assert_eq!(state.dead, 0, "withdrawn calls miscounted");
+        assert_eq!(state.reserved, 0, "slots left reserved");
+        assert!(state.waiters.is_empty(), "waiters left in line");
     }
 
     /// The worker thread has ended (its object is dropped): fails anything left and

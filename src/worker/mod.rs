@@ -16,6 +16,8 @@ mod builder;
 mod error;
 mod handle;
 mod lease;
+#[cfg(all(test, async_bridge_loom))]
+mod loom;
 mod mailbox;
 mod pool;
 mod shutdown;

@@ -103,7 +103,7 @@ impl<T: 'static> Drop for StopOnExit<'_, T> {
 }
 
 /// Runs the mailbox's calls until it is closed and empty, then drops the object here.
-fn serve<T: 'static>(
+pub(super) fn serve<T: 'static>(
     shared: &Mailbox<T>,
     object: T,
     mut maker: Maker<T>,
@@ -166,9 +166,17 @@ fn drop_quietly<T>(value: T) {
 
 static GROUPS: AtomicU64 = AtomicU64::new(1);
 
+#[cfg(not(all(test, async_bridge_loom)))]
 thread_local! {
     /// The group of the worker whose thread this is; 0 on any other thread.
     static GROUP: Cell<u64> = const { Cell::new(0) };
+}
+
+// loom runs a model's threads on one OS thread: each needs a value of its own.
+#[cfg(all(test, async_bridge_loom))]
+loom::thread_local! {
+    /// The group of the worker whose thread this is; 0 on any other thread.
+    static GROUP: Cell<u64> = Cell::new(0);
 }
 
 /// A fresh group id, for a worker or a pool: a thread of the group calling into it

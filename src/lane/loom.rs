@@ -1,0 +1,286 @@
+//! loom models of an `Offloader` lane: admission, drainers, linger, queue accounting
+//! and shutdown (the `# Invariants` of `lane/mod.rs`), driven through the real call future
+//! (`OffloadCall`) and the real shutdown step (`close`).
+//!
+//! Not modelled, and why:
+//! - tokio's blocking pool: a drainer runs on a loom thread (`sync::spawn_blocking`)
+//!   instead of `spawn_blocking`. A drainer dropped unrun by a runtime shutting down
+//!   (`Drainer::drop`) is therefore not modelled.
+//! - time: the linger (`Condvar::wait_for(LINGER)`) is either a wait that always times
+//!   out after letting every other thread run (`TimedWait::TimesOut`: the linger ending
+//!   at the worst moment, racing an admission to the idle drainer), or an untimed wait
+//!   that only a notification ends (`TimedWait::Untimed`: a lost notification is a
+//!   deadlock); each model runs under both. The lane's `timeout` needs tokio's timer and
+//!   is not modelled (a timed-out call gives up exactly as a dropped one, which is).
+//! - shutdown's wait for running closures (tokio's `Notify` and a deadline): the model
+//!   joins the drainers instead and then checks the counts.
+
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ::loom::future::block_on;
+use ::loom::thread;
+use tokio::runtime::Handle;
+
+use super::call::OffloadCall;
+use super::{Lane, Runner};
+use crate::sync::model::{check, join_spawned, set_timed_waits, TimedWait};
+
+/// What ran, in order.
+type Log = Arc<std::sync::Mutex<Vec<u32>>>;
+
+fn lane(handle: &Handle, max_concurrency: usize, max_queue: usize) -> Arc<Lane> {
+    let name = Arc::from("model");
+    let lane = Lane::new(
+        name,
+        max_concurrency,
+        max_queue,
+        None,
+        Runner::Blocking(Some(handle.clone())),
+    );
+    Arc::new(lane)
+}
+
+/// A call that appends `n` to the log and returns it.
+fn call(lane: &Arc<Lane>, log: &Log, n: u32) -> OffloadCall<u32> {
+    let log = Arc::clone(log);
+    OffloadCall::new(lane, Location::caller(), false, move |_| {
+        log.lock().unwrap().push(n);
+        n
+    })
+}
+
+/// Polls once (admission, and the reply if it is already in) with a waker that does
+/// nothing.
+fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    let waker = futures::task::noop_waker();
+    Pin::new(fut).poll(&mut Context::from_waker(&waker))
+}
+
+/// After every drainer has left: nothing queued, running or held, every slot free.
+fn assert_settled(lane: &Lane) {
+    let state = lane.state.lock();
+    assert_eq!(state.queued, 0, "queued did not return to 0");
+    assert_eq!(state.running, 0, "running did not return to 0");
+    assert_eq!(state.drainers, 0, "a drainer slot was not given back");
+    assert_eq!(state.idle, 0);
+    assert_eq!(state.starting, 0, "a drainer never started");
+    assert!(state.queue.is_empty(), "entries left in the queue");
+    assert!(
+        state.sites.iter().all(Option::is_none),
+        "a slot still names a site"
+    );
+}
+
+/// The answer of a call polled once already: the one it gave, or the one awaited now.
+fn finish<F: Future + Unpin>(fut: F, first: Poll<F::Output>) -> F::Output {
+    match first {
+        Poll::Ready(answer) => answer,
+        Poll::Pending => block_on(fut),
+    }
+}
+
+/// A runtime whose handle the lane is given (nothing is spawned on it in the models).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// One drainer slot, room for two queued calls; a caller that submits `a` then `b`
+/// without waiting and then awaits both, a third call polled once (admitted) and
+/// dropped by the main thread (withdrawn while queued, or its closure already claimed),
+/// then a shutdown once the caller has its answers: `a` runs before `b` (FIFO), both
+/// complete with their own value, each closure runs at
+/// most once and the dropped one never runs after its withdrawal, no call is lost or
+/// left waiting (loom reports a deadlock), the completed count is exactly the closures
+/// that ran, and `queued` returns to 0 with every entry counted once (a double count
+/// underflows, a missed one stays above 0), every drainer slot given back.
+fn callers_withdraw_then_shutdown(name: &'static str, how: TimedWait) {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    set_timed_waits(how);
+    check(name, move || {
+        let lane = lane(&handle, 1, 2);
+        let log: Log = Arc::default();
+        let caller = {
+            let (mut a, mut b) = (call(&lane, &log, 1), call(&lane, &log, 2));
+            thread::spawn(move || {
+                let a_now = poll_once(&mut a);
+                let b_now = poll_once(&mut b);
+                (finish(a, a_now).unwrap(), finish(b, b_now).unwrap())
+            })
+        };
+        let mut dropped = call(&lane, &log, 3);
+        let answered = poll_once(&mut dropped).is_ready();
+        thread::yield_now(); // gives up later, whatever ran meanwhile
+        drop(dropped);
+        assert_eq!(caller.join().unwrap(), (1, 2));
+        assert_eq!(
+            lane.close(),
+            0,
+            "nothing is queued once the callers have answers"
+        );
+        join_spawned();
+        let log = log.lock().unwrap().clone();
+        let at = |n| log.iter().position(|&x| x == n);
+        assert!(at(1) < at(2), "b ran before a: {log:?}");
+        for n in [1, 2, 3] {
+            assert!(
+                log.iter().filter(|&&x| x == n).count() <= 1,
+                "ran twice: {log:?}"
+            );
+        }
+        if answered {
+            assert!(log.contains(&3), "answered without running");
+        }
+        let completed = lane.counters.completed.load(Ordering::Relaxed);
+        assert_eq!(completed, log.len() as u64, "completed miscounted");
+        assert_settled(&lane);
+    });
+    set_timed_waits(TimedWait::TimesOut);
+}
+
+#[test]
+fn callers_withdraw_then_shutdown_linger_times_out() {
+    callers_withdraw_then_shutdown(
+        "lane::callers_withdraw_then_shutdown (linger times out)",
+        TimedWait::TimesOut,
+    );
+}
+
+#[test]
+fn callers_withdraw_then_shutdown_linger_untimed() {
+    callers_withdraw_then_shutdown(
+        "lane::callers_withdraw_then_shutdown (linger untimed)",
+        TimedWait::Untimed,
+    );
+}
+
+/// One drainer slot, room for one queued call; two callers each awaiting a call while
+/// the main thread shuts the lane down at any moment: each caller is answered exactly
+/// once, `Ok` with its value exactly when its closure ran, otherwise `is_shutdown` (not
+/// admitted, or abandoned in the queue) and its closure never runs; the shutdown's
+/// abandoned count is exactly the queued calls it failed; after the drainers leave,
+/// `queued` and `running` are 0 and every slot is free.
+fn callers_vs_shutdown(name: &'static str, how: TimedWait) {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    set_timed_waits(how);
+    check(name, move || {
+        let lane = lane(&handle, 1, 1);
+        let log: Log = Arc::default();
+        let callers: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|n| {
+                let call = call(&lane, &log, n);
+                thread::spawn(move || block_on(call))
+            })
+            .collect();
+        let abandoned = lane.close();
+        let answers: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+        join_spawned();
+        let log = log.lock().unwrap().clone();
+        let mut failed = 0;
+        for (n, answer) in (1..).zip(&answers) {
+            let ran = log.iter().filter(|&&x| x == n).count();
+            match answer {
+                Ok(value) => {
+                    assert_eq!(*value, n);
+                    assert_eq!(ran, 1, "answered Ok but ran {ran} times");
+                }
+                Err(err) => {
+                    assert!(err.is_shutdown(), "{err}");
+                    assert_eq!(ran, 0, "failed but ran");
+                    failed += 1;
+                }
+            }
+        }
+        assert!(
+            abandoned <= failed,
+            "abandoned {abandoned}, failed {failed}"
+        );
+        let completed = lane.counters.completed.load(Ordering::Relaxed);
+        assert_eq!(completed, log.len() as u64, "completed miscounted");
+        assert_settled(&lane);
+    });
+    set_timed_waits(TimedWait::TimesOut);
+}
+
+#[test]
+fn callers_vs_shutdown_linger_times_out() {
+    callers_vs_shutdown(
+        "lane::callers_vs_shutdown (linger times out)",
+        TimedWait::TimesOut,
+    );
+}
+
+#[test]
+fn callers_vs_shutdown_linger_untimed() {
+    callers_vs_shutdown(
+        "lane::callers_vs_shutdown (linger untimed)",
+        TimedWait::Untimed,
+    );
+}
+
+/// One drainer slot, the drainer made idle by a first call; then the main thread's call
+/// `c`, admitted and given up after a moment, against another caller's `b`, submitted
+/// meanwhile and awaited: the idle drainer runs `b`. The race it checks: `c` withdrawn
+/// (its claim lost) but its place not yet freed while the drainer skips it and goes
+/// idle, and `b` admitted in that window: `queued` still counts `c`, so `b` sees no
+/// drainer free and is queued without waking one; freeing `c`'s place must then wake
+/// the idle drainer for `b` (with the linger untimed, a missed wake-up is a deadlock;
+/// with a real timed linger it is a call left waiting for a whole `LINGER`).
+fn withdraw_vs_idle_drainer(name: &'static str, how: TimedWait) {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    set_timed_waits(how);
+    check(name, move || {
+        let lane = lane(&handle, 1, 2);
+        let log: Log = Arc::default();
+        assert_eq!(block_on(call(&lane, &log, 0)).unwrap(), 0);
+        let mut c = call(&lane, &log, 3);
+        let c_answered = poll_once(&mut c).is_ready();
+        let caller = {
+            let b = call(&lane, &log, 2);
+            thread::spawn(move || block_on(b))
+        };
+        thread::yield_now(); // gives up later, whatever ran meanwhile
+        drop(c);
+        assert_eq!(caller.join().unwrap().unwrap(), 2);
+        assert_eq!(lane.close(), 0);
+        join_spawned();
+        let log = log.lock().unwrap().clone();
+        assert!(
+            log.iter().filter(|&&x| x == 3).count() <= 1,
+            "ran twice: {log:?}"
+        );
+        if c_answered {
+            assert!(log.contains(&3), "answered without running");
+        }
+        let completed = lane.counters.completed.load(Ordering::Relaxed);
+        assert_eq!(completed, log.len() as u64, "completed miscounted");
+        assert_settled(&lane);
+    });
+    set_timed_waits(TimedWait::TimesOut);
+}
+
+#[test]
+fn withdraw_vs_idle_drainer_linger_times_out() {
+    withdraw_vs_idle_drainer(
+        "lane::withdraw_vs_idle_drainer (linger times out)",
+        TimedWait::TimesOut,
+    );
+}
+
+#[test]
+fn withdraw_vs_idle_drainer_linger_untimed() {
+    withdraw_vs_idle_drainer(
+        "lane::withdraw_vs_idle_drainer (linger untimed)",
+        TimedWait::Untimed,
+    );
+}

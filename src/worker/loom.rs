@@ -1,0 +1,170 @@
+//! loom models of the `Worker` mailbox: FIFO slots, the line of waiting callers,
+//! withdrawals, close, driven by the worker thread's real loop (`thread::serve`).
+//!
+//! Not modelled: the spin of an idle worker (`SPIN`; loom has no time, so a spin is one
+//! yield, see `sync::spin_while`), the object's maker and rebuild-after-panic (the
+//! models use `AfterPanic::Keep` and closures that do not panic), the OS thread and its
+//! start-up handshake (`thread::start`: the model starts the loop on a loom thread and
+//! calls `mark_stopped` after it, as `StopOnExit` does), and tokio's `Notify` that tells
+//! `shutdown` the thread ended (an opaque step).
+
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ::loom::future::block_on;
+use ::loom::thread;
+
+use super::mailbox::{Call, Closed, Mailbox, Sender};
+use super::thread::serve;
+use super::AfterPanic;
+use crate::sync::model::check;
+
+/// The worker's object: the log of the calls it ran, in order.
+type Log = Arc<std::sync::Mutex<Vec<u32>>>;
+
+fn mailbox(capacity: usize) -> Arc<Mailbox<Log>> {
+    let settings = super::mailbox::Settings {
+        timeout: None,
+        lease_limit: None,
+        release_hook: None,
+    };
+    Mailbox::new(
+        Arc::from("model"),
+        super::thread::new_group(),
+        capacity,
+        settings,
+    )
+}
+
+/// A call that appends `n` to the log.
+fn call(mb: &Arc<Mailbox<Log>>, n: u32) -> Call<Log, u32> {
+    mb.call(
+        Sender::new(mb),
+        Location::caller(),
+        false,
+        move |log: &mut Log, _| {
+            log.lock().unwrap().push(n);
+            n
+        },
+    )
+}
+
+/// Polls once (admission, and the reply if it is already in) with a waker that does
+/// nothing: a later `block_on` registers its own.
+fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+    let waker = futures::task::noop_waker();
+    Pin::new(fut).poll(&mut Context::from_waker(&waker))
+}
+
+/// The answer of a call polled once already: the one it gave, or the one awaited now.
+fn finish<F: Future + Unpin>(fut: F, first: Poll<F::Output>) -> F::Output {
+    match first {
+        Poll::Ready(answer) => answer,
+        Poll::Pending => block_on(fut),
+    }
+}
+
+/// Starts the worker loop on a loom thread, as `thread::start` does on an OS thread.
+fn start(mb: &Arc<Mailbox<Log>>, log: &Log) -> thread::JoinHandle<()> {
+    let (mb, log) = (Arc::clone(mb), Arc::clone(log));
+    thread::spawn(move || {
+        let maker = Box::new(|| unreachable!("no rebuild in the models"));
+        serve(&mb, log, maker, AfterPanic::Keep, None);
+        mb.mark_stopped();
+    })
+}
+
+/// Capacity 1, the worker thread serving, a caller that submits two calls `a` then `b`
+/// without waiting (so `b` waits in line, or both do), and the main thread, whose call
+/// `c` is polled once and dropped (withdrawn: from the line, with the slot granted to it
+/// passed on, or from the queue, or its token cancelled if it had started), and the
+/// worker's handle dropped at the end: `a` runs before `b` (FIFO admission and
+/// running), `a` and `b` are each answered exactly once with their own value, `c` runs
+/// at most once, nothing waits forever (loom reports a deadlock), the worker ends, and
+/// the queue, the withdrawn count, the reserved slots and the line are all back to
+/// empty.
+#[test]
+fn fifo_withdraw() {
+    check("worker::fifo_withdraw", || {
+        let mb = mailbox(1);
+        let log: Log = Arc::default();
+        let handle = Sender::new(&mb);
+        let worker = start(&mb, &log);
+        let first = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || {
+                let mut a = call(&mb, 1);
+                let mut b = call(&mb, 2);
+                let a_now = poll_once(&mut a);
+                let b_now = poll_once(&mut b);
+                (finish(a, a_now).unwrap(), finish(b, b_now).unwrap())
+            })
+        };
+        let mut c = call(&mb, 3);
+        let c_answered = poll_once(&mut c).is_ready();
+        thread::yield_now(); // gives up later, whatever ran meanwhile
+        drop(c);
+        assert_eq!(first.join().unwrap(), (1, 2));
+        drop(handle);
+        worker.join().unwrap();
+        let log = log.lock().unwrap().clone();
+        let at = |n| log.iter().position(|&x| x == n);
+        assert!(at(1) < at(2), "b ran before a: {log:?}");
+        for n in [1, 2, 3] {
+            assert!(
+                log.iter().filter(|&&x| x == n).count() <= 1,
+                "ran twice: {log:?}"
+            );
+        }
+        assert!(at(1).is_some() && at(2).is_some(), "a call lost: {log:?}");
+        if c_answered {
+            assert!(at(3).is_some(), "c answered without running");
+        }
+        assert_eq!(mb.finished(), log.len() as u64, "finished miscounted");
+        mb.assert_drained();
+    });
+}
+
+/// Capacity 1, the worker serving, two callers each awaiting one call, and a shutdown
+/// (`close`) at any moment: each call is answered exactly once, `Ok` exactly when it
+/// ran (a queued call still runs after close; one not yet admitted, or waiting in line,
+/// fails with `is_closed`), no caller waits forever, the worker ends, and the mailbox
+/// is empty after.
+#[test]
+fn close_vs_callers() {
+    check("worker::close_vs_callers", || {
+        let mb = mailbox(1);
+        let log: Log = Arc::default();
+        let handle = Sender::new(&mb);
+        let worker = start(&mb, &log);
+        let callers: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|n| {
+                let mb = Arc::clone(&mb);
+                thread::spawn(move || block_on(call(&mb, n)))
+            })
+            .collect();
+        assert!(mb.close(Closed::ShutDown));
+        let answers: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+        drop(handle);
+        worker.join().unwrap();
+        let log = log.lock().unwrap().clone();
+        for (n, answer) in (1..).zip(&answers) {
+            let ran = log.iter().filter(|&&x| x == n).count();
+            match answer {
+                Ok(value) => {
+                    assert_eq!(*value, n);
+                    assert_eq!(ran, 1, "answered Ok but ran {ran} times");
+                }
+                Err(err) => {
+                    assert!(err.is_closed(), "{err}");
+                    assert_eq!(ran, 0, "failed but ran");
+                }
+            }
+        }
+        mb.assert_drained();
+    });
+}
