@@ -1,7 +1,8 @@
 //! Offloading, each path beside its raw baseline in the same run:
 //!
-//! - `per_call`: one awaited call at a time: `unblock` and `Offloader::run` vs
-//!   `tokio::task::spawn_blocking`; `compute` vs `rayon::spawn` + a `futures` oneshot.
+//! - `per_call`: one awaited call at a time: `unblock` (also with the migration ledger
+//!   on) and `Offloader::run` vs `tokio::task::spawn_blocking`; `compute` vs
+//!   `rayon::spawn` + a `futures` oneshot.
 //! - `burst_10k`: 10,000 calls issued at once and joined: `Offloader::run` vs
 //!   `spawn_blocking`; `compute` and `ComputePool::run` vs `rayon::spawn` + oneshot.
 //! - before the groups, the extra memory of 100,000 callers queued on one lane.
@@ -44,6 +45,13 @@ fn per_call(c: &mut Criterion) {
     });
     g.bench_function("unblock", |b| {
         b.iter_custom(|n| awaited(&rt, n, || unblock(|| 1)))
+    });
+    // The same hop with the migration ledger counting it (issue 14's cost target: within
+    // 5% of the row above).
+    g.bench_function("unblock, ledger on", |b| {
+        async_bridge::ledger::enable();
+        b.iter_custom(|n| awaited(&rt, n, || unblock(|| 1)));
+        async_bridge::ledger::disable();
     });
     g.bench_function("Offloader::run (limits + timeout)", |b| {
         b.iter_custom(|n| awaited(&rt, n, || lane.run(|| 1)))

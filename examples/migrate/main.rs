@@ -243,6 +243,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() -> io::Result<()> {
+    // Count every crossing of the bridge by call site, to print at the end.
+    async_bridge::ledger::enable();
     let addr = pricing::start()?;
     println!(
         "legacy inventory service: {ORDERS} orders; SQLite; pricing service on {addr} answering in {:?}\n",
@@ -304,6 +306,11 @@ fn main() -> io::Result<()> {
             "daily report: {report_time_before:.1?} before, {report_time_after:.1?} after \
              (the same CPU work, moved off the executor to rayon; revenue {})",
             report_after.0
+        );
+        println!(
+            "\nthe migration ledger: the bridge crossings the migrated runs still make, by \
+             call site (each one is a piece of legacy code still to port)\n{}",
+            async_bridge::ledger()
         );
         Ok(())
     })();
