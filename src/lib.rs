@@ -103,6 +103,9 @@
 //!   call site.
 //! - `test-util`: the virtual-time test harness.
 //! - `futures-io`: futures' IO traits on the IO adapters.
+//! - `tower`: lanes, compute pools and workers as `tower::Service`s whose `poll_ready`
+//!   is admission (`Offloader::service`), and a blocking face over any
+//!   `tower::Service` (`BlockingService`).
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -123,6 +126,8 @@ mod job;
 mod lane;
 mod origin;
 mod seam;
+#[cfg(feature = "tower")]
+mod service;
 mod shutdown;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -142,6 +147,9 @@ pub use bridge::{CallError, Offloaded};
 pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use lane::OffloadCall;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use service::{BlockingService, Cancellable, LaneService, WorkerCall, WorkerService};
 pub use shutdown::{InterruptedCall, ShutdownReport};
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Stats, Unblock};
 pub use worker::{

@@ -29,6 +29,13 @@
 //!    needed, not one per push.
 //! 7. Once `closed`, nothing is admitted; the queue is abandoned (its callers fail with
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
+//! 8. `reserved` counts places held ahead of a call (`poll_reserve`, tower's
+//!    `poll_ready`) against the lane's capacity, `max_concurrency + max_queue`: one is
+//!    granted only while `queued + running + reserved` is below it; a caller without one
+//!    is refused a place that reservations hold; a call with one is admitted (queued past
+//!    `max_queue` if the drainers are all busy: its place was counted), and a
+//!    reservation given up frees its place. Whatever lowers `queued + running +
+//!    reserved` wakes the tasks waiting to reserve (`reservers`), and so does `closed`.
 
 mod call;
 
@@ -37,6 +44,7 @@ use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 use futures::future::{self, Either};
@@ -120,6 +128,10 @@ pub(super) struct State {
     /// Each drainer slot's interrupt slot: which call runs there, and its interrupter.
     pub(super) interrupts: Vec<Arc<interrupt::Slot>>,
     pub(super) free_slots: Vec<usize>,
+    /// Places reserved ahead of a call and not yet used or given up (invariant 8).
+    pub(super) reserved: usize,
+    /// Tasks waiting for a place to reserve; all woken when one may be free.
+    pub(super) reservers: Vec<Waker>,
 }
 
 #[derive(Default)]
@@ -291,6 +303,7 @@ impl Lane {
         let (abandoned, tickets) = {
             let mut state = self.state.lock();
             state.closed = true;
+            Self::wake_reservers(&mut state);
             Self::abandon_queue(&mut state)
         };
         self.wake.notify_all(); // idle drainers give their threads back
@@ -349,15 +362,25 @@ impl Lane {
         }
     }
 
-    /// Starts the entry on a new drainer, queues it, or rejects it.
+    /// Starts the entry on a new drainer, queues it, or rejects it. `reserved`: the call
+    /// holds a place from `poll_reserve`, used up here whatever the outcome (invariant 8).
     pub(super) fn admit(
         self: &Arc<Self>,
         entry: Entry,
         handle: Option<Handle>,
+        reserved: bool,
     ) -> Result<(), OffloadError> {
         let mut state = self.state.lock();
+        if reserved {
+            state.reserved -= 1;
+        }
         if state.closed {
             return Err(self.error(OffloadError::shutdown));
+        }
+        if !reserved && state.reserved > 0 && !self.has_room(&state) {
+            drop(state);
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(self.error(|k, n| OffloadError::rejected(k, n, self.max_queue)));
         }
         // Entries queued beyond those that idle or starting drainers will take at once.
         let waiting = state.queued.saturating_sub(state.idle + state.starting);
@@ -410,7 +433,7 @@ impl Lane {
             let site = entry.site();
             drop(state);
             Err(self.error(|k, n| OffloadError::would_deadlock(k, n, site)))
-        } else if waiting < self.max_queue {
+        } else if waiting < self.max_queue || reserved {
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
@@ -418,6 +441,56 @@ impl Lane {
             drop(state);
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
             Err(self.error(|k, n| OffloadError::rejected(k, n, self.max_queue)))
+        }
+    }
+
+    /// True while a place is free for one more call or reservation (invariant 8).
+    fn has_room(&self, state: &State) -> bool {
+        state.queued + state.running + state.reserved
+            < self.max_concurrency.saturating_add(self.max_queue)
+    }
+
+    /// Reserves a place for one call (invariant 8), or registers the task to be woken
+    /// when one may be free. `site`: the caller, if this is one of the lane's own
+    /// closures waiting for a place only the lane can free.
+    #[cfg(feature = "tower")]
+    pub(crate) fn poll_reserve(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        site: Site,
+    ) -> std::task::Poll<Result<(), OffloadError>> {
+        use std::task::Poll;
+        let mut state = self.state.lock();
+        if state.closed {
+            return Poll::Ready(Err(self.error(OffloadError::shutdown)));
+        }
+        if self.has_room(&state) {
+            state.reserved += 1;
+            return Poll::Ready(Ok(()));
+        }
+        if self.is_draining_here() {
+            drop(state);
+            return Poll::Ready(Err(
+                self.error(|k, n| OffloadError::would_deadlock(k, n, site))
+            ));
+        }
+        if !state.reservers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.reservers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Gives back a place reserved and not used.
+    pub(crate) fn unreserve(&self) {
+        let mut state = self.state.lock();
+        state.reserved -= 1;
+        Self::wake_reservers(&mut state);
+    }
+
+    /// Wakes every task waiting to reserve: a place may be free, or the lane closed.
+    fn wake_reservers(state: &mut State) {
+        if !state.reservers.is_empty() {
+            state.reservers.drain(..).for_each(Waker::wake);
         }
     }
 
@@ -482,6 +555,7 @@ impl Lane {
         let entries = std::mem::take(&mut state.queue);
         let abandoned = entries.iter().filter(|e| e.claim.abandon()).count();
         state.queued -= abandoned;
+        Self::wake_reservers(state);
         (abandoned, entries)
     }
 
@@ -504,6 +578,7 @@ impl Lane {
     /// One closure fewer runs; tells shutdown when none does.
     pub(super) fn end_running(&self, state: &mut State) {
         state.running -= 1;
+        Self::wake_reservers(state);
         if state.running == 0 {
             self.idle.notify_waiters();
         }
@@ -513,6 +588,7 @@ impl Lane {
     pub(super) fn forget_queued(&self) {
         let mut state = self.state.lock();
         state.queued -= 1;
+        Self::wake_reservers(&mut state);
         // Withdrawn entries stay in the deque until popped; compact when they dominate.
         if state.queue.len() > 2 * state.queued + 64 {
             state.queue.retain(|e| e.claim.is_waiting());

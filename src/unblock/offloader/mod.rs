@@ -116,6 +116,12 @@ pub struct Stats {
 }
 
 impl Offloader {
+    /// The lane, for its `tower::Service` face.
+    #[cfg(feature = "tower")]
+    pub(crate) fn lane(&self) -> &Arc<Lane> {
+        &self.lane
+    }
+
     /// Starts building a lane called `name`; the name appears in errors, reports and
     /// tracing spans.
     ///
