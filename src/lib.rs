@@ -104,7 +104,7 @@
 //! - `test-util`: the virtual-time test harness.
 //! - `futures-io`: futures' IO traits on the IO adapters.
 //! - `tower`: lanes, compute pools and workers as `tower::Service`s whose `poll_ready`
-//!   is admission (`Offloader::service`), and a blocking face over any
+//!   is admission (`Offloader::service` and the other carriers'), and a blocking face over any
 //!   `tower::Service` (`BlockingService`).
 
 #![forbid(unsafe_code)]
@@ -157,8 +157,9 @@ pub use worker::{
 };
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests (they
-/// use the `test-util` harness, so they run with `--all-features`).
-#[cfg(all(doctest, feature = "test-util"))]
+/// use the `test-util` harness and the `tower` services, so they run with
+/// `--all-features`).
+#[cfg(all(doctest, feature = "test-util", feature = "tower"))]
 #[doc = include_str!("../README.md")]
 #[doc = include_str!("../MIGRATION.md")]
 pub struct GuideDoctests;

@@ -25,8 +25,8 @@ use crate::lane::{Lane, OffloadCall};
 use crate::origin::Site;
 use crate::worker::Call;
 use crate::{
-    BlockOnError, Blocking, ComputePool, OffloadError, Offloader, Portal, Worker, WorkerError,
-    WorkerPool,
+    BlockOnError, Blocking, ComputePool, OffloadError, Offloaded, Offloader, Portal, Worker,
+    WorkerError, WorkerPool,
 };
 
 /// A lane ([`Offloader`]) or a [`ComputePool`] as a `tower::Service<Req>` over a sync
@@ -318,6 +318,39 @@ impl ComputePool {
         F: Fn(Req, &CancellationToken) -> Resp + Send + Sync + 'static,
     {
         LaneService::new(self.lane(), Location::caller(), Cancellable(f))
+    }
+}
+
+impl<T: Send + Sync + 'static> Offloaded<T> {
+    /// This carrier as a `tower::Service<Req>` that runs `f(&value, req)` on its lane for
+    /// each call, the value borrowed shared (as [`Offloaded::run`]); its `poll_ready`
+    /// reserves a place in the lane (see [`LaneService`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::{Offloaded, Offloader};
+    /// use tower::{Service, ServiceExt};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let lane = Offloader::builder("rates").build().unwrap();
+    /// let rates = Offloaded::new(vec![1.5, 2.0], lane);
+    /// let mut convert = rates.service(|r: &Vec<f64>, (currency, amount): (usize, f64)| r[currency] * amount);
+    /// assert_eq!(convert.ready().await.unwrap().call((1, 21.0)).await.unwrap(), 42.0);
+    /// # });
+    /// ```
+    #[track_caller]
+    pub fn service<F, Req, Resp>(
+        &self,
+        f: F,
+    ) -> LaneService<impl Fn(Req) -> Resp + Send + Sync + 'static>
+    where
+        F: Fn(&T, Req) -> Resp + Send + Sync + 'static,
+    {
+        let value = Arc::clone(self.value());
+        LaneService::new(self.lane().lane(), Location::caller(), move |req| {
+            f(&value.read(), req)
+        })
     }
 }
 
