@@ -51,9 +51,14 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
-/// Builds the router over `state` and the lane it makes. Returns the lane too, for its
-/// stats.
+/// Builds the router over `state` and the lane it makes, with the routes in [`NATIVE`]
+/// native. Returns the lane too, for its stats.
 pub fn router(state: Arc<Legacy>, limits: Limits) -> (Router, Offloader) {
+    router_with(state, limits, NATIVE)
+}
+
+/// As [`router`], with the routes in `native` native.
+pub fn router_with(state: Arc<Legacy>, limits: Limits, native: &[&str]) -> (Router, Offloader) {
     let lane = Offloader::builder("legacy-handlers")
         .max_concurrency(limits.max_concurrency)
         .max_queue(limits.max_queue)
@@ -71,14 +76,14 @@ pub fn router(state: Arc<Legacy>, limits: Limits) -> (Router, Offloader) {
     );
     let mut router = Router::new();
     for &path in ROUTES {
-        router = router.route(path, route(path));
+        router = router.route(path, route(path, native));
     }
     let router = router.fallback(through_bridge).with_state(App { legacy });
     (router, lane)
 }
 
-fn route(path: &str) -> MethodRouter<App> {
-    if NATIVE.contains(&path) {
+fn route(path: &str, native: &[&str]) -> MethodRouter<App> {
+    if native.contains(&path) {
         native::route(path)
     } else {
         any(through_bridge)
@@ -134,12 +139,15 @@ fn text(status: u16, body: String) -> Response {
 pub mod native {
     use super::*;
 
+    /// A native route; its other methods still go to the legacy handlers (which answer
+    /// them as they always did).
     pub fn route(path: &str) -> MethodRouter<App> {
-        match path {
+        let native = match path {
             "/health" => get(health),
             "/digest/{n}" => get(digest),
             other => panic!("no native handler for {other}"),
-        }
+        };
+        native.fallback(through_bridge)
     }
 
     async fn health() -> Response {
