@@ -17,8 +17,10 @@
 //!    claims decrements it once (`pop`), a shutdown that abandons decrements it once
 //!    (`abandon_queue`): each entry's claim (see the job layer) lets exactly one of them
 //!    count it.
-//! 3. At most `max_queue` entries wait beyond the idle drainers: a caller past that is
-//!    rejected at once, before anything is queued.
+//! 3. At most `max_queue` entries wait beyond the idle drainers and those on their way
+//!    back to the queue (a drainer between the end of one call and its next look at the
+//!    queue is neither running nor idle): a caller past that is rejected at once,
+//!    before anything is queued.
 //! 4. `running` counts entries claimed and not yet done; `sites[slot]` names what the
 //!    drainer in `slot` runs. Counters (`completed`, `panicked`) are bumped before
 //!    `running` drops, so whoever sees `running == 0` sees the counts too.
@@ -433,7 +435,9 @@ impl Lane {
             let site = entry.site();
             drop(state);
             Err(self.error(|k, n| OffloadError::would_deadlock(k, n, site)))
-        } else if waiting < self.max_queue || reserved {
+        } else if waiting < self.max_queue || reserved || self.has_room(&state) {
+            // (`has_room` here: a drainer that just ran a call and is on its way back to
+            // the queue, neither running nor idle, will take it: see invariant 3.)
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
