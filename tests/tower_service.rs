@@ -492,3 +492,20 @@ async fn a_lane_without_a_queue_admits_one_caller_after_another() {
     }
     assert_eq!(lane.stats().rejected, 0);
 }
+
+/// A lane's own closure waiting for a place only the lane can free is refused, not hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_ready_from_the_lanes_own_full_closure_is_would_deadlock() {
+    let lane = Offloader::builder("self")
+        .max_concurrency(1)
+        .max_queue(0)
+        .build()
+        .unwrap();
+    let inner = lane.service(|n: u32| n);
+    let answer = lane
+        .run(move || BlockingService::new(inner).call(1))
+        .await
+        .unwrap();
+    let err = answer.unwrap().unwrap_err();
+    assert!(err.is_would_deadlock(), "{err}");
+}
