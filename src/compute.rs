@@ -142,6 +142,12 @@ pub struct ComputePoolBuilder {
 }
 
 impl ComputePool {
+    /// The lane, for its `tower::Service` face.
+    #[cfg(feature = "tower")]
+    pub(crate) fn lane(&self) -> &Arc<Lane> {
+        &self.lane
+    }
+
     /// Starts building a pool called `name`; its threads are named `name-0`, `name-1`, …
     ///
     /// Defaults: one thread per core, `max_queue` 1024, no timeout.

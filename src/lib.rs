@@ -103,6 +103,9 @@
 //!   call site.
 //! - `test-util`: the virtual-time test harness.
 //! - `futures-io`: futures' IO traits on the IO adapters.
+//! - `tower`: lanes, compute pools and workers as `tower::Service`s whose `poll_ready`
+//!   is admission (`Offloader::service` and the other carriers'), and a blocking face over any
+//!   `tower::Service` (`BlockingService`).
 
 #![forbid(unsafe_code)]
 // The loom models swap some pieces for stand-ins (`sync`): what they leave unused is expected.
@@ -127,6 +130,8 @@ mod lane;
 pub mod ledger;
 mod origin;
 mod seam;
+#[cfg(feature = "tower")]
+mod service;
 mod shutdown;
 mod stats;
 mod sync;
@@ -149,6 +154,9 @@ pub use compute::{compute, ComputePool, ComputePoolBuilder};
 pub use error::ConfigError;
 pub use lane::OffloadCall;
 pub use ledger::{Crossing, Ledger};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use service::{BlockingService, Cancellable, LaneService, WorkerCall, WorkerService};
 pub use shutdown::{InterruptedCall, ShutdownReport};
 pub use stats::{Percentiles, Stats};
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Unblock};
@@ -171,8 +179,9 @@ pub fn ledger() -> Ledger {
 }
 
 /// The code blocks of README.md and MIGRATION.md, compiled and run as doc tests (they
-/// use the `test-util` harness, so they run with `--all-features`).
-#[cfg(all(doctest, feature = "test-util"))]
+/// use the `test-util` harness and the `tower` services, so they run with
+/// `--all-features`).
+#[cfg(all(doctest, feature = "test-util", feature = "tower"))]
 #[doc = include_str!("../README.md")]
 #[doc = include_str!("../MIGRATION.md")]
 pub struct GuideDoctests;

@@ -80,6 +80,12 @@ impl<T: Send + Sync + 'static> Offloaded<T> {
         &self.lane
     }
 
+    /// The shared value, for its `tower::Service` face.
+    #[cfg(feature = "tower")]
+    pub(crate) fn value(&self) -> &Arc<RwLock<T>> {
+        &self.value
+    }
+
     /// Runs `f` with a shared borrow of the value on the lane, and awaits its value.
     ///
     /// Everything is as in [`Offloader::run`]: nothing happens until the future is

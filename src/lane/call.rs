@@ -53,6 +53,9 @@ pub struct OffloadCall<T> {
     admitted: bool,
     /// Set once the caller has its answer (value, error or timeout).
     settled: bool,
+    /// Holds a place reserved with `Lane::poll_reserve`, until admission uses it (or
+    /// the drop gives it back).
+    reserved: bool,
 }
 
 impl<T> OffloadCall<T> {
@@ -84,7 +87,15 @@ impl<T> OffloadCall<T> {
             sleep: None,
             admitted: false,
             settled: false,
+            reserved: false,
         }
+    }
+
+    /// The call takes the place its caller reserved with `Lane::poll_reserve`.
+    #[cfg(feature = "tower")]
+    pub(crate) fn with_reservation(mut self) -> Self {
+        self.reserved = true;
+        self
     }
 
     /// Admits the call on its first poll: starts it on a drainer, queues it, or fails.
@@ -103,7 +114,7 @@ impl<T> OffloadCall<T> {
             })?;
             self.sleep = Some(Box::pin(sleep));
         }
-        lane.admit(entry, handle)?;
+        lane.admit(entry, handle, std::mem::take(&mut self.reserved))?;
         self.admitted = true;
         Ok(())
     }
@@ -150,6 +161,9 @@ impl<T> Future for OffloadCall<T> {
 
 impl<T> Drop for OffloadCall<T> {
     fn drop(&mut self) {
+        if self.reserved {
+            self.lane.unreserve(); // never admitted: its reserved place is freed
+        }
         if self.admitted && !self.settled {
             // Read before giving up: a withdrawn entry that a drainer drops right after
             // the withdrawal also marks the reply done, and it was still cancelled. Not

@@ -18,8 +18,10 @@
 //!    (`abandon_queue`): each entry's claim (see the job layer) lets exactly one of them
 //!    count it, and each does it under the lock in the same step as its claim, so
 //!    `queued` is exact whenever the lock is free.
-//! 3. At most `max_queue` entries wait beyond the idle drainers: a caller past that is
-//!    rejected at once, before anything is queued.
+//! 3. At most `max_queue` entries wait beyond the idle drainers and those on their way
+//!    back to the queue (a drainer between the end of one call and its next look at the
+//!    queue is neither running nor idle): a caller past that is rejected at once,
+//!    before anything is queued.
 //! 4. `running` counts entries claimed and not yet done; `sites[slot]` names what the
 //!    drainer in `slot` runs. Counters (`completed`, `panicked`) are bumped before
 //!    `running` drops, so whoever sees `running == 0` sees the counts too.
@@ -30,6 +32,13 @@
 //!    needed, not one per push.
 //! 7. Once `closed`, nothing is admitted; the queue is abandoned (its callers fail with
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
+//! 8. `reserved` counts places held ahead of a call (`poll_reserve`, tower's
+//!    `poll_ready`) against the lane's capacity, `max_concurrency + max_queue`: one is
+//!    granted only while `queued + running + reserved` is below it; a caller without one
+//!    is refused a place that reservations hold; a call with one is admitted (queued past
+//!    `max_queue` if the drainers are all busy: its place was counted), and a
+//!    reservation given up frees its place. Whatever lowers `queued + running +
+//!    reserved` wakes the tasks waiting to reserve (`reservers`), and so does `closed`.
 
 mod call;
 #[cfg(all(test, async_bridge_loom))]
@@ -40,6 +49,7 @@ use std::collections::VecDeque;
 use std::pin::pin;
 
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use futures::future::{self, Either};
@@ -132,6 +142,10 @@ pub(super) struct State {
     /// Each drainer slot's interrupt slot: which call runs there, and its interrupter.
     pub(super) interrupts: Vec<Arc<interrupt::Slot>>,
     pub(super) free_slots: Vec<usize>,
+    /// Places reserved ahead of a call and not yet used or given up (invariant 8).
+    pub(super) reserved: usize,
+    /// Tasks waiting for a place to reserve; all woken when one may be free.
+    pub(super) reservers: Vec<Waker>,
 }
 
 /// A job on its way through the lane.
@@ -283,6 +297,7 @@ impl Lane {
         let (abandoned, tickets) = {
             let mut state = self.state.lock();
             state.closed = true;
+            Self::wake_reservers(&mut state);
             Self::abandon_queue(&mut state)
         };
         self.wake.notify_all();
@@ -348,17 +363,27 @@ impl Lane {
         }
     }
 
-    /// Starts the entry on a new drainer, queues it, or rejects it.
+    /// Starts the entry on a new drainer, queues it, or rejects it. `reserved`: the call
+    /// holds a place from `poll_reserve`, used up here whatever the outcome (invariant 8).
     pub(super) fn admit(
         self: &Arc<Self>,
         entry: Entry,
         handle: Option<Handle>,
+        reserved: bool,
     ) -> Result<(), OffloadError> {
         let mut entry = entry;
         entry.admitted = Instant::now();
         let mut state = self.state.lock();
+        if reserved {
+            state.reserved -= 1;
+        }
         if state.closed {
             return Err(self.error(OffloadError::shutdown));
+        }
+        if !reserved && state.reserved > 0 && !self.has_room(&state) {
+            drop(state);
+            Counters::bump(&self.counters.rejected);
+            return Err(self.error(|k, n| OffloadError::rejected(k, n, self.max_queue)));
         }
         Counters::bump(&self.counters.submitted);
         // Entries queued beyond those that idle or starting drainers will take at once.
@@ -412,7 +437,9 @@ impl Lane {
             let site = entry.site();
             drop(state);
             Err(self.error(|k, n| OffloadError::would_deadlock(k, n, site)))
-        } else if waiting < self.max_queue {
+        } else if waiting < self.max_queue || reserved || self.has_room(&state) {
+            // (`has_room` here: a drainer that just ran a call and is on its way back to
+            // the queue, neither running nor idle, will take it: see invariant 3.)
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
@@ -420,6 +447,56 @@ impl Lane {
             drop(state);
             Counters::bump(&self.counters.rejected);
             Err(self.error(|k, n| OffloadError::rejected(k, n, self.max_queue)))
+        }
+    }
+
+    /// True while a place is free for one more call or reservation (invariant 8).
+    fn has_room(&self, state: &State) -> bool {
+        state.queued + state.running + state.reserved
+            < self.max_concurrency.saturating_add(self.max_queue)
+    }
+
+    /// Reserves a place for one call (invariant 8), or registers the task to be woken
+    /// when one may be free. `site`: the caller, if this is one of the lane's own
+    /// closures waiting for a place only the lane can free.
+    #[cfg(feature = "tower")]
+    pub(crate) fn poll_reserve(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        site: Site,
+    ) -> std::task::Poll<Result<(), OffloadError>> {
+        use std::task::Poll;
+        let mut state = self.state.lock();
+        if state.closed {
+            return Poll::Ready(Err(self.error(OffloadError::shutdown)));
+        }
+        if self.has_room(&state) {
+            state.reserved += 1;
+            return Poll::Ready(Ok(()));
+        }
+        if self.is_draining_here() {
+            drop(state);
+            return Poll::Ready(Err(
+                self.error(|k, n| OffloadError::would_deadlock(k, n, site))
+            ));
+        }
+        if !state.reservers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.reservers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Gives back a place reserved and not used.
+    pub(crate) fn unreserve(&self) {
+        let mut state = self.state.lock();
+        state.reserved -= 1;
+        Self::wake_reservers(&mut state);
+    }
+
+    /// Wakes every task waiting to reserve: a place may be free, or the lane closed.
+    fn wake_reservers(state: &mut State) {
+        if !state.reservers.is_empty() {
+            state.reservers.drain(..).for_each(Waker::wake);
         }
     }
 
@@ -485,6 +562,7 @@ impl Lane {
         let entries = std::mem::take(&mut state.queue);
         let abandoned = entries.iter().filter(|e| e.claim.abandon()).count();
         state.queued -= abandoned;
+        Self::wake_reservers(state);
         (abandoned, entries)
     }
 
@@ -503,6 +581,7 @@ impl Lane {
     /// One closure fewer runs; tells shutdown when none does.
     pub(super) fn end_running(&self, state: &mut State) {
         state.running -= 1;
+        Self::wake_reservers(state);
         if state.running == 0 {
             self.idle.notify_waiters();
         }
@@ -521,6 +600,7 @@ impl Lane {
             return false;
         }
         state.queued -= 1;
+        Self::wake_reservers(&mut state);
         // Withdrawn entries stay in the deque until popped; compact when they dominate.
         if state.queue.len() > 2 * state.queued + 64 {
             state.queue.retain(|e| e.claim.is_waiting());

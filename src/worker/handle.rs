@@ -116,6 +116,18 @@ impl<T: 'static> Worker<T> {
         self.link.shared()
     }
 
+    /// As [`call`](Self::call), from `site`, as the named future (for `WorkerService`).
+    #[cfg(feature = "tower")]
+    pub(crate) fn call_at<F, R>(&self, site: crate::origin::Site, f: F) -> super::Call<T, R>
+    where
+        F: FnOnce(&mut T) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let link = self.link.clone();
+        self.shared()
+            .call(link, site, false, move |object, _| f(object))
+    }
+
     /// The worker's name (also its thread's name).
     ///
     /// # Examples

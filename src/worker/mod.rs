@@ -28,3 +28,6 @@ pub use error::WorkerError;
 pub use handle::Worker;
 pub use lease::Lease;
 pub use pool::WorkerPool;
+
+#[cfg(feature = "tower")]
+pub(crate) use mailbox::Call;

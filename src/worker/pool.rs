@@ -144,6 +144,18 @@ impl<T: 'static> WorkerPool<T> {
         best
     }
 
+    /// As [`call`](Self::call), from `site`, as the named future (for `WorkerService`).
+    #[cfg(feature = "tower")]
+    pub(crate) fn call_at<F, R>(&self, site: crate::origin::Site, f: F) -> super::Call<T, R>
+    where
+        F: FnOnce(&mut T) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let link = self.route();
+        link.shared()
+            .call(link.clone(), site, false, move |object, _| f(object))
+    }
+
     fn on_own_thread(&self) -> bool {
         self.inner.workers[0].shared().on_own_thread()
     }

@@ -80,6 +80,12 @@ pub struct Offloader {
 }
 
 impl Offloader {
+    /// The lane, for its `tower::Service` face.
+    #[cfg(feature = "tower")]
+    pub(crate) fn lane(&self) -> &Arc<Lane> {
+        &self.lane
+    }
+
     /// Starts building a lane called `name`; the name appears in errors, reports and
     /// tracing spans.
     ///
