@@ -102,7 +102,8 @@
 //! - `tracing`: every offloaded job runs inside a `tracing` span naming its kind, lane and
 //!   call site.
 //! - `test-util`: the virtual-time test harness.
-//! - `futures-io`: futures' IO traits on the IO adapters.
+//! - `futures-io`: futures' IO traits (`futures::io::AsyncRead`, …) on `Unblock<T>`
+//!   (`Blocking<T>` keeps tokio's: implementing both for one generic type would conflict).
 //! - `tower`: lanes, compute pools and workers as `tower::Service`s whose `poll_ready`
 //!   is admission (`Offloader::service` and the other carriers'), and a blocking face over any
 //!   `tower::Service` (`BlockingService`).
@@ -159,6 +160,9 @@ pub use ledger::{Crossing, Ledger};
 pub use service::{BlockingService, Cancellable, LaneService, WorkerCall, WorkerService};
 pub use shutdown::{InterruptedCall, ShutdownReport};
 pub use stats::{Percentiles, Stats};
+/// The token handed to `run_cancellable`/`call_cancellable` closures, re-exported so that
+/// users need no direct `tokio-util` dependency to name it.
+pub use tokio_util::sync::CancellationToken;
 pub use unblock::{unblock, OffloadError, Offloader, OffloaderBuilder, Unblock};
 pub use worker::{
     AfterPanic, Lease, Worker, WorkerBuilder, WorkerError, WorkerPool, WorkerPoolBuilder,

@@ -147,7 +147,7 @@ impl ShutdownReport {
 
     /// How many queued calls were failed instead of running (an
     /// [`OffloadError::is_shutdown`](crate::OffloadError::is_shutdown) or
-    /// [`WorkerError::is_closed`](crate::WorkerError::is_closed) error for each caller).
+    /// [`WorkerError::is_shutdown`](crate::WorkerError::is_shutdown) error for each caller).
     pub fn abandoned(&self) -> usize {
         self.abandoned
     }

@@ -472,7 +472,7 @@ fn a_shut_down_carrier_gives_is_shutdown() {
         let err = worker.stock(7).await.unwrap_err();
         assert!(err.is_shutdown(), "{err}");
         assert_eq!(err.to_string(), "worker `w`: worker is shut down");
-        assert!(err.worker_error().unwrap().is_closed());
+        assert!(err.worker_error().unwrap().is_shutdown());
         let io: io::Error = err.into();
         assert_eq!(io.kind(), io::ErrorKind::BrokenPipe);
 

@@ -244,7 +244,7 @@ fn worker_out<T>(r: Result<T, WorkerError>) -> Out {
     match r {
         Ok(_) => Ok(O::Ok),
         Err(e) if e.is_panic() => storm_payload(e.into_panic()),
-        Err(e) if e.is_closed() => Ok(O::Shutdown),
+        Err(e) if e.is_shutdown() => Ok(O::Shutdown),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -1,4 +1,5 @@
 //! Corners of virtual time (issue 11): queued CPU jobs let the clock move.
+#![cfg(feature = "test-util")]
 
 use std::time::Duration;
 

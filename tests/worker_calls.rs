@@ -106,7 +106,7 @@ fn a_panic_reaches_its_caller_and_the_worker_keeps_serving() {
                 .await
                 .unwrap_err();
             assert!(err.is_panic());
-            assert!(!err.is_closed());
+            assert!(!err.is_shutdown());
             assert_eq!(err.name(), "fragile");
             assert_eq!(
                 err.to_string(),
@@ -176,7 +176,7 @@ fn a_rebuild_that_fails_stops_the_worker_and_every_caller_sees_why() {
         assert!(err.is_panic());
         for _ in 0..2 {
             let err = w.call_blocking(|_| ()).unwrap_err();
-            assert!(err.is_closed(), "{err}");
+            assert!(err.is_shutdown(), "{err}");
             assert!(err.to_string().contains("licence server gone"), "{err}");
             let cause = std::error::Error::source(&err).unwrap();
             let io = std::error::Error::source(cause).unwrap();
@@ -200,7 +200,7 @@ fn a_maker_that_fails_returns_its_error_from_spawn() {
         })
         .unwrap_err();
     assert!(err.is_maker_error());
-    assert!(!err.is_panic() && !err.is_closed() && !err.is_config());
+    assert!(!err.is_panic() && !err.is_shutdown() && !err.is_config());
     assert_eq!(err.to_string(), "worker `no-db`: the maker failed: denied");
     let source = std::error::Error::source(&err).unwrap();
     assert_eq!(

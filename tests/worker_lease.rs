@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_bridge::{testing, Worker, WorkerPool};
+use async_bridge::{Worker, WorkerPool};
 use rusqlite::Connection;
 
 /// A WAL database file of its own, removed when dropped.
@@ -337,8 +337,9 @@ async fn a_pool_lease_pins_one_member_while_the_others_serve() {
 }
 
 #[test]
+#[cfg(feature = "test-util")]
 fn a_lease_across_an_hour_of_async_sleep_runs_in_virtual_time() {
-    testing::run(async {
+    async_bridge::testing::run(async {
         let w = Worker::builder("vt")
             .spawn(|| Ok::<_, std::io::Error>(0u32))
             .unwrap();
@@ -365,7 +366,7 @@ async fn shutdown_fails_callers_waiting_behind_a_lease() {
     let report = w.shutdown(Duration::from_secs(30)).await;
     assert!(report.is_complete(), "{report}");
     let _ = waiting.await.unwrap(); // ran after the lease or failed with the shutdown
-    assert!(w.lease().await.unwrap_err().is_closed());
+    assert!(w.lease().await.unwrap_err().is_shutdown());
 }
 
 #[test]

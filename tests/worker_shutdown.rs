@@ -114,9 +114,9 @@ fn shutdown_of_an_idle_worker_is_complete_and_later_calls_are_closed() {
             // The object was dropped on its thread before the report was made.
             assert_eq!(dropped.try_recv().unwrap(), "idle");
             let err = clone.call(|(log, _)| log.len()).await.unwrap_err();
-            assert!(err.is_closed());
+            assert!(err.is_shutdown());
             assert_eq!(err.to_string(), "worker `idle`: worker is shut down");
-            assert!(clone.call_blocking(|_| ()).unwrap_err().is_closed());
+            assert!(clone.call_blocking(|_| ()).unwrap_err().is_shutdown());
             // A second shutdown is harmless.
             assert!(clone.shutdown(Duration::ZERO).await.is_complete());
         })
@@ -146,7 +146,7 @@ fn shutdown_runs_the_queue_within_grace() {
             loop {
                 let mut probe = Box::pin(w.call(|_| ()));
                 if let Poll::Ready(result) = poll_now(&mut probe).await {
-                    assert!(result.unwrap_err().is_closed());
+                    assert!(result.unwrap_err().is_shutdown());
                     break;
                 }
                 drop(probe); // admitted before the shutdown: withdrawn, never runs
@@ -192,7 +192,7 @@ fn shutdown_is_bounded_by_grace_and_reports_what_is_left() {
                 .file()
                 .ends_with("worker_shutdown.rs"));
             for q in queued {
-                assert!(q.await.unwrap_err().is_closed());
+                assert!(q.await.unwrap_err().is_shutdown());
             }
             assert!(dropped.try_recv().is_err()); // still in use by the stuck call
             gate.open();
@@ -263,7 +263,7 @@ fn callers_waiting_for_room_fail_at_once_on_shutdown() {
             let report = w.shutdown(Duration::from_millis(1)).await;
             assert_eq!(report.abandoned(), 1); // the one in the mailbox
             for c in calls {
-                assert!(c.await.unwrap_err().is_closed()); // 1 abandoned, 3 refused
+                assert!(c.await.unwrap_err().is_shutdown()); // 1 abandoned, 3 refused
             }
             gate.open();
             holder.join().unwrap();
@@ -291,7 +291,7 @@ fn a_pool_shuts_down_every_worker_and_drops_every_object_on_its_thread() {
                 report.to_string().contains("3 of 3 threads stopped"),
                 "{report}"
             );
-            assert!(pool.call(|_| ()).await.unwrap_err().is_closed());
+            assert!(pool.call(|_| ()).await.unwrap_err().is_shutdown());
         });
         let mut names: Vec<String> = dropped.iter().take(3).collect();
         names.sort();

@@ -125,7 +125,7 @@ impl CallError {
     }
 
     /// The carrier was shut down (or, for a worker, has stopped) and the call did not
-    /// run: [`WorkerError::is_closed`], [`OffloadError::is_shutdown`],
+    /// run: [`WorkerError::is_shutdown`], [`OffloadError::is_shutdown`],
     /// [`BlockOnError::is_shutdown`].
     ///
     /// # Examples
@@ -140,7 +140,7 @@ impl CallError {
     /// ```
     pub fn is_shutdown(&self) -> bool {
         match &self.repr {
-            Repr::Worker(e) => e.is_closed(),
+            Repr::Worker(e) => e.is_shutdown(),
             Repr::Offload(e) => e.is_shutdown(),
             Repr::BlockOn(e) => e.is_shutdown(),
             _ => false,

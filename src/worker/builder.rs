@@ -51,7 +51,7 @@ pub enum AfterPanic {
     Keep,
     /// Drop the object (on its thread) and build a new one with the maker before the
     /// next call. If the maker fails, the worker stops: queued and later calls fail with
-    /// [`is_closed`](WorkerError::is_closed), whose source is the maker's error.
+    /// [`is_shutdown`](WorkerError::is_shutdown), whose source is the maker's error.
     Rebuild,
 }
 

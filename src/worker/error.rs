@@ -154,11 +154,22 @@ impl WorkerError {
         matches!(self.repr, Repr::Panic(_))
     }
 
-    /// The worker has stopped and the call did not run: it was shut down, or its object
-    /// could not be rebuilt after a panic (then [`source`](Error::source) is the maker's
-    /// error).
-    pub fn is_closed(&self) -> bool {
+    /// The worker is shut down, or has stopped, and the call did not run: it was shut
+    /// down, or its object could not be rebuilt after a panic (then
+    /// [`source`](Error::source) is the maker's error). The same word as
+    /// [`OffloadError::is_shutdown`](crate::OffloadError::is_shutdown) and
+    /// [`BlockOnError::is_shutdown`](crate::BlockOnError::is_shutdown).
+    pub fn is_shutdown(&self) -> bool {
         matches!(self.repr, Repr::Closed(_))
+    }
+
+    /// The old name of [`is_shutdown`](Self::is_shutdown).
+    #[deprecated(
+        since = "0.1.1",
+        note = "use `is_shutdown`, the word every error of the crate uses"
+    )]
+    pub fn is_closed(&self) -> bool {
+        self.is_shutdown()
     }
 
     /// `call_blocking` refused to block because the wait could never end: the caller is

@@ -162,7 +162,7 @@ impl<T: 'static> Worker<T> {
     /// # Errors
     ///
     /// A [`WorkerError`]: `f` panicked ([`is_panic`](WorkerError::is_panic)), the worker
-    /// is shut down or stopped ([`is_closed`](WorkerError::is_closed)), or the future
+    /// is shut down or stopped ([`is_shutdown`](WorkerError::is_shutdown)), or the future
     /// was polled on the worker's own thread, where waiting for the worker can never end
     /// ([`is_would_deadlock`](WorkerError::is_would_deadlock)).
     #[track_caller]
@@ -337,10 +337,10 @@ impl<T: 'static> Worker<T> {
     /// Shuts the worker down, waiting at most `grace`, and reports.
     ///
     /// New calls and callers waiting for room fail with
-    /// [`is_closed`](WorkerError::is_closed) at once; the tokens of
+    /// [`is_shutdown`](WorkerError::is_shutdown) at once; the tokens of
     /// [`call_cancellable`](Self::call_cancellable) calls are cancelled. Calls already in
     /// the mailbox keep running during `grace`; those left when it ends fail with
-    /// `is_closed`. A call still running then is named in the report and left to
+    /// `is_shutdown`. A call still running then is named in the report and left to
     /// finish (no thread is killed); the object is dropped on its thread after it.
     /// Every clone sees the shutdown.
     ///
@@ -372,7 +372,7 @@ impl<T: 'static> Worker<T> {
     /// assert!(!report.is_complete());
     /// assert_eq!(report.still_running().len(), 1);
     /// assert_eq!(report.abandoned(), 1); // the queued call, failed instead of run
-    /// assert!(queued.await.unwrap_err().is_closed());
+    /// assert!(queued.await.unwrap_err().is_shutdown());
     /// release_tx.send(()).unwrap();
     /// stuck.await.unwrap().unwrap();
     /// # });

@@ -131,7 +131,7 @@ fn fifo_withdraw() {
 /// Capacity 1, the worker serving, two callers each awaiting one call, and a shutdown
 /// (`close`) at any moment: each call is answered exactly once, `Ok` exactly when it
 /// ran (a queued call still runs after close; one not yet admitted, or waiting in line,
-/// fails with `is_closed`), no caller waits forever, the worker ends, and the mailbox
+/// fails with `is_shutdown`), no caller waits forever, the worker ends, and the mailbox
 /// is empty after.
 #[test]
 fn close_vs_callers() {
@@ -160,7 +160,7 @@ fn close_vs_callers() {
                     assert_eq!(ran, 1, "answered Ok but ran {ran} times");
                 }
                 Err(err) => {
-                    assert!(err.is_closed(), "{err}");
+                    assert!(err.is_shutdown(), "{err}");
                     assert_eq!(ran, 0, "failed but ran");
                 }
             }

@@ -385,7 +385,7 @@ impl<T: 'static> Mailbox<T> {
     }
 
     /// Stops admitting calls (keeping an earlier reason): new callers and waiters fail
-    /// with `is_closed`; queued calls still run. Returns false if it was already closed.
+    /// with `is_shutdown`; queued calls still run. Returns false if it was already closed.
     pub(crate) fn close(&self, why: Closed) -> bool {
         let mut state = self.state.lock();
         let first = state.closed.is_none();
@@ -405,7 +405,7 @@ impl<T: 'static> Mailbox<T> {
         first
     }
 
-    /// Fails every queued call with `is_closed`; returns how many were live.
+    /// Fails every queued call with `is_shutdown`; returns how many were live.
     pub(crate) fn abandon_queue(&self) -> usize {
         let mut state = self.state.lock();
         let queue = std::mem::take(&mut state.queue);

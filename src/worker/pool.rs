@@ -346,7 +346,7 @@ impl<T: 'static> WorkerPool<T> {
     /// pool.call(|_| ()).await.unwrap();
     /// let report = pool.shutdown(Duration::from_secs(5)).await;
     /// assert!(report.is_complete());
-    /// assert!(pool.call(|_| ()).await.unwrap_err().is_closed());
+    /// assert!(pool.call(|_| ()).await.unwrap_err().is_shutdown());
     /// # });
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> crate::ShutdownReport {
