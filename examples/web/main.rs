@@ -42,6 +42,8 @@ fn threads() -> usize {
 }
 
 fn main() {
+    // Count the bridge crossings of the migrated service, to print what is left to port.
+    async_bridge::ledger::enable();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -93,8 +95,12 @@ fn main() {
         }
         let stats = lane.stats();
         println!(
-            "lane `legacy-handlers`: {} completed, {} rejected, {} timed out",
-            stats.completed, stats.rejected, stats.timed_out
+            "lane `legacy-handlers`: {} completed, {} rejected, {} timed out; run time p50 {:.2?}, p99 {:.2?}",
+            stats.completed, stats.rejected, stats.timed_out, stats.run_time.p50, stats.run_time.p99
+        );
+        println!(
+            "\nthe migration ledger (crossings still made by the migrated service, by call site):\n{}",
+            async_bridge::ledger()
         );
     });
 }
