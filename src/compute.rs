@@ -12,6 +12,7 @@ use crate::error::ConfigError;
 use crate::job::{self, Outcome};
 use crate::lane::{Lane, OffloadCall, Runner};
 use crate::origin::{Kind, Origin};
+use crate::seam;
 use crate::shutdown::ShutdownReport;
 use crate::Stats;
 
@@ -54,6 +55,16 @@ where
 {
     let site = Location::caller();
     async move {
+        if rayon::current_thread_index().is_none() {
+            if let Some(pool) = seam::compute_pool() {
+                // Under the virtual-time harness (seam rule 7).
+                return match OffloadCall::new(&pool.lane, site, false, move |_| f()).await {
+                    Ok(value) => value,
+                    Err(err) if err.is_panic() => job::resume(err.into_panic()),
+                    Err(err) => panic!("compute under the test harness failed: {err}"),
+                };
+            }
+        }
         let (ticket, reply) = job::pair(Origin::new(Kind::Compute, None, site), None);
         if rayon::current_thread_index().is_some() {
             // Polled on a rayon thread (a facade inside a rayon job): `rayon::spawn` would
@@ -352,7 +363,10 @@ impl ComputePoolBuilder {
         if self.timeout == Some(Duration::ZERO) {
             return Err(ConfigError::new(&self.name, "timeout must not be zero"));
         }
-        let prefix = self.name.clone();
+        let prefix = match self.name.as_str() {
+            "" => "async-bridge-compute".to_owned(),
+            name => name.to_owned(),
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads.unwrap_or(0))
             .thread_name(move |i| format!("{prefix}-{i}"))

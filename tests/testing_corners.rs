@@ -87,3 +87,36 @@ fn work_left_asleep_when_the_run_ends_sleeps_for_real_instead_of_spinning() {
         "{sleeps} sleeps in 20 ms: clock::sleep returned at once"
     );
 }
+
+#[test]
+fn compute_jobs_queued_behind_sleeping_ones_on_every_thread_let_the_clock_move() {
+    testing::Builder::new()
+        .stall_limit(Duration::from_secs(30))
+        .run(async {
+            let start = tokio::time::Instant::now();
+            // More jobs than the pool has threads: some wait behind sleepers.
+            let jobs = (0..rayon::current_num_threads() + 2).map(|i| {
+                async_bridge::compute(move || {
+                    clock::sleep(Duration::from_secs(60));
+                    i
+                })
+            });
+            let done = futures::future::join_all(jobs).await;
+            assert_eq!(done.len(), rayon::current_num_threads() + 2);
+            // Two waves of 60 s sleeps at most (a thread per sleeper, the rest queued).
+            assert!(start.elapsed() >= Duration::from_secs(60));
+            assert_eq!(start.elapsed().as_secs() % 60, 0, "{:?}", start.elapsed());
+        });
+}
+
+#[test]
+fn a_panic_in_compute_under_the_harness_resumes_in_the_caller() {
+    testing::run(async {
+        let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            async_bridge::compute(|| -> u32 { panic!("bad digest") }),
+        ))
+        .await;
+        let payload = caught.unwrap_err();
+        assert_eq!(*payload.downcast::<&str>().unwrap(), "bad digest");
+    });
+}

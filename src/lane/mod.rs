@@ -208,7 +208,9 @@ impl Lane {
         T: Send + 'static,
     {
         let token = cancellable.then(|| self.shutdown.child_token());
-        let origin = Origin::new(self.kind, Some(Arc::clone(&self.name)), site);
+        // An unnamed lane (the harness's compute pool) names no lane in reports.
+        let name = (!self.name.is_empty()).then(|| Arc::clone(&self.name));
+        let origin = Origin::new(self.kind, name, site);
         let (ticket, reply) = job::pair_queued(origin, token);
         let id = interrupt::next_id();
         let entry = Entry {

@@ -33,7 +33,9 @@
 //!    before its thread runs again ([`ClockWait::wake`]).
 //! 7. Blocking work runs on threads the harness controls ([`spawn_blocking`]): a closure
 //!    sleeping on the clock inside tokio's own `spawn_blocking` would hold tokio's paused
-//!    clock forever.
+//!    clock forever. Likewise `compute` runs on the harness's own pool
+//!    ([`compute_pool`]), a lane whose queued jobs hold the clock only once claimed:
+//!    rayon's global pool cannot say which of its jobs wait behind a sleeping one.
 
 #[cfg(not(feature = "test-util"))]
 mod shell;
@@ -43,5 +45,6 @@ pub(crate) use shell::*;
 
 #[cfg(feature = "test-util")]
 pub(crate) use crate::testing::scope::{
-    enter_job, harness_handle, now, sleep, spawn_blocking, ClockWait, Participant, ParticipantRef,
+    compute_pool, enter_job, harness_handle, now, sleep, spawn_blocking, ClockWait, Participant,
+    ParticipantRef,
 };

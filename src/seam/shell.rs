@@ -77,3 +77,9 @@ impl ClockWait {
         mark_woken();
     }
 }
+
+/// No harness: `compute` uses rayon's global pool.
+#[inline(always)]
+pub(crate) fn compute_pool() -> Option<crate::ComputePool> {
+    None
+}

@@ -33,6 +33,11 @@ pub(crate) struct Harness {
     /// Bumped on every event that is progress: ledger changes, runtime wake-ups, polls
     /// of the test's future. The stall monitor watches it.
     epoch: Arc<AtomicU64>,
+    /// Where `compute` runs under this harness (made on first use, gone with the
+    /// harness): a rayon pool behind a lane, so that a job queued behind one asleep on
+    /// the clock holds the clock only once it is claimed, which rayon's global pool
+    /// cannot tell.
+    compute: std::sync::OnceLock<Option<crate::ComputePool>>,
 }
 
 #[derive(Default)]
@@ -78,7 +83,23 @@ impl Harness {
             ledger: Mutex::new(Ledger::default()),
             released: Condvar::new(),
             epoch,
+            compute: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The pool `compute` uses under this harness; `None` if its threads cannot start
+    /// (then `compute` uses rayon's global pool as outside the harness).
+    pub(crate) fn compute_pool(&self) -> Option<crate::ComputePool> {
+        self.compute
+            .get_or_init(|| {
+                // Unnamed: its jobs are reported as `compute`, as outside the harness.
+                crate::ComputePool::builder("")
+                    .threads(rayon::current_num_threads())
+                    .max_queue(usize::MAX / 2)
+                    .build()
+                    .ok()
+            })
+            .clone()
     }
 
     pub(crate) fn handle(&self) -> &Handle {

@@ -169,3 +169,9 @@ impl ClockWait {
 pub(crate) fn harness_handle() -> Option<tokio::runtime::Handle> {
     current().map(|scope| scope.harness.handle().clone())
 }
+
+/// The pool `compute` runs on when this thread works for a harness (seam rule 2 for CPU
+/// jobs: queued behind a sleeping job, a job does not hold the clock).
+pub(crate) fn compute_pool() -> Option<crate::ComputePool> {
+    current().and_then(|scope| scope.harness.compute_pool())
+}
