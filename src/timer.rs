@@ -72,6 +72,17 @@ impl Deadline {
         {
             return Deadline::Tokio(Box::pin(sleep));
         }
+        Deadline::thread(grace)
+    }
+
+    /// A deadline on a tokio timer.
+    pub(crate) fn tokio(sleep: Sleep) -> Self {
+        Deadline::Tokio(Box::pin(sleep))
+    }
+
+    /// A deadline timed by a helper thread, in real time: it holds on any executor and
+    /// outlives any runtime. Fires at once if no thread can be started.
+    pub(crate) fn thread(grace: Duration) -> Self {
         let (fire, fired) = oneshot::channel();
         let (dropped, wait) = mpsc::channel::<()>();
         let helper = std::thread::Builder::new()

@@ -208,3 +208,31 @@ fn a_timeout_waiting_on_a_lane_whose_runtime_shut_down_is_an_error_not_a_tokio_p
         assert!(err.is_timeout(), "{err}");
     });
 }
+
+#[test]
+fn a_caller_outside_any_runtime_times_out_on_a_lane_whose_runtime_shut_down() {
+    within_a_minute(|| {
+        let lane_rt = tokio::runtime::Runtime::new().unwrap();
+        let lane = Offloader::builder("gone")
+            .handle(lane_rt.handle().clone())
+            .timeout(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let (started_tx, started_rx) = mpsc::channel();
+        let (_never_tx, never_rx) = mpsc::channel::<()>();
+        let call = lane.run(move || {
+            started_tx.send(()).unwrap();
+            let _ = never_rx.recv();
+        });
+        let caller = std::thread::spawn(move || support::block_on_plain(call));
+        started_rx.recv().unwrap();
+        lane_rt.shutdown_background();
+        // No runtime on the caller's thread: its timeout is timed by a helper thread,
+        // not by the dead runtime's timer (which would panic inside tokio).
+        let err = caller
+            .join()
+            .expect("the caller did not panic")
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+    });
+}

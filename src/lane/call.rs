@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::{Entry, Lane};
 use crate::interrupt::Interrupter;
 use crate::job::Reply;
 use crate::origin::Site;
+use crate::timer::Deadline;
 use crate::unblock::OffloadError;
 
 /// The future of a call on an [`Offloader`](crate::Offloader) lane or a
@@ -48,7 +48,7 @@ pub struct OffloadCall<T> {
     /// The call's job, until it is admitted on the first poll.
     entry: Option<Entry>,
     reply: Reply<T>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    sleep: Option<Deadline>,
     /// Admitted to the lane (queued or running), and not yet settled.
     admitted: bool,
     /// Set once the caller has its answer (value, error or timeout).
@@ -112,7 +112,7 @@ impl<T> OffloadCall<T> {
                     )
                 })
             })?;
-            self.sleep = Some(Box::pin(sleep));
+            self.sleep = Some(sleep);
         }
         lane.admit(entry, handle, std::mem::take(&mut self.reserved))?;
         self.admitted = true;
@@ -146,7 +146,7 @@ impl<T> Future for OffloadCall<T> {
             return Poll::Ready(this.lane.answer(outcome));
         }
         if let Some(sleep) = &mut this.sleep {
-            if sleep.as_mut().poll(cx).is_ready() {
+            if Pin::new(sleep).poll(cx).is_ready() {
                 this.settled = true;
                 this.give_up();
                 let lane = &this.lane;

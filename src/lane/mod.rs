@@ -261,18 +261,24 @@ impl Lane {
         }
     }
 
-    /// A timer for a call's timeout: on the caller's own runtime where it has one with
+    /// A timer for a call's timeout: the caller's own runtime's, where it has one with
     /// timers (a timer of the lane's runtime would panic inside tokio once that runtime
-    /// shut down under a caller from elsewhere), else on the lane's runtime.
-    pub(super) fn timeout_timer(&self, after: Duration) -> Option<tokio::time::Sleep> {
-        let lanes = match &self.runner {
-            Runner::Blocking(handle) => handle.clone(),
-            Runner::Rayon(_) => None,
-        };
-        Handle::try_current()
+    /// shut down under a caller from elsewhere); for a caller outside any runtime, of a
+    /// lane given a runtime, a helper thread's, for the same reason. `None` when nothing
+    /// can time it.
+    pub(super) fn timeout_timer(&self, after: Duration) -> Option<Deadline> {
+        if let Some(sleep) = Handle::try_current()
             .ok()
             .and_then(|current| timer::sleep_on(&current, after))
-            .or_else(|| lanes.and_then(|handle| timer::sleep_on(&handle, after)))
+        {
+            return Some(Deadline::tokio(sleep));
+        }
+        match &self.runner {
+            Runner::Blocking(Some(handle)) if timer::has_timers(handle) => {
+                Some(Deadline::thread(after))
+            }
+            _ => None,
+        }
     }
 
     /// The rayon pool's size, for a rayon lane.
