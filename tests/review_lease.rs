@@ -1,0 +1,221 @@
+//! Adversarial review of leases (worker/lease.rs). Each test states the promise it checks.
+//! Every wait is bounded by a hang guard; a hang is a failure, not a hung run.
+
+use std::future::Future;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+
+use async_bridge::Worker;
+
+const GUARD: Duration = Duration::from_secs(30);
+
+/// Runs `f` on a thread of its own; panics if it takes longer than the hang guard.
+fn guarded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(GUARD) {
+        Ok(Ok(r)) => r,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("HANG: {what} did not finish within {GUARD:?}"),
+    }
+}
+
+struct Signal(mpsc::Sender<()>);
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Promise (lease.rs module doc, Worker::lease docs): a lease future dropped before it
+/// resolves leaves no trace; the worker serves its next caller. Here the future is
+/// dropped after its holder started on the worker thread (the `started` signal was sent)
+/// but before the future was polled again to see it.
+#[test]
+fn lease_future_dropped_right_as_it_starts_frees_the_worker() {
+    guarded("lease dropped as it starts", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let w = Worker::builder("drop-as-start")
+            .spawn(|| Ok::<_, std::io::Error>(0u32))
+            .unwrap();
+        // Block the worker so the lease queues.
+        let (block_tx, block_rx) = mpsc::channel::<()>();
+        let (in_tx, in_rx) = mpsc::channel::<()>();
+        let blocker = w.call(move |_| {
+            in_tx.send(()).unwrap();
+            block_rx.recv_timeout(GUARD).unwrap();
+        });
+        let blocker = rt.spawn(blocker);
+        in_rx.recv_timeout(GUARD).unwrap();
+
+        let (woke_tx, woke_rx) = mpsc::channel();
+        let waker = Waker::from(Arc::new(Signal(woke_tx)));
+        let mut cx = Context::from_waker(&waker);
+        {
+            let _enter = rt.enter();
+            let mut fut = Box::pin(w.lease());
+            assert!(fut.as_mut().poll(&mut cx).is_pending()); // queued behind the blocker
+            block_tx.send(()).unwrap(); // the holder starts and sends `started`
+            woke_rx.recv_timeout(GUARD).expect("the lease future is woken once it starts");
+            drop(fut); // ... and is dropped before it is polled again
+        }
+        rt.block_on(blocker).unwrap().unwrap();
+        let answer = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), w.call(|n| *n + 1)).await
+        });
+        assert_eq!(
+            answer.expect("worker hung: a dropped lease future keeps the worker forever").unwrap(),
+            1
+        );
+    });
+}
+
+/// Promise (Lease docs): "if it ends any other way — ... the worker shut down — the
+/// worker's release hook runs ... and later calls on the lease fail with is_lease_ended".
+#[test]
+fn shutdown_ends_a_held_lease_and_runs_the_hook() {
+    guarded("shutdown with a lease held", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let hooks = Arc::new(AtomicUsize::new(0));
+            let h = Arc::clone(&hooks);
+            let w = Worker::builder("shut-held")
+                .on_lease_abandoned(move |_: &mut u32| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                })
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            let report = w.shutdown(Duration::from_millis(200)).await;
+            eprintln!("report with a lease held: {report}");
+            let after = lease.call(|n| *n += 1).await;
+            let hooks_after_shutdown = hooks.load(Ordering::SeqCst);
+            drop(lease);
+            match after {
+                Ok(()) => panic!(
+                    "a leased call ran after shutdown returned (report: {report}); hook ran {hooks_after_shutdown} times"
+                ),
+                Err(e) => assert!(e.is_lease_ended() || e.is_shutdown(), "{e}"),
+            }
+            assert_eq!(hooks_after_shutdown, 1, "the hook did not run at shutdown");
+        })
+    });
+}
+
+/// Promise (Worker::lease docs): a lease from the worker's own thread is refused with
+/// is_would_deadlock, not a hang.
+#[test]
+fn nested_lease_inside_a_leased_call_is_refused() {
+    guarded("nested lease", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("nested")
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let inner = w.clone();
+            let mut lease = w.lease().await.unwrap();
+            let err = lease
+                .call(move |_| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(inner.lease()).map(|_| ()))
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert!(err.is_would_deadlock(), "{err}");
+            lease.finish().await.unwrap();
+        })
+    });
+}
+
+/// Promise (Lease::call docs): "A future dropped before its call ran means it never runs".
+#[test]
+fn leased_call_future_dropped_unpolled_never_runs() {
+    guarded("dropped leased call", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("dropped-call")
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            drop(lease.call(|n| *n += 100));
+            let seen = lease.call(|n| *n).await.unwrap();
+            lease.finish().await.unwrap();
+            assert_eq!(seen, 0, "a leased call whose future was dropped unpolled ran");
+        })
+    });
+}
+
+/// Promise (lease_limit + virtual time, lease.rs invariant 3): under testing::run a lease
+/// held past its lease_limit ends in virtual time, so a caller waiting behind it is
+/// served once the virtual clock passes the limit.
+#[cfg(feature = "test-util")]
+#[test]
+fn lease_limit_expires_in_virtual_time_for_a_caller_behind_it() {
+    guarded("lease_limit in virtual time", || {
+        async_bridge::testing::run(async {
+            let hooks = Arc::new(AtomicUsize::new(0));
+            let h = Arc::clone(&hooks);
+            let w = Worker::builder("vt-limit")
+                .lease_limit(Duration::from_secs(60))
+                .on_lease_abandoned(move |_: &mut u32| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                })
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            // Held, never finished: the caller behind it waits for the limit.
+            let n = w.call(|n| *n).await.unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(hooks.load(Ordering::SeqCst), 1);
+            assert!(lease.call(|_| ()).await.unwrap_err().is_lease_ended());
+        })
+    });
+}
+
+/// A pool lease when every member is busy waits (FIFO) and is served once one frees.
+#[test]
+fn pool_lease_with_all_members_busy_waits_then_runs() {
+    guarded("pool lease all busy", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let pool = async_bridge::WorkerPool::builder("pool-busy")
+                .workers(2)
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let go_rx = Arc::new(std::sync::Mutex::new(go_rx));
+            let (in_tx, in_rx) = mpsc::channel::<()>();
+            let mut busy = Vec::new();
+            for _ in 0..2 {
+                let g = Arc::clone(&go_rx);
+                let i = in_tx.clone();
+                busy.push(tokio::spawn(pool.call(move |_| {
+                    i.send(()).unwrap();
+                    g.lock().unwrap().recv_timeout(GUARD).unwrap();
+                })));
+            }
+            for _ in 0..2 {
+                in_rx.recv_timeout(GUARD).unwrap();
+            }
+            let lease = tokio::spawn(pool.lease());
+            tokio::task::yield_now().await;
+            go_tx.send(()).unwrap();
+            go_tx.send(()).unwrap();
+            let mut lease = tokio::time::timeout(Duration::from_secs(20), lease)
+                .await
+                .expect("pool lease hung")
+                .unwrap()
+                .unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            lease.finish().await.unwrap();
+            for b in busy {
+                b.await.unwrap().unwrap();
+            }
+        })
+    });
+}
