@@ -219,3 +219,117 @@ fn pool_lease_with_all_members_busy_waits_then_runs() {
         })
     });
 }
+
+/// Diagnosis for the test above: with a 3 s limit the caller is served, but only after
+/// about 3 s of *real* time (printed): the idle lease waits on a real-time condvar.
+#[cfg(feature = "test-util")]
+#[test]
+fn diagnosis_lease_limit_idle_wait_is_real_time() {
+    let real = std::time::Instant::now();
+    guarded("lease_limit 3s in virtual time", || {
+        async_bridge::testing::run(async {
+            let w = Worker::builder("vt-limit-3")
+                .lease_limit(Duration::from_secs(3))
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let lease = w.lease().await.unwrap();
+            assert_eq!(w.call(|n| *n).await.unwrap(), 0);
+            drop(lease);
+        })
+    });
+    eprintln!("real time taken for a 3 s virtual lease_limit: {:?}", real.elapsed());
+}
+
+/// Dropping a Lease while a leased call runs: the call finishes, then the hook runs,
+/// then the next caller gets the object (in that order).
+#[test]
+fn lease_dropped_while_a_leased_call_runs_hooks_after_it() {
+    guarded("drop lease mid-call", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("drop-mid")
+                .on_lease_abandoned(|v: &mut Vec<&'static str>| v.push("hook"))
+                .spawn(|| Ok::<_, std::io::Error>(Vec::new()))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            let (in_tx, in_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            {
+                let fut = lease.call(move |v| {
+                    in_tx.send(()).unwrap();
+                    go_rx.recv_timeout(GUARD).unwrap();
+                    v.push("call");
+                });
+                in_rx.recv_timeout(GUARD).unwrap();
+                drop(fut);
+            }
+            drop(lease);
+            go_tx.send(()).unwrap();
+            let seen = tokio::time::timeout(GUARD, w.call(|v| v.clone())).await.unwrap().unwrap();
+            assert_eq!(seen, vec!["call", "hook"]);
+        })
+    });
+}
+
+/// finish() racing a panic (the only race the API allows: a panicking call sent and its
+/// future dropped, then finish): finish's answer and the hook agree; the worker serves on.
+#[test]
+fn finish_after_a_panicking_leased_call_reports_ended_and_hook_runs_once() {
+    guarded("finish vs panic", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let hooks = Arc::new(AtomicUsize::new(0));
+            let h = Arc::clone(&hooks);
+            let w = Worker::builder("finish-panic")
+                .on_lease_abandoned(move |_: &mut u32| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                })
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            // The dropped call either never runs (finish is Ok, no hook) or ran and
+            // panicked (finish is is_lease_ended, the hook ran): the two must agree.
+            let mut ended = 0;
+            for _ in 0..200 {
+                let mut lease = w.lease().await.unwrap();
+                drop(lease.call(|_| panic!("boom"))); // sent, not awaited
+                match lease.finish().await {
+                    Ok(()) => {}
+                    Err(err) => {
+                        assert!(err.is_lease_ended(), "{err}");
+                        ended += 1;
+                    }
+                }
+            }
+            assert_eq!(hooks.load(Ordering::SeqCst), ended);
+            assert_eq!(w.call(|n| *n).await.unwrap(), 0);
+        })
+    });
+}
+
+/// A lease future dropped while queued leaves no trace.
+#[test]
+fn lease_future_dropped_while_queued_leaves_no_trace() {
+    guarded("lease dropped while queued", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("drop-queued")
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let (in_tx, in_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let blocker = tokio::spawn(w.call(move |_| {
+                in_tx.send(()).unwrap();
+                go_rx.recv_timeout(GUARD).unwrap();
+            }));
+            in_rx.recv_timeout(GUARD).unwrap();
+            let queued = tokio::spawn(w.lease());
+            tokio::task::yield_now().await;
+            queued.abort();
+            let _ = queued.await;
+            go_tx.send(()).unwrap();
+            blocker.await.unwrap().unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(10), w.call(|n| *n)).await;
+            assert_eq!(n.expect("worker hung after a queued lease was dropped").unwrap(), 0);
+        })
+    });
+}
