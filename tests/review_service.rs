@@ -63,3 +63,42 @@ fn reservations_are_given_back_and_shutdown_with_one_held_does_not_hang() {
         let _ = mpsc::channel::<()>();
     });
 }
+
+/// Promise (Stats docs): "submitted: Calls submitted (admitted, or turned away at
+/// admission)". A run turned away because a tower reservation holds the lane's last place
+/// is rejected: it must count in `submitted` as a full-queue rejection does.
+#[test]
+fn a_run_rejected_because_of_a_reservation_counts_as_submitted() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lane = Offloader::builder("svc-stats")
+            .max_concurrency(1)
+            .max_queue(0)
+            .build()
+            .unwrap();
+        // A full-queue rejection, for comparison: one running, the next rejected.
+        let (in_tx, in_rx) = mpsc::channel::<()>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let running = tokio::spawn(lane.run(move || {
+            in_tx.send(()).unwrap();
+            go_rx.recv_timeout(GUARD).unwrap();
+        }));
+        in_rx.recv_timeout(GUARD).unwrap();
+        assert!(lane.run(|| ()).await.unwrap_err().is_rejected());
+        go_tx.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        let before = lane.stats();
+        assert_eq!((before.submitted, before.rejected), (2, 1), "{before:?}");
+
+        let mut svc = lane.service(|x: u32| x);
+        assert!(matches!(ready(&mut svc), Poll::Ready(Ok(()))));
+        assert!(lane.run(|| ()).await.unwrap_err().is_rejected());
+        let after = lane.stats();
+        assert_eq!(after.rejected, 2, "{after:?}");
+        assert_eq!(
+            after.submitted, 3,
+            "a rejection caused by a reservation is not counted as submitted: {after:?}"
+        );
+        drop(svc);
+    });
+}
