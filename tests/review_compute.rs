@@ -61,3 +61,28 @@ fn a_pool_job_calling_its_pool_with_a_thread_free_runs() {
         })
     });
 }
+
+/// Promise (Stats docs): "A call is counted once by how it ended for its closure
+/// (completed, panicked, or never run: withdrawn, rejected, abandoned by a shutdown)".
+/// A nested call refused with would_deadlock is submitted: it must end in some counter.
+#[test]
+fn a_would_deadlock_refusal_is_counted_by_how_it_ended() {
+    guarded("nested compute stats", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let pool = ComputePool::builder("nested-stats").threads(1).build().unwrap();
+            let inner = pool.clone();
+            let r = pool
+                .run(move || async_bridge::block_on(inner.run(|| 7)).map(|r| r.is_err()))
+                .await
+                .unwrap();
+            assert_eq!(r.ok(), Some(true));
+            let s = pool.stats();
+            let ended = s.completed + s.panicked + s.withdrawn + s.rejected;
+            assert_eq!(
+                s.submitted, ended,
+                "submitted calls not accounted for by any outcome: {s:?}"
+            );
+        })
+    });
+}
