@@ -333,3 +333,31 @@ fn lease_future_dropped_while_queued_leaves_no_trace() {
         })
     });
 }
+
+/// Promise (Lease::finish docs): "Ends the lease cleanly". A worker with a call timeout:
+/// the lease's holder is a call armed with that timeout on its first poll, so a lease
+/// held (across awaits) longer than the worker's timeout ends in a timeout at finish.
+#[cfg(feature = "test-util")]
+#[test]
+fn finish_after_a_lease_held_longer_than_the_worker_timeout_is_clean() {
+    guarded("finish vs worker timeout", || {
+        async_bridge::testing::run(async {
+            let w = Worker::builder("timeout-lease")
+                .timeout(Duration::from_secs(1))
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await; // awaits between calls
+            lease.call(|n| *n += 1).await.unwrap();
+            let finished = lease.finish().await;
+            let stats = w.stats();
+            assert!(
+                finished.is_ok(),
+                "finish failed: {} (stats {stats:?})",
+                finished.unwrap_err()
+            );
+            assert_eq!(w.call(|n| *n).await.unwrap(), 2);
+        })
+    });
+}
