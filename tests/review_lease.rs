@@ -361,3 +361,33 @@ fn finish_after_a_lease_held_longer_than_the_worker_timeout_is_clean() {
         })
     });
 }
+
+/// Promise (AfterPanic::Rebuild docs): "Drop the object ... and build a new one with the
+/// maker before the next call" after a call panics. A leased call is a call of the
+/// worker: a panic under a lease should rebuild too (a raw BEGIN half done is exactly
+/// the case Rebuild is for).
+#[test]
+fn a_panic_under_a_lease_rebuilds_the_object_with_after_panic_rebuild() {
+    guarded("rebuild after leased panic", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("rebuild-lease")
+                .after_panic(async_bridge::AfterPanic::Rebuild)
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n = 41).await.unwrap();
+            let err = lease
+                .call(|n| {
+                    *n = 99;
+                    panic!("half-way")
+                })
+                .await
+                .unwrap_err();
+            assert!(err.is_panic(), "{err}");
+            drop(lease);
+            let n = tokio::time::timeout(GUARD, w.call(|n| *n)).await.unwrap().unwrap();
+            assert_eq!(n, 0, "after a panic under a lease the object was kept, not rebuilt");
+        })
+    });
+}
