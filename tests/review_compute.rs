@@ -33,11 +33,16 @@ fn a_pool_job_waiting_on_its_own_full_pool_is_refused() {
                 .unwrap();
             let inner = pool.clone();
             let r = pool
-                .run(move || async_bridge::block_on(inner.run(|| 7)).map(|r| r.map_err(|e| e.to_string())))
+                .run(move || {
+                    async_bridge::block_on(inner.run(|| 7)).map(|r| r.map_err(|e| e.to_string()))
+                })
                 .await
                 .unwrap();
             match r {
-                Ok(Err(e)) => assert!(e.contains("deadlock") || e.contains("wait for itself"), "{e}"),
+                Ok(Err(e)) => assert!(
+                    e.contains("deadlock") || e.contains("wait for itself"),
+                    "{e}"
+                ),
                 Err(e) => panic!("the facade itself refused: {e}"),
                 Ok(Ok(v)) => panic!("nested call on a one-thread pool returned {v}?"),
             }
@@ -54,7 +59,9 @@ fn a_pool_job_calling_its_pool_with_a_thread_free_runs() {
             let pool = ComputePool::builder("nested-2").threads(2).build().unwrap();
             let inner = pool.clone();
             let r = pool
-                .run(move || async_bridge::block_on(inner.run(|| 7)).map(|r| r.map_err(|e| e.to_string())))
+                .run(move || {
+                    async_bridge::block_on(inner.run(|| 7)).map(|r| r.map_err(|e| e.to_string()))
+                })
                 .await
                 .unwrap();
             assert_eq!(r.map_err(|e| e.to_string()), Ok(Ok(7)));
@@ -70,7 +77,10 @@ fn a_would_deadlock_refusal_is_counted_by_how_it_ended() {
     guarded("nested compute stats", || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let pool = ComputePool::builder("nested-stats").threads(1).build().unwrap();
+            let pool = ComputePool::builder("nested-stats")
+                .threads(1)
+                .build()
+                .unwrap();
             let inner = pool.clone();
             let r = pool
                 .run(move || async_bridge::block_on(inner.run(|| 7)).map(|r| r.is_err()))

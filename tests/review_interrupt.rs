@@ -42,7 +42,11 @@ fn a_panicking_interrupter_does_not_stop_refiring_for_other_workers() {
     a_in_rx.recv_timeout(GUARD).unwrap();
     a_call.abort(); // the caller goes away: fire #1 here, re-fires from the re-fire thread
     assert_eq!(a_fired_rx.recv_timeout(GUARD).unwrap(), 1);
-    assert_eq!(a_fired_rx.recv_timeout(GUARD).unwrap(), 2, "A was not re-fired");
+    assert_eq!(
+        a_fired_rx.recv_timeout(GUARD).unwrap(),
+        2,
+        "A was not re-fired"
+    );
     a_go_tx.send(()).unwrap(); // let A's call return
 
     // Worker B: a well-behaved interrupter whose first fire is "missed" (as SQLite's is

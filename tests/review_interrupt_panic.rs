@@ -64,5 +64,8 @@ fn dropping_a_call_with_a_panicking_interrupter_does_not_panic_the_dropper() {
     in_rx.recv_timeout(GUARD).unwrap();
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(call)));
     go_tx.send(()).unwrap();
-    assert!(dropped.is_ok(), "dropping a worker call panicked (the interrupter's panic)");
+    assert!(
+        dropped.is_ok(),
+        "dropping a worker call panicked (the interrupter's panic)"
+    );
 }

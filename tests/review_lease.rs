@@ -61,7 +61,9 @@ fn lease_future_dropped_right_as_it_starts_frees_the_worker() {
             let mut fut = Box::pin(w.lease());
             assert!(fut.as_mut().poll(&mut cx).is_pending()); // queued behind the blocker
             block_tx.send(()).unwrap(); // the holder starts and sends `started`
-            woke_rx.recv_timeout(GUARD).expect("the lease future is woken once it starts");
+            woke_rx
+                .recv_timeout(GUARD)
+                .expect("the lease future is woken once it starts");
             drop(fut); // ... and is dropped before it is polled again
         }
         rt.block_on(blocker).unwrap().unwrap();
@@ -69,7 +71,9 @@ fn lease_future_dropped_right_as_it_starts_frees_the_worker() {
             tokio::time::timeout(Duration::from_secs(10), w.call(|n| *n + 1)).await
         });
         assert_eq!(
-            answer.expect("worker hung: a dropped lease future keeps the worker forever").unwrap(),
+            answer
+                .expect("worker hung: a dropped lease future keeps the worker forever")
+                .unwrap(),
             1
         );
     });
@@ -121,7 +125,14 @@ fn nested_lease_inside_a_leased_call_is_refused() {
             let inner = w.clone();
             let mut lease = w.lease().await.unwrap();
             let err = lease
-                .call(move |_| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(inner.lease()).map(|_| ()))
+                .call(move |_| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap()
+                        .block_on(inner.lease())
+                        .map(|_| ())
+                })
                 .await
                 .unwrap()
                 .unwrap_err();
@@ -144,7 +155,10 @@ fn leased_call_future_dropped_unpolled_never_runs() {
             drop(lease.call(|n| *n += 100));
             let seen = lease.call(|n| *n).await.unwrap();
             lease.finish().await.unwrap();
-            assert_eq!(seen, 0, "a leased call whose future was dropped unpolled ran");
+            assert_eq!(
+                seen, 0,
+                "a leased call whose future was dropped unpolled ran"
+            );
         })
     });
 }
@@ -237,7 +251,10 @@ fn diagnosis_lease_limit_idle_wait_is_real_time() {
             drop(lease);
         })
     });
-    eprintln!("real time taken for a 3 s virtual lease_limit: {:?}", real.elapsed());
+    eprintln!(
+        "real time taken for a 3 s virtual lease_limit: {:?}",
+        real.elapsed()
+    );
 }
 
 /// Dropping a Lease while a leased call runs: the call finishes, then the hook runs,
@@ -265,7 +282,10 @@ fn lease_dropped_while_a_leased_call_runs_hooks_after_it() {
             }
             drop(lease);
             go_tx.send(()).unwrap();
-            let seen = tokio::time::timeout(GUARD, w.call(|v| v.clone())).await.unwrap().unwrap();
+            let seen = tokio::time::timeout(GUARD, w.call(|v| v.clone()))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(seen, vec!["call", "hook"]);
         })
     });
@@ -329,7 +349,11 @@ fn lease_future_dropped_while_queued_leaves_no_trace() {
             go_tx.send(()).unwrap();
             blocker.await.unwrap().unwrap();
             let n = tokio::time::timeout(Duration::from_secs(10), w.call(|n| *n)).await;
-            assert_eq!(n.expect("worker hung after a queued lease was dropped").unwrap(), 0);
+            assert_eq!(
+                n.expect("worker hung after a queued lease was dropped")
+                    .unwrap(),
+                0
+            );
         })
     });
 }
@@ -386,8 +410,14 @@ fn a_panic_under_a_lease_rebuilds_the_object_with_after_panic_rebuild() {
                 .unwrap_err();
             assert!(err.is_panic(), "{err}");
             drop(lease);
-            let n = tokio::time::timeout(GUARD, w.call(|n| *n)).await.unwrap().unwrap();
-            assert_eq!(n, 0, "after a panic under a lease the object was kept, not rebuilt");
+            let n = tokio::time::timeout(GUARD, w.call(|n| *n))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                n, 0,
+                "after a panic under a lease the object was kept, not rebuilt"
+            );
         })
     });
 }

@@ -64,7 +64,10 @@ fn ledger_counts_are_exact_under_concurrency_and_baselines_fail_closed() {
         .lines()
         .map(|l| format!("{}\tlots\n", l.rsplit_once('\t').unwrap().0))
         .collect::<String>();
-    assert!(run.check_against(&garbage).is_err(), "a non-numeric count was accepted");
+    assert!(
+        run.check_against(&garbage).is_err(),
+        "a non-numeric count was accepted"
+    );
     // A line with no tab at all is not a baseline line: it must not be silently ignored
     // in a way that lets everything pass (it does not: every crossing is new).
     assert!(run.check_against("garbage line\n").is_err());
@@ -72,7 +75,12 @@ fn ledger_counts_are_exact_under_concurrency_and_baselines_fail_closed() {
     // and claim "grown" — nor as u64::MAX and allow everything.
     let huge = text
         .lines()
-        .map(|l| format!("{}\t99999999999999999999999\n", l.rsplit_once('\t').unwrap().0))
+        .map(|l| {
+            format!(
+                "{}\t99999999999999999999999\n",
+                l.rsplit_once('\t').unwrap().0
+            )
+        })
         .collect::<String>();
     let verdict = run.check_against(&huge);
     eprintln!("overflowing baseline count: {verdict:?}");

@@ -1,8 +1,8 @@
 //! Adversarial review of the tower services' poll_ready reservations (src/service.rs).
 
 use std::sync::mpsc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use async_bridge::Offloader;
@@ -42,7 +42,10 @@ fn reservations_are_given_back_and_shutdown_with_one_held_does_not_hang() {
         drop(a); // gives the place back
         assert!(matches!(ready(&mut b), Poll::Ready(Ok(()))));
         assert_eq!(
-            tokio::time::timeout(GUARD, b.call(1)).await.expect("hang").unwrap(),
+            tokio::time::timeout(GUARD, b.call(1))
+                .await
+                .expect("hang")
+                .unwrap(),
             2
         );
 
@@ -52,7 +55,10 @@ fn reservations_are_given_back_and_shutdown_with_one_held_does_not_hang() {
             .await
             .expect("shutdown hung with a reservation held");
         assert!(report.is_complete(), "{report}");
-        let err = tokio::time::timeout(GUARD, b.call(1)).await.expect("hang").unwrap_err();
+        let err = tokio::time::timeout(GUARD, b.call(1))
+            .await
+            .expect("hang")
+            .unwrap_err();
         assert!(err.is_shutdown(), "{err}");
         let mut c = b.clone();
         match ready(&mut c) {
