@@ -1,0 +1,431 @@
+//! Adversarial review of leases (worker/lease.rs). Each test states the promise it checks.
+//! Every wait is bounded by a hang guard; a hang is a failure, not a hung run.
+
+use std::future::Future;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+
+use async_bridge::Worker;
+
+const GUARD: Duration = Duration::from_secs(30);
+
+/// Runs `f` on a thread of its own; panics if it takes longer than the hang guard.
+fn guarded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.recv_timeout(GUARD) {
+        Ok(Ok(r)) => r,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("HANG: {what} did not finish within {GUARD:?}"),
+    }
+}
+
+struct Signal(mpsc::Sender<()>);
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Promise (lease.rs module doc, Worker::lease docs): a lease future dropped before it
+/// resolves leaves no trace; the worker serves its next caller. Here the future is
+/// dropped after its holder started on the worker thread (the `started` signal was sent)
+/// but before the future was polled again to see it.
+#[test]
+fn lease_future_dropped_right_as_it_starts_frees_the_worker() {
+    guarded("lease dropped as it starts", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let w = Worker::builder("drop-as-start")
+            .spawn(|| Ok::<_, std::io::Error>(0u32))
+            .unwrap();
+        // Block the worker so the lease queues.
+        let (block_tx, block_rx) = mpsc::channel::<()>();
+        let (in_tx, in_rx) = mpsc::channel::<()>();
+        let blocker = w.call(move |_| {
+            in_tx.send(()).unwrap();
+            block_rx.recv_timeout(GUARD).unwrap();
+        });
+        let blocker = rt.spawn(blocker);
+        in_rx.recv_timeout(GUARD).unwrap();
+
+        let (woke_tx, woke_rx) = mpsc::channel();
+        let waker = Waker::from(Arc::new(Signal(woke_tx)));
+        let mut cx = Context::from_waker(&waker);
+        {
+            let _enter = rt.enter();
+            let mut fut = Box::pin(w.lease());
+            assert!(fut.as_mut().poll(&mut cx).is_pending()); // queued behind the blocker
+            block_tx.send(()).unwrap(); // the holder starts and sends `started`
+            woke_rx
+                .recv_timeout(GUARD)
+                .expect("the lease future is woken once it starts");
+            drop(fut); // ... and is dropped before it is polled again
+        }
+        rt.block_on(blocker).unwrap().unwrap();
+        let answer = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), w.call(|n| *n + 1)).await
+        });
+        assert_eq!(
+            answer
+                .expect("worker hung: a dropped lease future keeps the worker forever")
+                .unwrap(),
+            1
+        );
+    });
+}
+
+/// Promise (Lease docs): "if it ends any other way — ... the worker shut down — the
+/// worker's release hook runs ... and later calls on the lease fail with is_lease_ended".
+#[test]
+fn shutdown_ends_a_held_lease_and_runs_the_hook() {
+    guarded("shutdown with a lease held", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let hooks = Arc::new(AtomicUsize::new(0));
+            let h = Arc::clone(&hooks);
+            let w = Worker::builder("shut-held")
+                .on_lease_abandoned(move |_: &mut u32| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                })
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            let report = w.shutdown(Duration::from_millis(200)).await;
+            eprintln!("report with a lease held: {report}");
+            let after = lease.call(|n| *n += 1).await;
+            let hooks_after_shutdown = hooks.load(Ordering::SeqCst);
+            drop(lease);
+            match after {
+                Ok(()) => panic!(
+                    "a leased call ran after shutdown returned (report: {report}); hook ran {hooks_after_shutdown} times"
+                ),
+                Err(e) => assert!(e.is_lease_ended() || e.is_shutdown(), "{e}"),
+            }
+            assert_eq!(hooks_after_shutdown, 1, "the hook did not run at shutdown");
+        })
+    });
+}
+
+/// Promise (Worker::lease docs): a lease from the worker's own thread is refused with
+/// is_would_deadlock, not a hang.
+#[test]
+fn nested_lease_inside_a_leased_call_is_refused() {
+    guarded("nested lease", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("nested")
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let inner = w.clone();
+            let mut lease = w.lease().await.unwrap();
+            let err = lease
+                .call(move |_| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap()
+                        .block_on(inner.lease())
+                        .map(|_| ())
+                })
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert!(err.is_would_deadlock(), "{err}");
+            lease.finish().await.unwrap();
+        })
+    });
+}
+
+/// Promise (Lease::call docs; futures are lazy, as `Worker::call` is — it is admitted on
+/// its first poll): a leased call whose future is never polled does not run. Here the
+/// closure reports that it ran while its future sat unpolled: `Lease::call` sends the
+/// job when it is *called*, not when it is polled.
+#[test]
+fn leased_call_future_never_polled_does_not_run() {
+    guarded("unpolled leased call", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("dropped-call")
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            let (ran_tx, ran_rx) = mpsc::channel::<()>();
+            let fut = lease.call(move |n| {
+                *n += 1;
+                let _ = ran_tx.send(());
+            });
+            let ran = ran_rx.recv_timeout(Duration::from_secs(5)).is_ok();
+            drop(fut);
+            lease.finish().await.unwrap();
+            assert!(
+                !ran,
+                "a leased call ran although its future was never polled"
+            );
+        })
+    });
+}
+
+/// Promise (lease_limit + virtual time, lease.rs invariant 3): under testing::run a lease
+/// held past its lease_limit ends in virtual time, so a caller waiting behind it is
+/// served once the virtual clock passes the limit.
+#[cfg(feature = "test-util")]
+#[test]
+fn lease_limit_expires_in_virtual_time_for_a_caller_behind_it() {
+    guarded("lease_limit in virtual time", || {
+        async_bridge::testing::run(async {
+            let hooks = Arc::new(AtomicUsize::new(0));
+            let h = Arc::clone(&hooks);
+            let w = Worker::builder("vt-limit")
+                .lease_limit(Duration::from_secs(60))
+                .on_lease_abandoned(move |_: &mut u32| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                })
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            // Held, never finished: the caller behind it waits for the limit.
+            let n = w.call(|n| *n).await.unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(hooks.load(Ordering::SeqCst), 1);
+            assert!(lease.call(|_| ()).await.unwrap_err().is_lease_ended());
+        })
+    });
+}
+
+/// A pool lease when every member is busy waits (FIFO) and is served once one frees.
+#[test]
+fn pool_lease_with_all_members_busy_waits_then_runs() {
+    guarded("pool lease all busy", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let pool = async_bridge::WorkerPool::builder("pool-busy")
+                .workers(2)
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let go_rx = Arc::new(std::sync::Mutex::new(go_rx));
+            let (in_tx, in_rx) = mpsc::channel::<()>();
+            let mut busy = Vec::new();
+            for _ in 0..2 {
+                let g = Arc::clone(&go_rx);
+                let i = in_tx.clone();
+                busy.push(tokio::spawn(pool.call(move |_| {
+                    i.send(()).unwrap();
+                    g.lock().unwrap().recv_timeout(GUARD).unwrap();
+                })));
+            }
+            for _ in 0..2 {
+                in_rx.recv_timeout(GUARD).unwrap();
+            }
+            let lease = tokio::spawn(pool.lease());
+            tokio::task::yield_now().await;
+            go_tx.send(()).unwrap();
+            go_tx.send(()).unwrap();
+            let mut lease = tokio::time::timeout(Duration::from_secs(20), lease)
+                .await
+                .expect("pool lease hung")
+                .unwrap()
+                .unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            lease.finish().await.unwrap();
+            for b in busy {
+                b.await.unwrap().unwrap();
+            }
+        })
+    });
+}
+
+/// Diagnosis for the test above: with a 3 s limit the caller is served, but only after
+/// about 3 s of *real* time (printed): the idle lease waits on a real-time condvar.
+#[cfg(feature = "test-util")]
+#[test]
+fn diagnosis_lease_limit_idle_wait_is_real_time() {
+    let real = std::time::Instant::now();
+    guarded("lease_limit 3s in virtual time", || {
+        async_bridge::testing::run(async {
+            let w = Worker::builder("vt-limit-3")
+                .lease_limit(Duration::from_secs(3))
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let lease = w.lease().await.unwrap();
+            assert_eq!(w.call(|n| *n).await.unwrap(), 0);
+            drop(lease);
+        })
+    });
+    eprintln!(
+        "real time taken for a 3 s virtual lease_limit: {:?}",
+        real.elapsed()
+    );
+}
+
+/// Dropping a Lease while a leased call runs: the call finishes, then the hook runs,
+/// then the next caller gets the object (in that order).
+#[test]
+fn lease_dropped_while_a_leased_call_runs_hooks_after_it() {
+    guarded("drop lease mid-call", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("drop-mid")
+                .on_lease_abandoned(|v: &mut Vec<&'static str>| v.push("hook"))
+                .spawn(|| Ok::<_, std::io::Error>(Vec::new()))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            let (in_tx, in_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            {
+                let fut = lease.call(move |v| {
+                    in_tx.send(()).unwrap();
+                    go_rx.recv_timeout(GUARD).unwrap();
+                    v.push("call");
+                });
+                in_rx.recv_timeout(GUARD).unwrap();
+                drop(fut);
+            }
+            drop(lease);
+            go_tx.send(()).unwrap();
+            let seen = tokio::time::timeout(GUARD, w.call(|v| v.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(seen, vec!["call", "hook"]);
+        })
+    });
+}
+
+/// finish() racing a panic (the only race the API allows: a panicking call sent and its
+/// future dropped, then finish): finish's answer and the hook agree; the worker serves on.
+#[test]
+fn finish_after_a_panicking_leased_call_reports_ended_and_hook_runs_once() {
+    guarded("finish vs panic", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let hooks = Arc::new(AtomicUsize::new(0));
+            let h = Arc::clone(&hooks);
+            let w = Worker::builder("finish-panic")
+                .on_lease_abandoned(move |_: &mut u32| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                })
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            // The dropped call either never runs (finish is Ok, no hook) or ran and
+            // panicked (finish is is_lease_ended, the hook ran): the two must agree.
+            let mut ended = 0;
+            for _ in 0..200 {
+                let mut lease = w.lease().await.unwrap();
+                drop(lease.call(|_| panic!("boom"))); // sent, not awaited
+                match lease.finish().await {
+                    Ok(()) => {}
+                    Err(err) => {
+                        assert!(err.is_lease_ended(), "{err}");
+                        ended += 1;
+                    }
+                }
+            }
+            assert_eq!(hooks.load(Ordering::SeqCst), ended);
+            assert_eq!(w.call(|n| *n).await.unwrap(), 0);
+        })
+    });
+}
+
+/// A lease future dropped while queued leaves no trace.
+#[test]
+fn lease_future_dropped_while_queued_leaves_no_trace() {
+    guarded("lease dropped while queued", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("drop-queued")
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let (in_tx, in_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let blocker = tokio::spawn(w.call(move |_| {
+                in_tx.send(()).unwrap();
+                go_rx.recv_timeout(GUARD).unwrap();
+            }));
+            in_rx.recv_timeout(GUARD).unwrap();
+            let queued = tokio::spawn(w.lease());
+            tokio::task::yield_now().await;
+            queued.abort();
+            let _ = queued.await;
+            go_tx.send(()).unwrap();
+            blocker.await.unwrap().unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(10), w.call(|n| *n)).await;
+            assert_eq!(
+                n.expect("worker hung after a queued lease was dropped")
+                    .unwrap(),
+                0
+            );
+        })
+    });
+}
+
+/// Promise (Lease::finish docs): "Ends the lease cleanly". A worker with a call timeout:
+/// the lease's holder is a call armed with that timeout on its first poll, so a lease
+/// held (across awaits) longer than the worker's timeout ends in a timeout at finish.
+#[cfg(feature = "test-util")]
+#[test]
+fn finish_after_a_lease_held_longer_than_the_worker_timeout_is_clean() {
+    guarded("finish vs worker timeout", || {
+        async_bridge::testing::run(async {
+            let w = Worker::builder("timeout-lease")
+                .timeout(Duration::from_secs(1))
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n += 1).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await; // awaits between calls
+            lease.call(|n| *n += 1).await.unwrap();
+            let finished = lease.finish().await;
+            let stats = w.stats();
+            assert!(
+                finished.is_ok(),
+                "finish failed: {} (stats {stats:?})",
+                finished.unwrap_err()
+            );
+            assert_eq!(w.call(|n| *n).await.unwrap(), 2);
+        })
+    });
+}
+
+/// Promise (AfterPanic::Rebuild docs): "Drop the object ... and build a new one with the
+/// maker before the next call" after a call panics. A leased call is a call of the
+/// worker: a panic under a lease should rebuild too (a raw BEGIN half done is exactly
+/// the case Rebuild is for).
+#[test]
+fn a_panic_under_a_lease_rebuilds_the_object_with_after_panic_rebuild() {
+    guarded("rebuild after leased panic", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let w = Worker::builder("rebuild-lease")
+                .after_panic(async_bridge::AfterPanic::Rebuild)
+                .spawn(|| Ok::<_, std::io::Error>(0u32))
+                .unwrap();
+            let mut lease = w.lease().await.unwrap();
+            lease.call(|n| *n = 41).await.unwrap();
+            let err = lease
+                .call(|n| {
+                    *n = 99;
+                    panic!("half-way")
+                })
+                .await
+                .unwrap_err();
+            assert!(err.is_panic(), "{err}");
+            drop(lease);
+            let n = tokio::time::timeout(GUARD, w.call(|n| *n))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                n, 0,
+                "after a panic under a lease the object was kept, not rebuilt"
+            );
+        })
+    });
+}
