@@ -110,7 +110,9 @@ impl Slot {
         let state = self.inner.lock();
         match &state.fire {
             Some(fire) if state.running == id && id != 0 => {
-                fire();
+                // A panicking interrupter must not take down its caller (a dropping
+                // future, a shutdown) nor the re-fire thread: it counts as fired.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fire()));
                 true
             }
             _ => false,

@@ -33,7 +33,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Calls submitted (admitted, or turned away at admission).
+    /// Calls submitted (admitted, or turned away at admission). A caller that gave up
+    /// while it waited for room in a worker's mailbox was never submitted (it counts as
+    /// `cancelled`).
     pub submitted: u64,
     /// Callers waiting to start now.
     pub queued: usize,
@@ -46,8 +48,8 @@ pub struct Stats {
     /// Calls that left the queue before they started, because their caller gave up
     /// (dropped the future, or timed out): their closures never ran.
     pub withdrawn: u64,
-    /// Calls turned away at once because the queue was full (or, for a portal, because
-    /// blocking there would deadlock).
+    /// Calls turned away at once: the queue was full, or the call came from the
+    /// handle's own closure with no slot free (`is_would_deadlock`).
     pub rejected: u64,
     /// Calls whose caller got a timeout, waiting or running.
     pub timed_out: u64,

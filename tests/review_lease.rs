@@ -280,13 +280,19 @@ fn lease_dropped_while_a_leased_call_runs_hooks_after_it() {
             let (in_tx, in_rx) = mpsc::channel::<()>();
             let (go_tx, go_rx) = mpsc::channel::<()>();
             {
+                // Polled once (so sent: a leased call is sent on its first poll), then
+                // dropped while it runs.
                 let fut = lease.call(move |v| {
                     in_tx.send(()).unwrap();
                     go_rx.recv_timeout(GUARD).unwrap();
                     v.push("call");
                 });
+                let mut fut = Box::pin(fut);
+                let waker = futures::task::noop_waker();
+                let mut cx = std::task::Context::from_waker(&waker);
+                assert!(fut.as_mut().poll(&mut cx).is_pending());
                 in_rx.recv_timeout(GUARD).unwrap();
-                drop(fut);
+                drop(fut); // while the call runs
             }
             drop(lease);
             go_tx.send(()).unwrap();

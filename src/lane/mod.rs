@@ -388,12 +388,12 @@ impl Lane {
         if state.closed {
             return Err(self.error(OffloadError::shutdown));
         }
+        Counters::bump(&self.counters.submitted);
         if !reserved && state.reserved > 0 && !self.has_room(&state) {
             drop(state);
             Counters::bump(&self.counters.rejected);
             return Err(self.error(|k, n| OffloadError::rejected(k, n, self.max_queue)));
         }
-        Counters::bump(&self.counters.submitted);
         // Entries queued beyond those that idle or starting drainers will take at once.
         let waiting = state.queued.saturating_sub(state.idle + state.starting);
         if state.queued < state.idle + state.starting {
@@ -444,6 +444,7 @@ impl Lane {
             // it could be waiting for itself.
             let site = entry.site();
             drop(state);
+            Counters::bump(&self.counters.rejected);
             Err(self.error(|k, n| OffloadError::would_deadlock(k, n, site)))
         } else if waiting < self.max_queue || reserved || self.has_room(&state) {
             // (`has_room` here: a drainer that just ran a call and is on its way back to

@@ -24,7 +24,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use parking_lot::{Condvar, Mutex};
@@ -34,6 +34,7 @@ use super::WorkerError;
 use crate::job::{self, Outcome, Ran, Ticket};
 use crate::origin::{Kind, Origin, Site};
 use crate::seam;
+use crate::stats::Counters;
 
 /// Runs when a lease ends without being finished, on the object's thread.
 pub(crate) type ReleaseHook<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
@@ -52,6 +53,8 @@ pub(crate) enum End {
     Panicked,
     /// It was held past its time limit.
     Expired,
+    /// The worker shut down while it was held.
+    ShutDown,
 }
 
 impl End {
@@ -61,12 +64,13 @@ impl End {
             End::Dropped => "it was dropped without being finished",
             End::Panicked => "a call under it panicked",
             End::Expired => "it was held past its time limit",
+            End::ShutDown => "the worker shut down",
         }
     }
 }
 
 /// The channel between a lease and the worker thread serving it.
-struct Channel<T> {
+pub(crate) struct Channel<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
     waiting: seam::ClockWait,
@@ -74,8 +78,8 @@ struct Channel<T> {
 
 struct State<T> {
     jobs: VecDeque<Job<T>>,
-    /// Set by the lease's side: finish (true) or drop (false).
-    closing: Option<bool>,
+    /// Set by the lease's side (finished, or dropped) or by a shutdown: how it is to end.
+    closing: Option<End>,
     /// Set by the worker thread when the lease is over.
     ended: Option<End>,
 }
@@ -100,24 +104,36 @@ impl<T> Channel<T> {
         refused.map_or(Ok(()), Err)
     }
 
-    fn close(&self, finished: bool) {
+    /// Asks the serving thread to end the lease (the first reason given wins).
+    pub(crate) fn close(&self, how: End) {
         self.waiting.wake(|| {
             let mut state = self.state.lock();
-            state.closing.get_or_insert(finished);
+            state.closing.get_or_insert(how);
         });
         self.ready.notify_one();
     }
 }
 
 /// Serves a lease on the worker's thread, until it ends; returns how it ended.
-fn serve<T>(
+fn serve<T: 'static>(
     object: &mut T,
-    channel: &Channel<T>,
+    channel: &Arc<Channel<T>>,
     started: oneshot::Sender<()>,
     limit: Option<Duration>,
     hook: Option<&ReleaseHook<T>>,
 ) -> End {
     let deadline = limit.map(|limit| crate::clock::now() + limit);
+    // Under the virtual-time harness the limit is a virtual timer that ends the lease
+    // (the idle wait below is in real time, which virtual time does not reach).
+    let _virtual_limit = limit.and_then(|limit| {
+        let handle = seam::harness_handle()?;
+        let channel = Arc::clone(channel);
+        let timer = handle.spawn(async move {
+            tokio::time::sleep(limit).await;
+            channel.close(End::Expired);
+        });
+        Some(AbortOnDrop(timer))
+    });
     if started.send(()).is_err() {
         return finish_unclean(object, channel, End::Dropped, hook);
     }
@@ -138,11 +154,11 @@ fn serve<T>(
                     break End::Panicked;
                 }
             }
-            Err(Some(true)) => {
+            Err(Some(End::Finished)) => {
                 channel.state.lock().ended = Some(End::Finished);
                 return End::Finished;
             }
-            Err(Some(false)) => break End::Dropped,
+            Err(Some(end)) => break end,
             Err(None) => {
                 // Nothing to do: let go of the virtual clock while waiting for the lease.
                 channel.waiting.before_wait(|| channel.has_news());
@@ -165,7 +181,13 @@ fn serve<T>(
             }
         }
     };
-    finish_unclean(object, channel, end, hook)
+    let end = finish_unclean(object, channel, end, hook);
+    if end == End::Panicked {
+        // The holder panics in turn, after the hook: the worker applies its panic policy
+        // (`AfterPanic::Rebuild` rebuilds the object) as for any call that panicked.
+        panic::resume_unwind(Box::new("a call under a lease panicked"));
+    }
+    end
 }
 
 /// Ends a lease that was not finished: refuses what is queued, runs the hook.
@@ -187,6 +209,26 @@ fn finish_unclean<T>(
         let _ = panic::catch_unwind(AssertUnwindSafe(|| hook(object)));
     }
     end
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Ends the lease of a lease future that never produced a `Lease`.
+struct CloseOnDrop<T>(Option<Arc<Channel<T>>>);
+
+impl<T> Drop for CloseOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(channel) = self.0.take() {
+            channel.close(End::Dropped);
+        }
+    }
 }
 
 /// Exclusive, ordered access to a worker's object across several calls, from
@@ -237,6 +279,8 @@ fn finish_unclean<T>(
 #[must_use = "a lease holds the worker until it is finished or dropped"]
 pub struct Lease<T: 'static> {
     name: Arc<str>,
+    /// The worker's mailbox: its counters count the lease's calls.
+    mailbox: Arc<Mailbox<T>>,
     channel: Arc<Channel<T>>,
     /// The holder call; awaited by `finish`, detached on drop (a running holder must not
     /// be interrupted: its hook may be running).
@@ -261,23 +305,33 @@ pub(crate) fn lease<T: 'static>(
         ready: Condvar::new(),
         waiting: seam::ClockWait::default(),
     });
+    shared.register_lease(&channel);
     let (started_tx, started_rx) = oneshot::channel();
     let served = Arc::clone(&channel);
     let mut holder = shared.call_kind(link, site, Kind::Lease, move |object, _token| {
         serve(object, &served, started_tx, limit, hook.as_ref())
     });
     let name = Arc::clone(&shared.name);
+    let mailbox = Arc::clone(shared);
+    // Until a `Lease` owns the channel, a dropped or failed lease future must still end
+    // a holder that started meanwhile: otherwise it would hold the worker forever.
+    let unclaimed = CloseOnDrop(Some(Arc::clone(&channel)));
     async move {
+        let mut unclaimed = unclaimed;
         // The holder must be polled to be admitted; it resolves only if it fails (or the
         // lease ends before anyone saw it start).
         let started = futures::future::select(started_rx, &mut holder).await;
         match started {
-            futures::future::Either::Left((Ok(()), _)) => Ok(Lease {
-                name,
-                channel,
-                holder: Some(holder),
-                site,
-            }),
+            futures::future::Either::Left((Ok(()), _)) => {
+                unclaimed.0 = None;
+                Ok(Lease {
+                    name,
+                    mailbox,
+                    channel,
+                    holder: Some(holder),
+                    site,
+                })
+            }
             futures::future::Either::Left((Err(_), _)) => match holder.await {
                 Ok(end) => Err(WorkerError::lease_ended(&name, end)),
                 Err(err) => Err(err),
@@ -293,10 +347,15 @@ pub(crate) fn lease<T: 'static>(
 impl<T: 'static> Lease<T> {
     /// Runs `f` with the object under the lease and awaits its value.
     ///
-    /// Calls run in the order they are made (one at a time: `&mut self`). A panic in `f`
-    /// comes back as an [`is_panic`](WorkerError::is_panic) error and ends the lease
-    /// (the release hook runs). A future dropped before its call ran means it never
-    /// runs; one dropped while it runs lets it finish.
+    /// Calls run in the order they are made (one at a time: `&mut self`). Nothing is
+    /// sent until the future is first polled. A panic in `f` comes back as an
+    /// [`is_panic`](WorkerError::is_panic) error and ends the lease (the release hook
+    /// runs, then the worker's panic policy applies, so `AfterPanic::Rebuild` rebuilds
+    /// the object). A future dropped before its call started withdraws it (it never
+    /// runs); one dropped while it runs lets it finish. Leased calls count in
+    /// the worker's [`stats`](crate::Worker::stats) (and the lease itself as one running
+    /// call while it is held); the worker's `timeout` does not apply under a lease (its
+    /// `lease_limit` does).
     ///
     /// # Errors
     ///
@@ -314,11 +373,16 @@ impl<T: 'static> Lease<T> {
             Location::caller(),
         );
         let (ticket, reply): (Ticket<R>, _) = job::pair(origin, None);
-        let job: Job<T> =
-            Box::new(move |object: &mut T| ticket.run(|_| f(object)) != Ran::Panicked);
-        let sent = self.channel.send(job);
+        let mailbox = Arc::clone(&self.mailbox);
+        let job: Job<T> = Box::new(move |object: &mut T| {
+            let started = Instant::now();
+            let ran = ticket.run_and(|_| f(object), |ran| mailbox.count(ran, started.elapsed()));
+            ran != Ran::Panicked
+        });
         async move {
-            if let Err(end) = sent {
+            // Sent on the first poll, like every call: a future never polled never runs.
+            Counters::bump(&self.mailbox.counters.submitted);
+            if let Err(end) = self.channel.send(job) {
                 return Err(WorkerError::lease_ended(&self.name, end));
             }
             match reply.await {
@@ -339,11 +403,14 @@ impl<T: 'static> Lease<T> {
     /// [`is_lease_ended`](WorkerError::is_lease_ended) when the lease had already ended
     /// another way (its hook ran), or the worker's error if it stopped.
     pub async fn finish(mut self) -> Result<(), WorkerError> {
-        self.channel.close(true);
+        self.channel.close(End::Finished);
         let holder = self.holder.take().expect("a live lease has its holder");
-        match holder.await? {
-            End::Finished => Ok(()),
-            end => Err(WorkerError::lease_ended(&self.name, end)),
+        match holder.await {
+            Ok(End::Finished) => Ok(()),
+            Ok(end) => Err(WorkerError::lease_ended(&self.name, end)),
+            // The holder panics on purpose after a call under it did (see `serve`).
+            Err(err) if err.is_panic() => Err(WorkerError::lease_ended(&self.name, End::Panicked)),
+            Err(err) => Err(err),
         }
     }
 }
@@ -351,7 +418,7 @@ impl<T: 'static> Lease<T> {
 impl<T: 'static> Drop for Lease<T> {
     fn drop(&mut self) {
         if let Some(holder) = self.holder.take() {
-            self.channel.close(false);
+            self.channel.close(End::Dropped);
             holder.detach();
         }
     }

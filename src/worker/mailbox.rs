@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{cause, Cause};
-use super::lease::ReleaseHook;
+use super::lease::{self, ReleaseHook};
 use super::thread;
 use super::WorkerError;
 use crate::interrupt;
@@ -126,6 +126,8 @@ pub(crate) struct Mailbox<T> {
     pub(crate) lease_limit: Option<Duration>,
     /// Runs when a lease ends without being finished.
     pub(crate) release_hook: Option<ReleaseHook<T>>,
+    /// The channels of leases taken on this worker, for shutdown to end them.
+    leases: Mutex<Vec<Weak<lease::Channel<T>>>>,
     /// Which call runs now, and the object's interrupter.
     pub(crate) interrupt: Arc<interrupt::Slot>,
     state: Mutex<State<T>>,
@@ -201,6 +203,7 @@ impl<T: 'static> Mailbox<T> {
             timeout: settings.timeout,
             lease_limit: settings.lease_limit,
             release_hook: settings.release_hook,
+            leases: Mutex::new(Vec::new()),
             interrupt: Arc::default(),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -349,6 +352,7 @@ impl<T: 'static> Mailbox<T> {
             waiter: None,
             reply,
             sleep: None,
+            timed: kind != Kind::Lease,
             settled: false,
         }
     }
@@ -482,6 +486,21 @@ impl<T: 'static> Mailbox<T> {
         self.counters.ran(ran, took);
     }
 
+    /// Keeps a lease's channel for shutdown (and forgets the leases that are over).
+    pub(crate) fn register_lease(&self, channel: &Arc<lease::Channel<T>>) {
+        let mut leases = self.leases.lock();
+        leases.retain(|l| l.strong_count() > 0);
+        leases.push(Arc::downgrade(channel));
+    }
+
+    /// Shutdown ends every lease still held: its hook runs, its later calls fail.
+    pub(crate) fn end_leases(&self) {
+        let leases = std::mem::take(&mut *self.leases.lock());
+        for channel in leases.iter().filter_map(Weak::upgrade) {
+            channel.close(lease::End::ShutDown);
+        }
+    }
+
     /// The current numbers: (queued, running).
     pub(crate) fn now(&self) -> (usize, usize) {
         let state = self.state.lock();
@@ -562,6 +581,8 @@ pub(crate) struct Call<T: 'static, R> {
     reply: Reply<R>,
     /// The worker's timeout, on the caller's runtime, from the first poll.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// False for a lease's holder: the worker's timeout is per call, not per lease.
+    timed: bool,
     /// The caller has its answer.
     settled: bool,
 }
@@ -664,7 +685,7 @@ impl<T: 'static, R> Call<T, R> {
 
     /// Arms the worker's timeout on the first poll; an error when it cannot be timed.
     fn arm_timeout(&mut self) -> Result<(), WorkerError> {
-        let (Some(after), None) = (self.shared.timeout, &self.sleep) else {
+        let (Some(after), None, true) = (self.shared.timeout, &self.sleep, self.timed) else {
             return Ok(());
         };
         let sleep = Handle::try_current()
@@ -747,8 +768,10 @@ impl<T: 'static, R> Drop for Call<T, R> {
             // Read before giving up (as a lane's call does): a withdrawn call that the
             // worker drops right after is done too, and was still cancelled.
             let finished = self.reply.is_done();
+            // A caller in the line for room counts too; one never polled does not.
+            let waited = self.envelope.is_none() || self.waiter.is_some();
             self.give_up();
-            if !finished && self.envelope.is_none() {
+            if !finished && waited {
                 Counters::bump(&self.shared.counters.cancelled);
             }
         }

@@ -23,6 +23,7 @@ pub(crate) async fn shutdown<T: 'static>(
     for (i, worker) in workers.iter().enumerate() {
         worker.close(Closed::ShutDown);
         worker.shutdown.cancel();
+        worker.end_leases();
         let site = worker.running();
         if let (Some(id), Some(site)) = (worker.interrupt.interrupt_running(), site) {
             interrupted.push((i, id, site));
