@@ -41,6 +41,9 @@ pub(crate) fn next_id() -> u64 {
 #[derive(Default)]
 pub(crate) struct Slot {
     inner: Mutex<State>,
+    /// The slot has an interrupter of its own (a worker's): calls are marked. Written
+    /// only by the slot's thread (`set`), read by it (`run`), so relaxed is enough.
+    armed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -53,11 +56,18 @@ struct State {
 impl Slot {
     /// Sets (or clears, while the object is rebuilt) the interrupter.
     pub(crate) fn set(&self, fire: Option<Interrupter>) {
+        let armed = fire.is_some();
         self.inner.lock().fire = fire;
+        self.armed
+            .store(armed, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Runs call `id`'s closure, marking it as the one an interrupt may stop.
+    /// Runs call `id`'s closure, marking it as the one an interrupt may stop (when the
+    /// slot has an interrupter: otherwise nothing could stop it, and it costs no lock).
     pub(crate) fn run<R>(&self, id: u64, f: impl FnOnce() -> R) -> R {
+        if !self.armed.load(std::sync::atomic::Ordering::Relaxed) {
+            return f();
+        }
         self.run_with(id, None, f)
     }
 

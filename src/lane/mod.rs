@@ -218,7 +218,12 @@ impl Lane {
             claim: ticket.claim_handle(),
             run: Box::new(move |slot: &interrupt::Slot, done: &mut dyn FnMut(Ran)| {
                 ticket.run_and(
-                    |token| slot.run_with(id, interrupter.as_ref(), || f(token)),
+                    // Only a call that carries an interrupter is marked in the slot: no
+                    // lock on the hot path of the others.
+                    |token| match &interrupter {
+                        Some(own) => slot.run_with(id, Some(own), || f(token)),
+                        None => f(token),
+                    },
                     done,
                 );
             }),
