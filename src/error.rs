@@ -6,8 +6,12 @@ use std::io;
 
 /// A builder was given a configuration that cannot work.
 ///
-/// Returned by every `build()`/`spawn()` of the crate instead of a panic from deep inside
-/// tokio or rayon. The message names what was being built and which setting is wrong.
+/// Returned by `build()` of an [`Offloader`](crate::Offloader), a
+/// [`ComputePool`](crate::ComputePool) and a [`Portal`](crate::Portal), and by the
+/// watchdog's `start()`, instead of a panic from deep inside tokio or rayon. A worker's
+/// `spawn()` returns a [`WorkerError`](crate::WorkerError) instead (its maker can fail
+/// too), with [`is_config`](crate::WorkerError::is_config) and this error as its
+/// source. The message names what was being built and which setting is wrong.
 ///
 /// # Examples
 ///

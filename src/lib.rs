@@ -97,6 +97,21 @@
 //! assert_eq!(legacy_handler(7).unwrap(), "user-7");
 //! ```
 //!
+//! # One vocabulary
+//!
+//! - **Builders** finish with `build()` when they only construct
+//!   ([`Offloader`], [`ComputePool`],
+//!   [`Portal`]), `spawn()` when they start a thread and run your maker on
+//!   it ([`Worker`], [`WorkerPool`]: it can fail as your
+//!   maker does, so it returns a [`WorkerError`]), and `start()` for
+//!   the watchdog, which begins watching at once.
+//! - **Shut down** is `is_shutdown()` on every error, and `io::ErrorKind::BrokenPipe` when
+//!   an error becomes an `io::Error`; no error of the crate maps to `Interrupted` or
+//!   `WouldBlock`, which std's loops retry.
+//! - **Panics**: free functions resume them in the caller, handles return them as
+//!   `is_panic()` errors (README's "which tool?" table).
+//! - **Stats** have one shape, [`Stats`], for every handle that has them.
+//!
 //! # Features
 //!
 //! - `tracing`: every offloaded job runs inside a `tracing` span naming its kind, lane and

@@ -242,6 +242,12 @@ impl Portal {
     /// [`from_handle`](Self::from_handle) leaves its runtime running; the global portal
     /// ignores this call.
     ///
+    /// Why it is sync and returns no report, unlike the async `shutdown` of lanes, pools
+    /// and workers: a portal's callers are sync code, which has no executor to await on,
+    /// and a portal has no queue of its own to report on (each facade call runs on its
+    /// caller's thread); what it waits for is the runtime's threads, which tokio's
+    /// `shutdown_timeout` bounds.
+    ///
     /// # Examples
     ///
     /// ```

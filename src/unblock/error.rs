@@ -115,7 +115,9 @@ impl OffloadError {
     }
 
     /// The job was dropped before it ran because the runtime or pool that was to run it
-    /// went away.
+    /// went away. (Not to be confused with [`Stats::cancelled`](crate::Stats::cancelled),
+    /// which counts callers that dropped their own call: such a caller gets no error at
+    /// all.)
     pub fn is_cancelled(&self) -> bool {
         matches!(self.repr, Repr::Cancelled)
     }
