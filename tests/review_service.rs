@@ -1,4 +1,5 @@
 //! Adversarial review of the tower services' poll_ready reservations (src/service.rs).
+#![cfg(feature = "tower")]
 
 use std::sync::mpsc;
 use std::sync::Arc;
