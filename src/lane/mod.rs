@@ -151,7 +151,8 @@ pub(super) struct State {
 /// A job on its way through the lane.
 pub(super) struct Entry {
     /// When it was admitted, for the queue-wait distribution.
-    admitted: Instant,
+    /// (Set at admission, not when the call is made: one clock read per call.)
+    admitted: Option<Instant>,
     /// Claimed by a drainer, or withdrawn by its caller: exactly one wins.
     claim: Arc<dyn Claim>,
     /// Runs the job, calling the drainer's bookkeeping before the caller sees the outcome.
@@ -214,7 +215,7 @@ impl Lane {
         let (ticket, reply) = job::pair_queued(origin, token);
         let id = interrupt::next_id();
         let entry = Entry {
-            admitted: Instant::now(),
+            admitted: None,
             claim: ticket.claim_handle(),
             run: Box::new(move |slot: &interrupt::Slot, done: &mut dyn FnMut(Ran)| {
                 ticket.run_and(
@@ -385,7 +386,7 @@ impl Lane {
         reserved: bool,
     ) -> Result<(), OffloadError> {
         let mut entry = entry;
-        entry.admitted = Instant::now();
+        entry.admitted = Some(Instant::now());
         let mut state = self.state.lock();
         if reserved {
             state.reserved -= 1;
@@ -544,7 +545,9 @@ impl Lane {
     fn pop(&self, state: &mut State, slot: usize) -> Option<Entry> {
         while let Some(entry) = state.queue.pop_front() {
             if entry.claim.claim() {
-                self.counters.queue_wait.record(entry.admitted.elapsed());
+                if let Some(admitted) = entry.admitted {
+                    self.counters.queue_wait.record(admitted.elapsed());
+                }
                 state.queued -= 1;
                 state.running += 1;
                 state.sites[slot] = Some(entry.site());

@@ -60,7 +60,8 @@ type RunCall<T> =
 /// A call on its way to the worker's thread.
 pub(crate) struct Envelope<T> {
     /// When it entered the queue, for the queue-wait distribution.
-    admitted: Instant,
+    /// (Set at admission, not when the call is made: one clock read per call.)
+    admitted: Option<Instant>,
     /// Claimed by the worker, or withdrawn by the caller: exactly one wins.
     claim: Arc<dyn Claim>,
     run: RunCall<T>,
@@ -325,7 +326,7 @@ impl<T: 'static> Mailbox<T> {
         let origin = Origin::new(kind, Some(Arc::clone(&self.name)), site);
         let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
-            admitted: Instant::now(),
+            admitted: None,
             claim: ticket.claim_handle(),
             run: Box::new(
                 move |object: &RefCell<Option<T>>,
@@ -465,7 +466,9 @@ impl<T: 'static> Mailbox<T> {
     fn claim_queued(&self, state: &mut MutexGuard<'_, State<T>>) -> Option<Envelope<T>> {
         while let Some(envelope) = state.queue.pop_front() {
             if envelope.claim.claim() {
-                self.counters.queue_wait.record(envelope.admitted.elapsed());
+                if let Some(admitted) = envelope.admitted {
+                    self.counters.queue_wait.record(admitted.elapsed());
+                }
                 state.running = Some(envelope.claim.origin().site);
                 let woken = self.grant(state);
                 MutexGuard::unlocked(state, || wake_all(woken));
@@ -625,7 +628,7 @@ impl<T: 'static, R> Call<T, R> {
             state.reserved -= 1;
         }
         let mut envelope = self.envelope.take().expect("admitted twice");
-        envelope.admitted = Instant::now();
+        envelope.admitted = Some(Instant::now());
         Counters::bump(&shared.counters.submitted);
         if state.running.is_none() && state.queue.len() == state.dead {
             // The worker is idle and nothing is ahead: the call runs without time passing,
