@@ -94,9 +94,12 @@ async fn a_timeout_while_waiting_withdraws_the_job_so_it_never_runs() {
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert_eq!(pool.stats().queued, 0);
-    gate.open();
-    // The holder timed out too, but kept running until the gate opened.
+    // The holder times out too while its closure still runs (the gate is shut). Awaited
+    // before the gate opens: once the closure has returned, a caller polled after its
+    // deadline may take the finished value instead, as `tokio::time::timeout` does.
     assert!(held.await.unwrap().unwrap_err().is_timeout());
+    assert_eq!(pool.stats().running, 1, "the timed-out holder still runs");
+    gate.open();
     // Once nothing runs, the withdrawn job was passed over (a drainer claims the next
     // job before the one it ran counts as done, so it would be running now).
     assert!(pool.shutdown(Duration::from_secs(30)).await.is_complete());
