@@ -104,7 +104,11 @@
 //!   [`Portal`]), `spawn()` when they start a thread and run your maker on
 //!   it ([`Worker`], [`WorkerPool`]: it can fail as your
 //!   maker does, so it returns a [`WorkerError`]), and `start()` for
-//!   the watchdog, which begins watching at once.
+//!   the watchdog, which begins watching at once. Every builder is reached by
+//!   `Type::builder(..)` (taking a name where the handle names threads or a lane); the
+//!   worker builders also carry the object's type
+//!   (`WorkerBuilder<T>`, inferred from the maker), so the closures that take the object
+//!   (`interrupter`, `on_lease_abandoned`) are checked against it when compiling.
 //! - **Shut down** is `is_shutdown()` on every error, and `io::ErrorKind::BrokenPipe` when
 //!   an error becomes an `io::Error`; no error of the crate maps to `Interrupted` or
 //!   `WouldBlock`, which std's loops retry.

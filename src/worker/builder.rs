@@ -1,8 +1,8 @@
 //! The builders of [`Worker`] and [`WorkerPool`], and the panic policy they share.
 
-use std::any::Any;
 use std::error::Error;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +58,15 @@ pub enum AfterPanic {
 /// Default mailbox size, per worker.
 const MAILBOX: usize = 1024;
 
-/// Builds a [`Worker`]; see [`Worker::builder`].
+/// Builds a [`Worker<T>`]; see [`Worker::builder`].
+///
+/// The builder carries the object's type `T`, so `Worker::builder("name")` needs no
+/// annotation: `T` is inferred from the maker given to [`spawn`](Self::spawn), or from
+/// the closure given to [`interrupter`](Self::interrupter) or
+/// [`on_lease_abandoned`](Self::on_lease_abandoned), whichever comes first, and a
+/// closure for another type is a compile error. [`WorkerBuilder::new`] is the same
+/// builder, for code that prefers to name the builder type (as with tokio's
+/// `runtime::Builder` and rayon's `ThreadPoolBuilder`).
 ///
 /// # Examples
 ///
@@ -72,16 +80,27 @@ const MAILBOX: usize = 1024;
 ///     .unwrap();
 /// assert_eq!(worker.name(), "sdk");
 /// ```
-#[derive(Debug)]
+///
+/// A hook for another type than the maker makes does not compile:
+///
+/// ```compile_fail
+/// # use async_bridge::Worker;
+/// let worker = Worker::builder("mismatch")
+///     .on_lease_abandoned(|_: &mut String| {})
+///     .spawn(|| Ok::<_, std::io::Error>(0u32)); // error: expected `String`, found `u32`
+/// ```
 #[must_use = "a builder does nothing until `spawn` is called"]
-pub struct WorkerBuilder {
+pub struct WorkerBuilder<T: 'static> {
     name: String,
     mailbox: usize,
     after_panic: AfterPanic,
-    options: Options,
+    options: Options<T>,
 }
 
-/// Builds a [`WorkerPool`]; see [`WorkerPool::builder`].
+/// Builds a [`WorkerPool<T>`]; see [`WorkerPool::builder`].
+///
+/// As [`WorkerBuilder`], it carries the objects' type `T`, inferred from the maker (or
+/// the first closure that takes a `T`); [`WorkerPoolBuilder::new`] is the same builder.
 ///
 /// # Examples
 ///
@@ -95,29 +114,62 @@ pub struct WorkerBuilder {
 ///     .unwrap();
 /// assert_eq!(pool.workers(), 2);
 /// ```
-#[derive(Debug)]
 #[must_use = "a builder does nothing until `spawn` is called"]
-pub struct WorkerPoolBuilder {
+pub struct WorkerPoolBuilder<T: 'static> {
     name: String,
     workers: usize,
     mailbox: usize,
     after_panic: AfterPanic,
-    options: Options,
+    options: Options<T>,
 }
 
-/// The options both builders share that do not depend on the object's type, and the
-/// typed ones, kept type-erased until `spawn` names the type.
-#[derive(Default)]
-struct Options {
+impl<T: 'static> fmt::Debug for WorkerBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("name", &self.name)
+            .field("mailbox", &self.mailbox)
+            .field("after_panic", &self.after_panic)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<T: 'static> fmt::Debug for WorkerPoolBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPoolBuilder")
+            .field("name", &self.name)
+            .field("workers", &self.workers)
+            .field("mailbox", &self.mailbox)
+            .field("after_panic", &self.after_panic)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// The options both builders share, typed by the object `T` that `spawn` will make.
+struct Options<T: 'static> {
     timeout: Option<Duration>,
     lease_limit: Option<Duration>,
-    /// A `TakeInterrupter<T>` for the `T` that `spawn` will make.
-    interrupter: Option<Box<dyn Any + Send>>,
-    /// A `ReleaseHook<T>` for that `T`.
-    release_hook: Option<Box<dyn Any + Send>>,
+    interrupter: Option<TakeInterrupter<T>>,
+    release_hook: Option<ReleaseHook<T>>,
+    /// `fn() -> T`: the builder is `Send` and `Sync` whatever `T` is (the object is made
+    /// on the worker's thread, never held by the builder).
+    _object: PhantomData<fn() -> T>,
 }
 
-impl fmt::Debug for Options {
+impl<T: 'static> Default for Options<T> {
+    fn default() -> Self {
+        Options {
+            timeout: None,
+            lease_limit: None,
+            interrupter: None,
+            release_hook: None,
+            _object: PhantomData,
+        }
+    }
+}
+
+impl<T: 'static> fmt::Debug for Options<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
             .field("timeout", &self.timeout)
@@ -128,23 +180,22 @@ impl fmt::Debug for Options {
     }
 }
 
-impl Options {
-    fn interrupter<T, I>(&mut self, take: impl Fn(&T) -> I + Send + Sync + 'static)
+impl<T: 'static> Options<T> {
+    fn interrupter<I>(&mut self, take: impl Fn(&T) -> I + Send + Sync + 'static)
     where
-        T: 'static,
         I: Fn() + Send + Sync + 'static,
     {
         let take: TakeInterrupter<T> = Arc::new(move |object: &T| Arc::new(take(object)));
-        self.interrupter = Some(Box::new(take));
+        self.interrupter = Some(take);
     }
 
-    fn release_hook<T: 'static>(&mut self, hook: impl Fn(&mut T) + Send + Sync + 'static) {
+    fn release_hook(&mut self, hook: impl Fn(&mut T) + Send + Sync + 'static) {
         let hook: ReleaseHook<T> = Arc::new(hook);
-        self.release_hook = Some(Box::new(hook));
+        self.release_hook = Some(hook);
     }
 
-    /// Checks the options against the object type `T` that `spawn` makes.
-    fn check<T: 'static>(
+    /// Checks the options and splits them into what the thread and the mailbox keep.
+    fn check(
         &mut self,
         name: &Arc<str>,
     ) -> Result<(Option<TakeInterrupter<T>>, Settings<T>), WorkerError> {
@@ -155,31 +206,29 @@ impl Options {
         if self.lease_limit == Some(Duration::ZERO) {
             return Err(config("lease_limit must not be zero"));
         }
-        let interrupter = match self.interrupter.take() {
-            None => None,
-            Some(any) => Some(*any.downcast::<TakeInterrupter<T>>().map_err(|_| {
-                config("the interrupter takes a different type than the maker makes")
-            })?),
-        };
-        let release_hook = match self.release_hook.take() {
-            None => None,
-            Some(any) => Some(*any.downcast::<ReleaseHook<T>>().map_err(|_| {
-                config("the release hook takes a different type than the maker makes")
-            })?),
-        };
         let settings = Settings {
             timeout: self.timeout,
             lease_limit: self.lease_limit,
-            release_hook,
+            release_hook: self.release_hook.take(),
         };
-        Ok((interrupter, settings))
+        Ok((self.interrupter.take(), settings))
     }
 }
 
-impl WorkerBuilder {
-    pub(crate) fn new(name: String) -> Self {
+impl<T: 'static> WorkerBuilder<T> {
+    /// Starts building a worker called `name`: the same as [`Worker::builder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::WorkerBuilder;
+    ///
+    /// let worker = WorkerBuilder::new("sdk").spawn(|| Ok::<_, std::io::Error>(3u8)).unwrap();
+    /// assert_eq!(worker.name(), "sdk");
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
         WorkerBuilder {
-            name,
+            name: name.into(),
             mailbox: MAILBOX,
             after_panic: AfterPanic::Keep,
             options: Options::default(),
@@ -208,7 +257,7 @@ impl WorkerBuilder {
     /// milliseconds, because some interrupts (SQLite's) stop only what is already
     /// running: a call given up just before it reached its blocking part is stopped once
     /// it gets there. So it must be cheap, and harmless when repeated. The object's type
-    /// is the one `spawn`'s maker makes.
+    /// is the builder's `T`, the one `spawn`'s maker makes.
     ///
     /// # When not to use it
     ///
@@ -243,9 +292,16 @@ impl WorkerBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub fn interrupter<T, I>(mut self, take: impl Fn(&T) -> I + Send + Sync + 'static) -> Self
+    ///
+    /// An interrupter taken from another type than the maker makes does not compile:
+    ///
+    /// ```compile_fail
+    /// let worker = async_bridge::Worker::builder("mismatch")
+    ///     .interrupter(|_: &String| || {})
+    ///     .spawn(|| Ok::<_, std::io::Error>(0u32)); // error: expected `String`, found `u32`
+    /// ```
+    pub fn interrupter<I>(mut self, take: impl Fn(&T) -> I + Send + Sync + 'static) -> Self
     where
-        T: 'static,
         I: Fn() + Send + Sync + 'static,
     {
         self.options.interrupter(take);
@@ -283,10 +339,7 @@ impl WorkerBuilder {
     /// # Ok::<(), async_bridge::WorkerError>(())
     /// # }).unwrap();
     /// ```
-    pub fn on_lease_abandoned<T: 'static>(
-        mut self,
-        hook: impl Fn(&mut T) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn on_lease_abandoned(mut self, hook: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
         self.options.release_hook(hook);
         self
     }
@@ -333,16 +386,15 @@ impl WorkerBuilder {
     /// let cause = std::error::Error::source(&err).unwrap();
     /// assert!(cause.downcast_ref::<rusqlite::Error>().is_some());
     /// ```
-    pub fn spawn<T, M, E>(self, maker: M) -> Result<Worker<T>, WorkerError>
+    pub fn spawn<M, E>(self, maker: M) -> Result<Worker<T>, WorkerError>
     where
-        T: 'static,
         M: FnMut() -> Result<T, E> + Send + 'static,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
         let mut this = self;
         let name: Arc<str> = this.name.as_str().into();
         check(&name, this.mailbox, 1, "workers")?;
-        let (interrupter, settings) = this.options.check::<T>(&name)?;
+        let (interrupter, settings) = this.options.check(&name)?;
         let shared = Mailbox::new(
             Arc::clone(&name),
             thread::new_group(),
@@ -356,10 +408,23 @@ impl WorkerBuilder {
     }
 }
 
-impl WorkerPoolBuilder {
-    pub(crate) fn new(name: String) -> Self {
+impl<T: 'static> WorkerPoolBuilder<T> {
+    /// Starts building a pool called `name`: the same as [`WorkerPool::builder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::WorkerPoolBuilder;
+    ///
+    /// let pool = WorkerPoolBuilder::new("parsers")
+    ///     .workers(2)
+    ///     .spawn(|| Ok::<_, std::io::Error>(()))
+    ///     .unwrap();
+    /// assert_eq!(pool.workers(), 2);
+    /// ```
+    pub fn new(name: impl Into<String>) -> Self {
         WorkerPoolBuilder {
-            name,
+            name: name.into(),
             workers: std::thread::available_parallelism().map_or(4, |n| n.get()),
             mailbox: MAILBOX,
             after_panic: AfterPanic::Keep,
@@ -391,9 +456,8 @@ impl WorkerPoolBuilder {
     ///     .unwrap();
     /// assert_eq!(pool.workers(), 2);
     /// ```
-    pub fn interrupter<T, I>(mut self, take: impl Fn(&T) -> I + Send + Sync + 'static) -> Self
+    pub fn interrupter<I>(mut self, take: impl Fn(&T) -> I + Send + Sync + 'static) -> Self
     where
-        T: 'static,
         I: Fn() + Send + Sync + 'static,
     {
         self.options.interrupter(take);
@@ -407,10 +471,7 @@ impl WorkerPoolBuilder {
     }
 
     /// As [`WorkerBuilder::on_lease_abandoned`], on whichever worker held the lease.
-    pub fn on_lease_abandoned<T: 'static>(
-        mut self,
-        hook: impl Fn(&mut T) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn on_lease_abandoned(mut self, hook: impl Fn(&mut T) + Send + Sync + 'static) -> Self {
         self.options.release_hook(hook);
         self
     }
@@ -453,16 +514,15 @@ impl WorkerPoolBuilder {
     /// let err = WorkerPool::builder("none").workers(0).spawn(|| Ok::<_, std::io::Error>(()));
     /// assert!(err.unwrap_err().to_string().contains("workers must be at least 1"));
     /// ```
-    pub fn spawn<T, M, E>(self, maker: M) -> Result<WorkerPool<T>, WorkerError>
+    pub fn spawn<M, E>(self, maker: M) -> Result<WorkerPool<T>, WorkerError>
     where
-        T: 'static,
         M: Fn() -> Result<T, E> + Send + Sync + 'static,
         E: Into<Box<dyn Error + Send + Sync>>,
     {
         let mut this = self;
         let name: Arc<str> = this.name.as_str().into();
         check(&name, this.mailbox, this.workers, "workers")?;
-        let (interrupter, settings) = this.options.check::<T>(&name)?;
+        let (interrupter, settings) = this.options.check(&name)?;
         let maker = Arc::new(maker);
         let group = thread::new_group();
         let mut links = Vec::with_capacity(this.workers);

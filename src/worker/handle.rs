@@ -86,13 +86,14 @@ pub struct Worker<T: 'static> {
     link: Sender<T>,
 }
 
-impl Worker<()> {
+impl<T: 'static> Worker<T> {
     /// Starts building a worker called `name`; the name is its thread's name and
     /// appears in errors, reports and tracing spans.
     ///
     /// Defaults: a mailbox of 1024 calls, [`AfterPanic::Keep`](crate::AfterPanic::Keep).
-    /// The object's type comes from the maker given to
-    /// [`spawn`](WorkerBuilder::spawn).
+    /// The object's type `T` is inferred from the maker given to
+    /// [`spawn`](WorkerBuilder::spawn), so `Worker::builder("name")` needs no
+    /// annotation ([`WorkerBuilder::new`] is the same builder).
     ///
     /// # Examples
     ///
@@ -102,8 +103,8 @@ impl Worker<()> {
     ///     .unwrap();
     /// assert_eq!(worker.name(), "legacy-sdk");
     /// ```
-    pub fn builder(name: impl Into<String>) -> WorkerBuilder {
-        WorkerBuilder::new(name.into())
+    pub fn builder(name: impl Into<String>) -> WorkerBuilder<T> {
+        WorkerBuilder::new(name)
     }
 }
 

@@ -67,11 +67,13 @@ struct PoolInner<T: 'static> {
     next: AtomicUsize,
 }
 
-impl WorkerPool<()> {
+impl<T: 'static> WorkerPool<T> {
     /// Starts building a pool called `name`; its threads are named `name-0`, `name-1`, …
     ///
     /// Defaults: one worker per core, a mailbox of 1024 calls per worker,
-    /// [`AfterPanic::Keep`](crate::AfterPanic::Keep).
+    /// [`AfterPanic::Keep`](crate::AfterPanic::Keep). The objects' type `T` is inferred
+    /// from the maker given to [`spawn`](WorkerPoolBuilder::spawn)
+    /// ([`WorkerPoolBuilder::new`] is the same builder).
     ///
     /// # Examples
     ///
@@ -82,8 +84,8 @@ impl WorkerPool<()> {
     ///     .unwrap();
     /// assert_eq!((pool.name(), pool.workers()), ("readers", 3));
     /// ```
-    pub fn builder(name: impl Into<String>) -> WorkerPoolBuilder {
-        WorkerPoolBuilder::new(name.into())
+    pub fn builder(name: impl Into<String>) -> WorkerPoolBuilder<T> {
+        WorkerPoolBuilder::new(name)
     }
 }
 
