@@ -1,5 +1,6 @@
-//! Finding blocking code in async code: a watched handler that calls `std::fs` and
-//! `thread::sleep` by mistake, reported by call site, and the executor-lag probe.
+//! Finding blocking code in async code: a watched handler that reads file metadata
+//! with `std::fs` and calls `thread::sleep` by mistake, reported by call site, and the
+//! executor-lag probe.
 //!
 //! Run with: `cargo run --example watchdog`
 
@@ -8,7 +9,11 @@ use std::time::Duration;
 use async_bridge::watchdog::{WatchExt, Watchdog};
 
 async fn handler_with_a_bug() {
-    std::thread::sleep(Duration::from_millis(30)); // a blocking call in async code
+    // Two blocking calls in async code: a `std::fs` call (fast here, slow on a busy disk
+    // or a network mount) and a sleep that stands for a slow one.
+    let exe = std::env::current_exe().expect("the example's own path");
+    let _size = std::fs::metadata(exe).map(|m| m.len());
+    std::thread::sleep(Duration::from_millis(30));
 }
 
 async fn well_behaved_handler() {

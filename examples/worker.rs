@@ -11,7 +11,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The panics below are deliberate: print one line for each, not a backtrace.
     std::panic::set_hook(Box::new(|info| eprintln!("(deliberate panic: {info})")));
 
-    let db = Worker::builder("orders-db").spawn(Connection::open_in_memory)?;
+    // `spawn` blocks its caller until the maker has opened the database: from async
+    // code, run it off the executor.
+    let db =
+        async_bridge::unblock(|| Worker::builder("orders-db").spawn(Connection::open_in_memory))
+            .await?;
     db.call(|c| c.execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)"))
         .await??;
 
@@ -26,6 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     for t in tasks {
+        // Three layers, one `?` each: the task (`JoinError`), the worker (`WorkerError`:
+        // a panic, shut down), then SQLite's own `rusqlite::Error`.
         t.await???;
     }
 
@@ -38,6 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: i64 = tokio::task::spawn_blocking(move || {
         sync_db.call_blocking(|c| c.query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0)))
     })
+    // The blocking task (`JoinError`), the worker (`WorkerError`), then SQLite.
     .await???;
     println!("orders: {count}");
     Ok(())

@@ -44,22 +44,25 @@ impl AsyncInventory {
         })
     }
 
-    /// The legacy `place_order`, each step where it belongs. The stock check and the
-    /// insert share one trip to the database thread: one hop instead of two.
+    /// The legacy `place_order`, each step where it belongs, in the legacy order: check
+    /// the stock (an order out of stock is refused before the pricing call, as it was),
+    /// price it, digest the receipt, record it.
     pub async fn place_order(&self, sku: u32, qty: u32) -> io::Result<Placed> {
+        self.db
+            .call(move |conn| check_stock(conn, sku, qty))
+            .await??; // the first `?` for the worker (shut down, panic), the second for SQLite
         let addr = self.pricing_addr;
         let price = self
             .pricing
             .run(move || legacy::fetch_price(addr, sku))
             .await??;
         let digest = compute(move || legacy::receipt_digest(sku, qty, price)).await;
+        // Other orders ran while this one was priced (the legacy service held its only
+        // connection for the whole request, so it checked once): the trip that records
+        // checks again, so two orders for the last units cannot both be recorded.
         self.db
             .call(move |conn| {
-                let stock = legacy::stock(conn, sku).map_err(io::Error::other)?;
-                if stock.unwrap_or(0) < i64::from(qty) {
-                    let msg = format!("sku {sku} out of stock");
-                    return Err(io::Error::new(io::ErrorKind::NotFound, msg));
-                }
+                check_stock(conn, sku, qty)?;
                 legacy::record_order(conn, sku, qty, price, digest).map_err(io::Error::other)
             })
             .await??;
@@ -75,6 +78,16 @@ impl AsyncInventory {
             .map_err(io::Error::other)?;
         Ok(compute(move || legacy::report_of(&rows)).await)
     }
+}
+
+/// The legacy stock check, with the legacy error.
+fn check_stock(conn: &Connection, sku: u32, qty: u32) -> io::Result<()> {
+    let stock = legacy::stock(conn, sku).map_err(io::Error::other)?;
+    if stock.unwrap_or(0) < i64::from(qty) {
+        let msg = format!("sku {sku} out of stock");
+        return Err(io::Error::new(io::ErrorKind::NotFound, msg));
+    }
+    Ok(())
 }
 
 /// The end of the migration: the hand-migrated service implements the bridged trait's

@@ -30,15 +30,16 @@ fn load_shape() -> (usize, usize) {
 const LEGACY_THREADS: usize = 16;
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-fn threads() -> usize {
+/// This process's threads, from `/proc/self/status`; "n/a" where there is no `/proc`.
+fn threads() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
+                .map(|n| n.trim().to_owned())
         })
-        .unwrap_or(0)
+        .unwrap_or_else(|| "n/a".to_owned())
 }
 
 fn main() {
