@@ -50,7 +50,7 @@ impl AsyncInventory {
     pub async fn place_order(&self, sku: u32, qty: u32) -> io::Result<Placed> {
         self.db
             .call(move |conn| check_stock(conn, sku, qty))
-            .await??; // the first `?` for the worker (shut down, panic), the second for SQLite
+            .await??; // `?` for the worker (shut down, panic), `?` for the check's `io::Error`
         let addr = self.pricing_addr;
         let price = self
             .pricing
