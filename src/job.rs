@@ -21,7 +21,7 @@
 //! withdraw it, and exactly one of the two wins. The reply does not take from tokio's
 //! cooperative budget (tokio's own oneshot does), so ten thousand replies awaited in
 //! one `join_all` are not re-polled over and over (the reason naive rayon bridges run
-//! 5x slower).
+//! several times slower; the measured ratios are in README's performance table).
 //!
 //! The virtual-time harness is reached only through [`crate::seam`], whose ordering
 //! rules this layer keeps (rules 1, 2, 4 and 5 here; 3 in the queues that feed it).
