@@ -19,6 +19,21 @@ fn public_types_are_send_sync_unpin() {
 }
 
 #[test]
+fn worker_builders_are_send_sync_whatever_the_object() {
+    // The builder carries the object's type but never holds an object: a builder for a
+    // `!Send` object can still be made on one thread and spawned from another.
+    send_sync::<WorkerBuilder<std::rc::Rc<()>>>();
+    send_sync::<WorkerPoolBuilder<std::rc::Rc<()>>>();
+    let builder = Worker::builder("rc").on_lease_abandoned(|_: &mut std::rc::Rc<()>| {});
+    let worker =
+        std::thread::spawn(move || builder.spawn(|| Ok::<_, std::io::Error>(std::rc::Rc::new(()))))
+            .join()
+            .unwrap()
+            .unwrap();
+    assert_eq!(worker.name(), "rc");
+}
+
+#[test]
 fn the_futures_are_send() {
     let lane = Offloader::builder("x").build().unwrap();
     let pool = ComputePool::builder("y").threads(1).build().unwrap();
