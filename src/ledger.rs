@@ -3,7 +3,7 @@
 //! A team migrating a codebase wants to know how many crossings remain and where. With
 //! the ledger on ([`enable`]), every piece of work that goes through the job layer
 //! (`unblock`, lanes, `compute` and pools, worker calls and leases, `Unblock<T>` hops,
-//! twin calls at their callers' sites) and every facade entry (`block_on`, `Portal`,
+//! and twin calls, counted as `twin` at their callers' sites) and every facade entry (`block_on`, `Portal`,
 //! `Blocking<T>`) is counted under its kind and call site, with the total and worst
 //! time it waited to start and ran, and, for facades, how often it was entered from
 //! async code (the crossing that blocks an executor thread).
@@ -44,6 +44,12 @@ static ON: AtomicBool = AtomicBool::new(false);
 /// The tally of each kind and call site.
 type Sites = HashMap<(Kind, Site), Arc<Tally>>;
 static SITES: RwLock<Option<Sites>> = RwLock::new(None);
+/// The call sites of twin methods (`#[bridge]`), each with its method's name, as the
+/// twins report them when called. A twin call crosses through its carrier (a worker, a
+/// lane, a facade), which counts it under its own kind at the caller's site; the
+/// snapshot names such a crossing `twin`. Kept by [`reset`]: it says what code is at a
+/// site, not how often it ran.
+static TWINS: RwLock<Option<HashMap<Site, &'static str>>> = RwLock::new(None);
 
 /// Starts counting crossings, process-wide.
 ///
@@ -101,6 +107,26 @@ struct Tally {
     wait_max: AtomicU64,
     run_total: AtomicU64,
     run_max: AtomicU64,
+}
+
+/// Notes that the twin method `method` is called at `site` (called by the code
+/// `#[bridge]` generates, before its carrier is called; one relaxed load when the
+/// ledger is off).
+pub(crate) fn twin_call(site: Site, method: &'static str) {
+    if !is_enabled() {
+        return;
+    }
+    if TWINS
+        .read()
+        .as_ref()
+        .is_some_and(|twins| twins.contains_key(site))
+    {
+        return;
+    }
+    TWINS
+        .write()
+        .get_or_insert_with(HashMap::new)
+        .insert(site, method);
 }
 
 /// Counts one crossing (called by the job layer and the facade entry when enabled).
@@ -166,6 +192,7 @@ pub struct Ledger {
 pub struct Crossing {
     kind: &'static str,
     site: Site,
+    twin: Option<&'static str>,
     count: u64,
     from_async: u64,
     wait_total: Duration,
@@ -175,9 +202,44 @@ pub struct Crossing {
 }
 
 impl Crossing {
-    /// The kind: `unblock`, `offload` (a lane), `compute`, `worker`, `lease`, `io`, `facade`.
+    /// The kind: `unblock`, `offload` (a lane), `compute`, `worker`, `lease`, `io`,
+    /// `facade`, or `twin`: a call of a `#[bridge]` twin's method (whatever its carrier:
+    /// a worker, a pool, a lane, a `Blocking<T>`), at its caller's site.
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// For a `twin` crossing, the twin method called there (`AsyncStore::get`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::{bridge, ledger, Worker};
+    ///
+    /// #[bridge(async = AsyncStore)]
+    /// pub trait Store {
+    ///     fn get(&self, key: u32) -> u64;
+    /// }
+    /// struct Legacy;
+    /// impl Store for Legacy {
+    ///     fn get(&self, key: u32) -> u64 {
+    ///         u64::from(key) * 2
+    ///     }
+    /// }
+    ///
+    /// ledger::enable();
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Worker::builder("store").spawn(|| Ok::<_, std::io::Error>(Legacy))?;
+    /// let line = line!() + 1;
+    /// assert_eq!(store.get(21).await?, 42);
+    /// let snapshot = async_bridge::ledger();
+    /// let twin = snapshot.crossings().iter().find(|c| c.site().line() == line).unwrap();
+    /// assert_eq!((twin.kind(), twin.twin()), ("twin", Some("AsyncStore::get")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn twin(&self) -> Option<&'static str> {
+        self.twin
     }
 
     /// Where the crossing is in the code.
@@ -214,13 +276,16 @@ impl Crossing {
 /// Takes a snapshot of the ledger (empty unless [`enable`] was called).
 pub(crate) fn snapshot() -> Ledger {
     let from = |d: &AtomicU64| Duration::from_nanos(d.load(Ordering::Relaxed));
+    let twins = TWINS.read();
+    let twin_at = |site: Site| twins.as_ref().and_then(|twins| twins.get(site).copied());
     let mut crossings: Vec<Crossing> = SITES
         .read()
         .iter()
         .flatten()
         .map(|(&(kind, site), t)| Crossing {
-            kind: kind.as_str(),
+            kind: twin_at(site).map_or(kind, |_| Kind::Twin).as_str(),
             site,
+            twin: twin_at(site),
             count: t.count.load(Ordering::Relaxed),
             from_async: t.from_async.load(Ordering::Relaxed),
             wait_total: from(&t.wait_total),
@@ -337,7 +402,7 @@ impl fmt::Display for Ledger {
             "kind", "count", "from async", "wait total", "wait max", "run total"
         )?;
         for c in &self.crossings {
-            writeln!(
+            write!(
                 f,
                 "{:<8} {:>8} {:>10} {:>12} {:>12} {:>12}  {}",
                 c.kind,
@@ -348,6 +413,10 @@ impl fmt::Display for Ledger {
                 format!("{:.1?}", c.run_total),
                 c.site
             )?;
+            if let Some(method) = c.twin {
+                write!(f, " ({method})")?;
+            }
+            writeln!(f)?;
         }
         write!(
             f,
