@@ -86,7 +86,8 @@ type Fast<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
 
 /// The tally of each kind and call site. Tallies are updated under the read lock (they
 /// are atomics); the write lock is taken only to add a site.
-static SITES: RwLock<Option<Fast<(Kind, Addr), (Site, Tally)>>> = RwLock::new(None);
+static SITES: RwLock<Option<Sites>> = RwLock::new(None);
+type Sites = Fast<(Kind, Addr), (Site, Tally)>;
 /// The call sites of twin methods (`#[bridge]`), each with its method's name, as the
 /// twins report them when called. A twin call crosses through its carrier (a worker, a
 /// lane, a facade), which counts it under its own kind at the caller's site; the
