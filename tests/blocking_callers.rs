@@ -257,6 +257,20 @@ fn a_local_set_is_refused_on_both_flavors() {
     assert!(local(multi_thread(1)).is_would_deadlock());
 }
 
+/// The other case only tokio's panic tells (documented in `block_on`): the thread of a
+/// current_thread runtime that entered a multi-thread runtime's handle in its task.
+#[test]
+fn a_current_thread_task_inside_a_multi_thread_handle_is_refused() {
+    let mt = multi_thread(1);
+    let handle = mt.handle().clone();
+    let err = on_current_thread(async move {
+        let _entered = handle.enter();
+        block_on(async { 1 }).unwrap_err()
+    });
+    assert!(err.is_would_deadlock());
+    drop(mt);
+}
+
 #[test]
 fn the_fix_the_message_gives_works_even_when_the_future_needs_that_runtime() {
     let out = on_current_thread(async {

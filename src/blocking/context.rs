@@ -39,8 +39,11 @@
 //!   it that tokio refuses, a `LocalSet` polled inside a multi-thread runtime's
 //!   `Runtime::block_on` (`LocalSet::block_on(&multi_thread_runtime, ..)`), cannot be
 //!   seen beforehand: its refusal is tokio's panic, caught before the future is polled
-//!   (the facade then returns `is_would_deadlock`). Under `panic = "abort"` that one case
-//!   aborts; every other refusal is decided here, without a panic.
+//!   (the facade then returns `is_would_deadlock`). So is a current_thread runtime's
+//!   thread that entered a multi-thread runtime's handle (`Handle::enter`) inside its
+//!   own task: the handle says multi-thread, the scheduler it drives is current_thread,
+//!   and only the scheduler's kind, which is private, tells. Under `panic = "abort"`
+//!   those two cases abort; every other refusal is decided here, without a panic.
 
 use std::future::Future;
 use std::pin::pin;
