@@ -14,7 +14,9 @@ use std::time::Duration;
 /// when the caller looks. A call is counted once by how it ended for its *closure*
 /// (`completed`, `panicked`, or never run: `withdrawn`, `rejected`, abandoned by a
 /// shutdown); `timed_out` and `cancelled` count what the *callers* did, so a call whose
-/// caller timed out while it ran also counts as `completed` when it returns.
+/// caller timed out while it ran also counts as `completed` when it returns. (A
+/// portal's caller is blocked in its call, so it never waits in a queue, gives up or
+/// times out: see [`Portal::stats`](crate::Portal::stats).)
 ///
 /// # Examples
 ///

@@ -245,10 +245,12 @@ impl Portal {
     /// thread (its first one included): there, reading the clock twice would cost more
     /// than the whole call (a call from a plain thread costs what tokio's
     /// `Handle::block_on` does, about 40 ns; a clock read about 35 ns). With the
-    /// [ledger](crate::ledger) on, every call is timed. `submitted` counts the calls made on a live portal
-    /// (those after [`shutdown`](Self::shutdown) are refused uncounted, as a shut-down
-    /// lane's are); `rejected` counts the [`is_would_deadlock`](BlockOnError::is_would_deadlock)
-    /// refusals; `panicked` the futures that panicked (also through
+    /// [ledger](mod@crate::ledger) on, every call is timed.
+    ///
+    /// `submitted` counts the calls made on a live portal (those after
+    /// [`shutdown`](Self::shutdown) are refused uncounted, as a shut-down lane's are);
+    /// `rejected` the [`is_would_deadlock`](BlockOnError::is_would_deadlock) refusals;
+    /// `panicked` the futures that panicked (also through
     /// [`block_on`](crate::block_on), which resumes the panic). `withdrawn`, `timed_out`
     /// and `cancelled` stay 0: a facade's caller is blocked in the call until it ends, so
     /// it can neither give up nor time out, and nothing waits to be withdrawn. The
