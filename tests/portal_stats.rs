@@ -141,7 +141,7 @@ fn a_refusal_is_rejected_and_nothing_runs() {
 }
 
 #[test]
-fn from_a_runtime_worker_the_hand_off_is_a_queue_wait() {
+fn from_a_runtime_worker_a_call_is_counted_like_any_other() {
     let portal = portal();
     let app = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
