@@ -11,6 +11,12 @@
 //! - `from_worker`: from a task on a multi-thread runtime: `block_on` vs the raw
 //!   `block_in_place(|| handle.block_on(..))` it does there.
 //!
+//! - interleaved (printed at the end of a real bench run): `Portal::block_on` and
+//!   `block_on` against `Handle::block_on`, 31 rounds of a batch of each in ABBA order,
+//!   medians per call and their ratio: a shared 2-core machine drifts over a criterion
+//!   run, so the ratio of one interleaved pass is the figure that counts (the target:
+//!   ≤ 1.0×; the portal's stats are counted on this path).
+//!
 //! Run with: `cargo bench --bench facade`. The figure that counts is the ratio of a
 //! library row to its baseline row of the same group.
 
@@ -175,7 +181,78 @@ criterion_group! {
     targets = plain_thread, from_worker
 }
 
+/// Times `iters` calls of `call` from the current (plain) thread.
+fn plain(iters: u64, mut call: impl FnMut() -> i32) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        black_box(call());
+    }
+    start.elapsed()
+}
+
+/// `rounds` rounds of a batch of each side in ABBA order: the median per call of each.
+fn interleaved(
+    rounds: usize,
+    batch: u64,
+    mut baseline: impl FnMut(u64) -> Duration,
+    mut library: impl FnMut(u64) -> Duration,
+) -> (Duration, Duration) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            a.push(baseline(batch));
+            b.push(library(batch));
+        } else {
+            b.push(library(batch));
+            a.push(baseline(batch));
+        }
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2] / batch as u32
+    };
+    (median(a), median(b))
+}
+
+fn interleaved_pass() {
+    const ROUNDS: usize = 31;
+    const BATCH: u64 = 200_000;
+    let kept = runtime();
+    let handle = kept.handle().clone();
+    let portal = Portal::builder().worker_threads(2).build().unwrap();
+    let _ = block_on(async {});
+    println!("\ninterleaved A/B ({ROUNDS} rounds of {BATCH}, ABBA, medians):");
+    let report = |name: &str, (baseline, library): (Duration, Duration)| {
+        println!(
+            "{name:<28} Handle::block_on {baseline:>8.1?}/op  library {library:>8.1?}/op  ratio {:.3}x",
+            library.as_secs_f64() / baseline.as_secs_f64()
+        );
+    };
+    report(
+        "Portal::block_on",
+        interleaved(
+            ROUNDS,
+            BATCH,
+            |n| plain(n, || handle.block_on(async { black_box(1) })),
+            |n| plain(n, || portal.block_on(async { black_box(1) }).unwrap()),
+        ),
+    );
+    report(
+        "block_on (global portal)",
+        interleaved(
+            ROUNDS,
+            BATCH,
+            |n| plain(n, || handle.block_on(async { black_box(1) })),
+            |n| plain(n, || block_on(async { black_box(1) }).unwrap()),
+        ),
+    );
+}
+
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
+    // Not under `cargo test --benches` / `--list`: only a real bench run measures.
+    if std::env::args().any(|arg| arg == "--bench") {
+        interleaved_pass();
+    }
 }

@@ -3,7 +3,7 @@
 //! A team migrating a codebase wants to know how many crossings remain and where. With
 //! the ledger on ([`enable`]), every piece of work that goes through the job layer
 //! (`unblock`, lanes, `compute` and pools, worker calls and leases, `Unblock<T>` hops,
-//! twin calls at their callers' sites) and every facade entry (`block_on`, `Portal`,
+//! and twin calls, counted as `twin` at their callers' sites) and every facade entry (`block_on`, `Portal`,
 //! `Blocking<T>`) is counted under its kind and call site, with the total and worst
 //! time it waited to start and ran, and, for facades, how often it was entered from
 //! async code (the crossing that blocks an executor thread).
@@ -31,9 +31,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -41,9 +41,59 @@ use parking_lot::RwLock;
 use crate::origin::{Kind, Site};
 
 static ON: AtomicBool = AtomicBool::new(false);
-/// The tally of each kind and call site.
-type Sites = HashMap<(Kind, Site), Arc<Tally>>;
+/// A call site's key: the address of its `Location`. `#[track_caller]` hands every call
+/// from one site the same static, so the address finds it without hashing a file name;
+/// should one site ever come with two addresses (a generic caller instantiated twice),
+/// the snapshot merges them by value.
+type Addr = usize;
+
+fn addr(site: Site) -> Addr {
+    std::ptr::from_ref(site) as Addr
+}
+
+/// A hasher for keys that are already well spread (addresses, a small discriminant): a
+/// multiply and a rotate instead of SipHash over a file name.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(26);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Fast<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
+
+/// The tally of each kind and call site. Tallies are updated under the read lock (they
+/// are atomics); the write lock is taken only to add a site.
 static SITES: RwLock<Option<Sites>> = RwLock::new(None);
+type Sites = Fast<(Kind, Addr), (Site, Tally)>;
+/// The call sites of twin methods (`#[bridge]`), each with its method's name, as the
+/// twins report them when called. A twin call crosses through its carrier (a worker, a
+/// lane, a facade), which counts it under its own kind at the caller's site; the
+/// snapshot names such a crossing `twin`. Kept by [`reset`]: it says what code is at a
+/// site, not how often it ran.
+static TWINS: RwLock<Option<Fast<Addr, (Site, &'static str)>>> = RwLock::new(None);
 
 /// Starts counting crossings, process-wide.
 ///
@@ -103,31 +153,63 @@ struct Tally {
     run_max: AtomicU64,
 }
 
-/// Counts one crossing (called by the job layer and the facade entry when enabled).
-pub(crate) fn record(kind: Kind, site: Site, waited: Duration, ran: Duration, from_async: bool) {
-    let key = (kind, site);
-    let tally = SITES
+/// Notes that the twin method `method` is called at `site` (called by the code
+/// `#[bridge]` generates, before its carrier is called; one relaxed load when the
+/// ledger is off).
+pub(crate) fn twin_call(site: Site, method: &'static str) {
+    if !is_enabled() {
+        return;
+    }
+    let key = addr(site);
+    if TWINS
         .read()
         .as_ref()
-        .and_then(|sites| sites.get(&key).cloned());
-    let tally = tally.unwrap_or_else(|| {
-        let mut sites = SITES.write();
-        Arc::clone(
-            sites
-                .get_or_insert_with(HashMap::new)
-                .entry(key)
-                .or_default(),
-        )
-    });
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    tally.count.fetch_add(1, Ordering::Relaxed);
-    if from_async {
-        tally.from_async.fetch_add(1, Ordering::Relaxed);
+        .is_some_and(|twins| twins.contains_key(&key))
+    {
+        return;
     }
-    tally.wait_total.fetch_add(nanos(waited), Ordering::Relaxed);
-    tally.wait_max.fetch_max(nanos(waited), Ordering::Relaxed);
-    tally.run_total.fetch_add(nanos(ran), Ordering::Relaxed);
-    tally.run_max.fetch_max(nanos(ran), Ordering::Relaxed);
+    TWINS
+        .write()
+        .get_or_insert_with(Fast::default)
+        .insert(key, (site, method));
+}
+
+/// Counts one crossing (called by the job layer and the facade entry when enabled).
+pub(crate) fn record(kind: Kind, site: Site, waited: Duration, ran: Duration, from_async: bool) {
+    let key = (kind, addr(site));
+    let add = |tally: &Tally| tally.add(waited, ran, from_async);
+    if let Some((_, tally)) = SITES.read().as_ref().and_then(|sites| sites.get(&key)) {
+        return add(tally);
+    }
+    let mut sites = SITES.write();
+    let (_, tally) = sites
+        .get_or_insert_with(Fast::default)
+        .entry(key)
+        .or_insert_with(|| (site, Tally::default()));
+    add(tally);
+}
+
+impl Tally {
+    fn add(&self, waited: Duration, ran: Duration, from_async: bool) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let max = |slot: &AtomicU64, n: u64| {
+            // Most crossings are not a new maximum: a load costs less than an RMW.
+            if n > slot.load(Ordering::Relaxed) {
+                slot.fetch_max(n, Ordering::Relaxed);
+            }
+        };
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if from_async {
+            self.from_async.fetch_add(1, Ordering::Relaxed);
+        }
+        let (waited, ran) = (nanos(waited), nanos(ran));
+        if waited > 0 {
+            self.wait_total.fetch_add(waited, Ordering::Relaxed);
+            max(&self.wait_max, waited);
+        }
+        self.run_total.fetch_add(ran, Ordering::Relaxed);
+        max(&self.run_max, ran);
+    }
 }
 
 /// A snapshot of the ledger, from [`ledger()`](crate::ledger()): one [`Crossing`] per
@@ -166,6 +248,7 @@ pub struct Ledger {
 pub struct Crossing {
     kind: &'static str,
     site: Site,
+    twin: Option<&'static str>,
     count: u64,
     from_async: u64,
     wait_total: Duration,
@@ -175,9 +258,44 @@ pub struct Crossing {
 }
 
 impl Crossing {
-    /// The kind: `unblock`, `offload` (a lane), `compute`, `worker`, `lease`, `io`, `facade`.
+    /// The kind: `unblock`, `offload` (a lane), `compute`, `worker`, `lease`, `io`,
+    /// `facade`, or `twin`: a call of a `#[bridge]` twin's method (whatever its carrier:
+    /// a worker, a pool, a lane, a `Blocking<T>`), at its caller's site.
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// For a `twin` crossing, the twin method called there (`AsyncStore::get`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_bridge::{bridge, ledger, Worker};
+    ///
+    /// #[bridge(async = AsyncStore)]
+    /// pub trait Store {
+    ///     fn get(&self, key: u32) -> u64;
+    /// }
+    /// struct Legacy;
+    /// impl Store for Legacy {
+    ///     fn get(&self, key: u32) -> u64 {
+    ///         u64::from(key) * 2
+    ///     }
+    /// }
+    ///
+    /// ledger::enable();
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Worker::builder("store").spawn(|| Ok::<_, std::io::Error>(Legacy))?;
+    /// let line = line!() + 1;
+    /// assert_eq!(store.get(21).await?, 42);
+    /// let snapshot = async_bridge::ledger();
+    /// let twin = snapshot.crossings().iter().find(|c| c.site().line() == line).unwrap();
+    /// assert_eq!((twin.kind(), twin.twin()), ("twin", Some("AsyncStore::get")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn twin(&self) -> Option<&'static str> {
+        self.twin
     }
 
     /// Where the crossing is in the code.
@@ -214,21 +332,36 @@ impl Crossing {
 /// Takes a snapshot of the ledger (empty unless [`enable`] was called).
 pub(crate) fn snapshot() -> Ledger {
     let from = |d: &AtomicU64| Duration::from_nanos(d.load(Ordering::Relaxed));
-    let mut crossings: Vec<Crossing> = SITES
+    // Twin sites by value (a site's `Location` could come at two addresses).
+    let twins: HashMap<Site, &'static str> = TWINS
         .read()
         .iter()
         .flatten()
-        .map(|(&(kind, site), t)| Crossing {
-            kind: kind.as_str(),
-            site,
-            count: t.count.load(Ordering::Relaxed),
-            from_async: t.from_async.load(Ordering::Relaxed),
-            wait_total: from(&t.wait_total),
-            wait_max: from(&t.wait_max),
-            run_total: from(&t.run_total),
-            run_max: from(&t.run_max),
-        })
+        .map(|(_, &(site, method))| (site, method))
         .collect();
+    let mut merged: HashMap<(&'static str, Site), Crossing> = HashMap::new();
+    for (&(kind, _), &(site, ref t)) in SITES.read().iter().flatten() {
+        let twin = twins.get(site).copied();
+        let kind = twin.map_or(kind, |_| Kind::Twin).as_str();
+        let crossing = merged.entry((kind, site)).or_insert_with(|| Crossing {
+            kind,
+            site,
+            twin,
+            count: 0,
+            from_async: 0,
+            wait_total: Duration::ZERO,
+            wait_max: Duration::ZERO,
+            run_total: Duration::ZERO,
+            run_max: Duration::ZERO,
+        });
+        crossing.count += t.count.load(Ordering::Relaxed);
+        crossing.from_async += t.from_async.load(Ordering::Relaxed);
+        crossing.wait_total += from(&t.wait_total);
+        crossing.wait_max = crossing.wait_max.max(from(&t.wait_max));
+        crossing.run_total += from(&t.run_total);
+        crossing.run_max = crossing.run_max.max(from(&t.run_max));
+    }
+    let mut crossings: Vec<Crossing> = merged.into_values().collect();
     crossings.sort_by(|a, b| {
         b.count
             .cmp(&a.count)
@@ -337,7 +470,7 @@ impl fmt::Display for Ledger {
             "kind", "count", "from async", "wait total", "wait max", "run total"
         )?;
         for c in &self.crossings {
-            writeln!(
+            write!(
                 f,
                 "{:<8} {:>8} {:>10} {:>12} {:>12} {:>12}  {}",
                 c.kind,
@@ -348,6 +481,10 @@ impl fmt::Display for Ledger {
                 format!("{:.1?}", c.run_total),
                 c.site
             )?;
+            if let Some(method) = c.twin {
+                write!(f, " ({method})")?;
+            }
+            writeln!(f)?;
         }
         write!(
             f,

@@ -27,6 +27,10 @@ pub(crate) enum Kind {
     Lease,
     /// A blocking hop of an `Unblock<T>`: read-ahead, write-behind, seek, flush, `call`.
     Io,
+    /// A call of a `#[bridge]` twin's method. Only the ledger names it: the work itself
+    /// runs with the origin of its carrier (a worker, a lane, a facade), whose errors and
+    /// reports name the carrier.
+    Twin,
 }
 
 impl Kind {
@@ -39,6 +43,7 @@ impl Kind {
             Kind::Worker => "worker",
             Kind::Lease => "lease",
             Kind::Io => "io",
+            Kind::Twin => "twin",
         }
     }
 }

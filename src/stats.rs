@@ -14,7 +14,9 @@ use std::time::Duration;
 /// when the caller looks. A call is counted once by how it ended for its *closure*
 /// (`completed`, `panicked`, or never run: `withdrawn`, `rejected`, abandoned by a
 /// shutdown); `timed_out` and `cancelled` count what the *callers* did, so a call whose
-/// caller timed out while it ran also counts as `completed` when it returns.
+/// caller timed out while it ran also counts as `completed` when it returns. (A
+/// portal's caller is blocked in its call, so it never waits in a queue, gives up or
+/// times out: see [`Portal::stats`](crate::Portal::stats).)
 ///
 /// # Examples
 ///
@@ -107,7 +109,15 @@ impl Histogram {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let bucket = (64 - nanos.leading_zeros() as usize).min(BUCKETS - 1);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.max.fetch_max(nanos, Ordering::Relaxed);
+        // Most samples are not a new maximum: a load costs less than a read-modify-write.
+        if nanos > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// The number of samples.
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
     /// Adds `other`'s samples into `into` (a plain array), for merging several handles.
@@ -182,6 +192,27 @@ impl Counters {
     /// The snapshot, with the current `queued` and `running` given.
     pub(crate) fn snapshot(&self, queued: usize, running: usize) -> Stats {
         Self::merged(&[self], queued, running)
+    }
+
+    /// The snapshot of a facade's counters (a [`Portal`](crate::Portal)'s), which keeps
+    /// no `running` or `queued` number: a call runs on its caller's thread from the
+    /// moment it is submitted (so `running` is the calls submitted and not yet ended), and
+    /// only the calls that had to wait before their first poll record a queue wait; every
+    /// other call that started waited zero, added here.
+    pub(crate) fn facade_snapshot(&self) -> Stats {
+        // The outcomes first: each call bumps `submitted` before its outcome, so reading
+        // `submitted` last never sees an outcome without its submission.
+        let ended = self.finished() + self.rejected.load(Ordering::Relaxed);
+        let waits = self.queue_wait.count();
+        let submitted = self.submitted.load(Ordering::Relaxed);
+        let running = usize::try_from(submitted.saturating_sub(ended)).unwrap_or(usize::MAX);
+        let mut stats = self.snapshot(0, running);
+        let (mut counts, mut max) = ([0; BUCKETS], 0);
+        self.queue_wait.add_to(&mut counts, &mut max);
+        let started = submitted.saturating_sub(self.rejected.load(Ordering::Relaxed));
+        counts[0] += started.saturating_sub(waits);
+        stats.queue_wait = percentiles(&counts, max);
+        stats
     }
 
     /// The snapshot of several handles' counters together (a pool's workers).

@@ -200,6 +200,45 @@ fn a_task_spawned_on_a_current_thread_runtime_is_refused_too() {
     assert!(err.is_would_deadlock());
 }
 
+/// Issue 11, item 9: a thread inside a current_thread runtime's `Runtime::block_on`
+/// while another thread holds that runtime's scheduler polls only its own future: it
+/// drives no task, so blocking it is fine. It was refused (tokio's `block_in_place`
+/// panics there, and the facade turned the panic into `is_would_deadlock`).
+#[test]
+fn a_second_thread_inside_a_current_thread_block_on_runs() {
+    let rt = std::sync::Arc::new(current_thread());
+    let (holding_tx, holding) = mpsc::channel();
+    let (release, released) = oneshot::channel::<()>();
+    // The first thread takes the scheduler and keeps it until released.
+    let holder = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                released.await.unwrap();
+            })
+        })
+    };
+    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let second = {
+        let rt = std::sync::Arc::clone(&rt);
+        within_a_minute(move || {
+            rt.block_on(async {
+                // This thread is in the runtime's context, without its scheduler.
+                assert!(Handle::try_current().is_ok());
+                block_on(async {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    41
+                })
+                .map(|n| n + 1)
+            })
+        })
+    };
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(second.unwrap(), 42);
+}
+
 #[test]
 fn a_local_set_is_refused_on_both_flavors() {
     let local = |rt: Runtime| {
@@ -216,6 +255,20 @@ fn a_local_set_is_refused_on_both_flavors() {
     // On a multi-thread runtime's `block_on`, tokio refuses `block_in_place` inside a
     // LocalSet; the facade turns that refusal into the same error.
     assert!(local(multi_thread(1)).is_would_deadlock());
+}
+
+/// The other case only tokio's panic tells (documented in `block_on`): the thread of a
+/// current_thread runtime that entered a multi-thread runtime's handle in its task.
+#[test]
+fn a_current_thread_task_inside_a_multi_thread_handle_is_refused() {
+    let mt = multi_thread(1);
+    let handle = mt.handle().clone();
+    let err = on_current_thread(async move {
+        let _entered = handle.enter();
+        block_on(async { 1 }).unwrap_err()
+    });
+    assert!(err.is_would_deadlock());
+    drop(mt);
 }
 
 #[test]

@@ -1,9 +1,16 @@
 //! The migration ledger (issue 14): every crossing counted by kind and call site, facades
-//! entered from async code told apart, a stable text form and a baseline check.
+//! entered from async code told apart, a stable text form and a baseline check; twin
+//! calls as their own kind.
+#![allow(async_fn_in_trait)]
 
 use std::panic::Location;
 
-use async_bridge::{block_on, compute, ledger, unblock, ComputePool, Offloader, Worker};
+use std::sync::Arc;
+
+use async_bridge::{
+    block_on, bridge, compute, ledger, unblock, Blocking, ComputePool, Offloaded, Offloader,
+    Worker, WorkerPool,
+};
 
 /// The crossing of `kind` at `site`, in a fresh snapshot.
 fn at(kind: &str, site: &Location<'_>) -> Option<async_bridge::Crossing> {
@@ -137,4 +144,105 @@ fn a_run_is_checked_against_a_committed_baseline() {
     assert!(run.check_against(&format!("# baseline\n\n{more}")).is_ok());
     // The table names every site.
     assert!(run.to_string().contains("tests/ledger.rs:"));
+}
+
+#[bridge(async = AsyncStore)]
+pub trait Store {
+    fn get(&self, key: u32) -> u64;
+    fn put(&mut self, key: u32);
+}
+
+struct Legacy(u64);
+
+impl Store for Legacy {
+    fn get(&self, key: u32) -> u64 {
+        self.0 + u64::from(key)
+    }
+    fn put(&mut self, key: u32) {
+        self.0 = u64::from(key);
+    }
+}
+
+#[bridge(blocking = BlockingRates)]
+pub trait Rates {
+    async fn rate(&self, key: u32) -> u64;
+}
+
+struct Native;
+
+impl Rates for Native {
+    async fn rate(&self, key: u32) -> u64 {
+        u64::from(key) * 2
+    }
+}
+
+/// Issue 14: the ledger counts twin calls as their own kind, `twin`, at the caller's
+/// site, with the twin's method, over every carrier and through `dyn`; the hand-written
+/// carrier calls beside them keep their kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_calls_are_counted_as_twins_at_their_callers_sites() {
+    ledger::enable();
+    let worker = Worker::builder("twin-worker")
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let pool = WorkerPool::builder("twin-pool")
+        .workers(2)
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let lane = Offloaded::new(Legacy(1), Offloader::builder("twin-lane").build().unwrap());
+    let shared: Arc<dyn AsyncStore> = Arc::new(worker.clone());
+    let mut sites = Vec::new();
+    for _ in 0..3 {
+        let (s, f) = (here(), worker.get(1));
+        f.await.unwrap();
+        sites.push(("twin", Some("AsyncStore::get"), s));
+        let (s, f) = (here(), pool.put(2));
+        f.await.unwrap();
+        sites.push(("twin", Some("AsyncStore::put"), s));
+        let (s, f) = (here(), lane.get(3));
+        f.await.unwrap();
+        sites.push(("twin", Some("AsyncStore::get"), s));
+        let (s, f) = (here(), shared.get(4));
+        f.await.unwrap();
+        sites.push(("twin", Some("AsyncStore::get"), s));
+        // The hand-written call the twin expands to: still a worker crossing.
+        let (s, f) = (here(), worker.call(|o| o.get(5)));
+        f.await.unwrap();
+        sites.push(("worker", None, s));
+    }
+    // The blocking twin, from a blocking thread (where facades are for).
+    let blocking = unblock(|| {
+        let rates = Blocking::new(Native);
+        let mut sites = Vec::new();
+        for _ in 0..3 {
+            let (s, r) = (here(), rates.rate(21));
+            assert_eq!(r.unwrap(), 42);
+            sites.push(("twin", Some("BlockingRates::rate"), s));
+            let (s, r) = (here(), rates.call(async |n| n.rate(1).await));
+            assert_eq!(r.unwrap(), 2);
+            sites.push(("facade", None, s));
+        }
+        sites
+    })
+    .await;
+    sites.extend(blocking);
+    for &(kind, twin, site) in sites.iter().take(5).chain(&sites[15..17]) {
+        let crossing = at(kind, site)
+            .unwrap_or_else(|| panic!("no {kind} at {site}: {}", async_bridge::ledger()));
+        assert_eq!(crossing.count(), 3, "{kind} at {site}");
+        assert_eq!(crossing.twin(), twin, "{kind} at {site}");
+        // No second crossing of another kind at the same site.
+        let at_site = async_bridge::ledger()
+            .crossings()
+            .iter()
+            .filter(|c| c.site().file() == site.file() && c.site().line() == site.line())
+            .count();
+        assert_eq!(at_site, 1, "{site}");
+    }
+    let table = async_bridge::ledger().to_string();
+    assert!(table.contains("(AsyncStore::put)"), "{table}");
+    assert!(async_bridge::ledger()
+        .to_text()
+        .lines()
+        .any(|l| l.starts_with("twin\ttests/ledger.rs:")));
 }

@@ -702,6 +702,7 @@ fn async_impl(
         }
         let output = &m.output;
         let (entry, object) = entry(m.receiver);
+        let what = format!("{twin}::{name}");
         quote! {
             #(#cfgs)*
             #[track_caller]
@@ -718,6 +719,7 @@ fn async_impl(
                 Self: 'async_trait,
             {
                 #(#copies)*
+                ::async_bridge::__private::twin(::core::panic::Location::caller(), #what);
                 let __bridge_call = #entry(self, move |__bridge_object: #object| {
                     <__T as #trait_name>::#name(__bridge_object, #(#passed),*)
                 });
@@ -819,6 +821,7 @@ fn blocking_twin(
                 #where_clause
             {
                 let __bridge_site = ::core::panic::Location::caller();
+                ::async_bridge::__private::twin(__bridge_site, #what);
                 ::async_bridge::__private::settle(
                     #what,
                     __bridge_site,

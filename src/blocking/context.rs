@@ -18,6 +18,32 @@
 //!   blocking tasks have task ids too.
 //!
 //! What each case then does is decided in [`super::entry`].
+//!
+//! # What cannot be told apart without a panic
+//!
+//! tokio keeps one more fact private: whether a thread that is *inside* a runtime
+//! (`EnterRuntime::Entered` in its thread context, set by `Runtime::block_on`) may leave
+//! it through `block_in_place` (`allow_block_in_place`). It is false inside a
+//! current_thread runtime's `block_on` and while a `LocalSet` is polled
+//! (`LocalSet`'s `poll` and `run_until` clear it); only `block_in_place` reads it, and it
+//! panics when it is false. `LocalSet`'s own context has one public reader,
+//! `spawn_local`, which panics outside one too. So:
+//!
+//! - a current_thread runtime's context on a thread that does not drive it
+//!   ([`Caller::CurrentThreadOther`]: its blocking pool threads, a thread that entered its
+//!   handle, a second thread inside its `Runtime::block_on` while another thread holds
+//!   its scheduler) is run without `block_in_place`: there it is a no-op or tokio's
+//!   refusal, never the hand-off it is on a multi-thread worker;
+//! - a multi-thread runtime's context ([`Caller::Runtime`]) goes through `block_in_place`,
+//!   which hands a worker's tasks away or leaves a `Runtime::block_on`. The one case in
+//!   it that tokio refuses, a `LocalSet` polled inside a multi-thread runtime's
+//!   `Runtime::block_on` (`LocalSet::block_on(&multi_thread_runtime, ..)`), cannot be
+//!   seen beforehand: its refusal is tokio's panic, caught before the future is polled
+//!   (the facade then returns `is_would_deadlock`). So is a current_thread runtime's
+//!   thread that entered a multi-thread runtime's handle (`Handle::enter`) inside its
+//!   own task: the handle says multi-thread, the scheduler it drives is current_thread,
+//!   and only the scheduler's kind, which is private, tells. Under `panic = "abort"`
+//!   those two cases abort; every other refusal is decided here, without a panic.
 
 use std::future::Future;
 use std::pin::pin;
@@ -32,11 +58,17 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 pub(crate) enum Caller {
     /// No runtime context: a plain, rayon or dedicated thread. Blocking is fine.
     Plain,
-    /// A runtime context is set and the thread does not drive a current_thread runtime:
-    /// a multi-thread worker, a `block_on` (ours or tokio's), a blocking pool thread.
-    /// Blocking goes through `block_in_place`, which moves a worker's other tasks to
-    /// another thread and is a no-op where there is nothing to move.
+    /// A multi-thread runtime's context is set: a worker, a `block_on` (ours or tokio's),
+    /// a blocking pool thread. Blocking goes through `block_in_place`, which moves a
+    /// worker's other tasks to another thread, leaves a `Runtime::block_on`, and is a
+    /// no-op where there is nothing to move.
     Runtime,
+    /// A current_thread runtime's context is set, but this thread does not drive it: a
+    /// blocking pool thread of it, a thread that entered its handle, or a second thread
+    /// inside its `Runtime::block_on` (polling its own future while another thread holds
+    /// the scheduler). Blocking this thread stalls no task of that runtime: polled
+    /// directly (`block_in_place` would be a no-op, or tokio's refusal).
+    CurrentThreadOther,
     /// The thread drives a current_thread runtime: blocking it could deadlock.
     CurrentThreadDriver,
 }
@@ -47,6 +79,7 @@ pub(crate) fn caller() -> Caller {
         Err(_) => Caller::Plain,
         Ok(handle) => match handle.runtime_flavor() {
             RuntimeFlavor::CurrentThread if drives_a_scheduler() => Caller::CurrentThreadDriver,
+            RuntimeFlavor::CurrentThread => Caller::CurrentThreadOther,
             _ => Caller::Runtime,
         },
     }

@@ -13,8 +13,9 @@
 //! | inside a facade's future (nested, on any of these threads) | as the thread it runs on: `block_in_place` is a no-op where there is nothing to move |
 //! | inside tokio's multi-thread `Runtime::block_on` | `block_in_place` leaves tokio's runtime context, then polled |
 //! | blocking pool thread (`spawn_blocking`, `unblock`) of any runtime | `block_in_place` is a no-op there, then polled |
-//! | the thread driving a current_thread runtime | refused: [`is_would_deadlock`](BlockOnError::is_would_deadlock) |
-//! | a `LocalSet` on a multi-thread runtime's `block_on` | tokio refuses `block_in_place`; its panic (printed once by the panic hook) is caught before the future ran, and becomes `is_would_deadlock` |
+//! | blocking pool thread of a current_thread runtime, a second thread inside its `Runtime::block_on` | polled directly, no `block_in_place` (a no-op or tokio's refusal there) |
+//! | the thread driving a current_thread runtime (a `LocalSet` on it too) | refused: [`is_would_deadlock`](BlockOnError::is_would_deadlock), decided beforehand |
+//! | a `LocalSet` on a multi-thread runtime's `block_on` | tokio refuses `block_in_place`; its panic (printed by the panic hook) is caught before the future ran, and becomes `is_would_deadlock`. No public query tells this case beforehand (see [`context`]): the one refusal that needs unwinding |
 //!
 //! Nothing is handed to another thread, so no `job::Ticket` is needed: the future runs
 //! where it was called, as the sync code it replaces did.
@@ -22,6 +23,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe, Location};
+use std::time::{Duration, Instant};
 
 use super::context::{self, Caller};
 use super::error::{CURRENT_THREAD, NO_BLOCKING_HERE};
@@ -29,8 +31,8 @@ use super::park;
 use super::portal::{self, Portal};
 use super::BlockOnError;
 use crate::origin::Kind;
+use crate::stats::Counters;
 use crate::{seam, trace};
-use std::time::Duration;
 
 /// Runs `future` to completion on the calling thread through `portal` (the global one
 /// when `None`), or says why it cannot.
@@ -66,19 +68,28 @@ pub(crate) fn enter<F: Future>(
     let counted = crate::ledger::is_enabled();
     let from_async = (counted || crate::watchdog::is_running())
         && match caller {
-            Caller::Plain => false,
+            Caller::Plain | Caller::CurrentThreadOther => false,
             Caller::Runtime => context::drives_a_scheduler(),
             Caller::CurrentThreadDriver => true,
         };
     let watched = from_async && crate::watchdog::is_running();
-    let start = (watched || counted).then(std::time::Instant::now);
+    // The portal's stats: counted before the caller sees its answer. A call that runs
+    // at once (not through `block_in_place`) waited zero, which the snapshot adds rather
+    // than each call recording it. Reading the clock costs about what a whole call from
+    // a plain thread does, so there only sampled calls are timed (see `timed`).
+    let counters = portal.counters();
+    Counters::bump(&counters.submitted);
+    let runtime = caller == Caller::Runtime;
+    let start = (counted || watched || runtime || timed()).then(Instant::now);
+    let polled: Cell<Option<Instant>> = Cell::new(None);
     let result = match caller {
-        Caller::Plain => panic::catch_unwind(AssertUnwindSafe(run))
+        Caller::Plain | Caller::CurrentThreadOther => panic::catch_unwind(AssertUnwindSafe(run))
             .map_err(|payload| BlockOnError::panic(origin, payload)),
         Caller::Runtime => {
             let started = Cell::new(false);
             let started_run = || {
                 started.set(true);
+                polled.set(Some(Instant::now()));
                 run()
             };
             panic::catch_unwind(AssertUnwindSafe(|| {
@@ -95,14 +106,51 @@ pub(crate) fn enter<F: Future>(
         }
         Caller::CurrentThreadDriver => Err(BlockOnError::would_deadlock(origin, CURRENT_THREAD)),
     };
-    if let Some(start) = start {
-        let took = start.elapsed();
-        if watched {
-            crate::watchdog::record_blocking_facade(site, took);
+    let end = start.map(|_| Instant::now());
+    match &result {
+        Ok(_) => Counters::bump(&counters.completed),
+        Err(err) if err.is_panic() => Counters::bump(&counters.panicked),
+        Err(_) => Counters::bump(&counters.rejected),
+    }
+    let Some((start, end)) = start.zip(end) else {
+        return result;
+    };
+    if watched {
+        crate::watchdog::record_blocking_facade(site, end - start);
+    }
+    let refused = matches!(&result, Err(err) if !err.is_panic());
+    let (waited, took) = if refused {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        let began = polled.get().unwrap_or(start);
+        let waited = began - start;
+        if polled.get().is_some() {
+            counters.queue_wait.record(waited);
         }
-        if counted {
-            crate::ledger::record(Kind::Facade, site, Duration::ZERO, took, from_async);
-        }
+        counters.run_time.record(end - began);
+        (waited, end - began)
+    };
+    if counted {
+        // A refusal is a crossing too: the call site still crosses the bridge.
+        crate::ledger::record(Kind::Facade, site, waited, took, from_async);
     }
     result
+}
+
+/// One call in [`SAMPLE`] on each thread is timed for the portal's percentiles (the
+/// first one on a thread is); every call is counted.
+const SAMPLE: u32 = 32;
+
+/// Whether this call from a plain thread is timed for the portal's stats.
+fn timed() -> bool {
+    thread_local! {
+        static CALLS: Cell<u32> = const { Cell::new(0) };
+    }
+    CALLS
+        .try_with(|calls| {
+            let n = calls.get();
+            calls.set(n.wrapping_add(1));
+            n % SAMPLE == 0
+        })
+        .unwrap_or(true)
 }

@@ -53,12 +53,13 @@ pub(crate) const CURRENT_THREAD: &str =
      #[tokio::main(flavor = \"current_thread\")]'s), and blocking it would stall every \
      task of that runtime: if the future needs one of them, it never finishes";
 
-/// tokio refused `block_in_place` here (a `LocalSet`, or a current_thread runtime's
-/// `block_on` whose core is held by another thread).
+/// tokio refused `block_in_place` here: a `LocalSet` polled inside a multi-thread
+/// runtime's `Runtime::block_on` (the one case not told beforehand; see
+/// `blocking/context.rs`).
 pub(crate) const NO_BLOCKING_HERE: &str =
-    "this thread is inside a tokio runtime that does not allow blocking it (a LocalSet, or \
-     a current_thread runtime), and blocking it would stall the tasks that runtime polls \
-     here: if the future needs one of them, it never finishes";
+    "this thread polls a tokio LocalSet (or is otherwise inside a tokio runtime that does \
+     not allow blocking it), and blocking it would stall the tasks that are polled here: if \
+     the future needs one of them, it never finishes";
 
 impl BlockOnError {
     pub(crate) fn would_deadlock(origin: Origin, why: &'static str) -> Self {

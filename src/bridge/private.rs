@@ -11,6 +11,13 @@ pub use async_trait::async_trait;
 
 use crate::{BlockOnError, CallError};
 
+/// Tells the ledger that the twin method `method` is called at `site` (the caller's,
+/// through `#[track_caller]`), before the carrier is called there.
+#[inline]
+pub fn twin(site: &'static Location<'static>, method: &'static str) {
+    crate::ledger::twin_call(site, method);
+}
+
 /// Awaits a carrier's call and turns its error into a [`CallError`].
 pub async fn finish<F, R, E>(call: F) -> Result<R, CallError>
 where
