@@ -308,8 +308,9 @@ impl Crossing {
         self.count
     }
 
-    /// For facades: how many of those entries came from async code (a runtime thread),
-    /// blocking it.
+    /// For facades (and blocking twins): how many of those entries came from async code
+    /// (a runtime thread), blocking it. Always 0 for the other kinds, which the table
+    /// prints as `-`.
     pub fn from_async(&self) -> u64 {
         self.from_async
     }
@@ -470,12 +471,18 @@ impl fmt::Display for Ledger {
             "kind", "count", "from async", "wait total", "wait max", "run total"
         )?;
         for c in &self.crossings {
+            // Only a facade entry can come from async code (the other kinds are entered
+            // from async code by design): a dash, not a 0 that reads as "none of them".
+            let from_async = match c.kind {
+                "facade" | "twin" => c.from_async.to_string(),
+                _ => "-".to_owned(),
+            };
             write!(
                 f,
                 "{:<8} {:>8} {:>10} {:>12} {:>12} {:>12}  {}",
                 c.kind,
                 c.count,
-                c.from_async,
+                from_async,
                 format!("{:.1?}", c.wait_total),
                 format!("{:.1?}", c.wait_max),
                 format!("{:.1?}", c.run_total),
