@@ -11,13 +11,22 @@
 //! - `from_worker`: from a task on a multi-thread runtime: `block_on` vs the raw
 //!   `block_in_place(|| handle.block_on(..))` it does there.
 //!
-//! Run with: `cargo bench --bench facade`. The figure that counts is the ratio of a
-//! library row to its baseline row of the same group.
+//! Method: criterion measures each row in turn. Because a shared 2-core machine drifts
+//! over a run, the pair with a target is then measured once more *interleaved*
+//! (`support::interleaved`): after one untimed warm-up batch of each side, 31 rounds each
+//! time a batch of 20,000 calls of `Handle::block_on` on a kept two-worker multi-thread
+//! runtime and 20,000 of `async_bridge::block_on`, both from the bench's main thread (a
+//! plain thread), in alternating order (ABBA); the medians per call and their ratio are
+//! printed, the ratio as a line a script can grep:
+//! `ratio block_on_plain_thread <x.xx>× target ≤ 1.0× ok|MISS`.
+//! (`benches/peers.rs` sets `block_on` beside `pollster` and `futures::executor`.)
+//!
+//! Run with: `cargo bench --bench facade` (`ABBA_ONLY=1` skips the criterion rows).
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::runtime;
+use support::{pair, runtime, Target::AtMost};
 
 use std::future::Future;
 use std::hint::black_box;
@@ -175,7 +184,37 @@ criterion_group! {
     targets = plain_thread, from_worker
 }
 
+/// Times `iters` calls of `call` from the current (plain) thread.
+fn plain(iters: u64, mut call: impl FnMut() -> i32) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        black_box(call());
+    }
+    start.elapsed()
+}
+
+/// The interleaved pass: the pair with a target, ABBA, and its ratio.
+fn interleaved_pass() {
+    let kept = runtime();
+    let handle = kept.handle().clone();
+    let _ = block_on(async {}); // start the global portal outside the measurement
+    support::interleaved_header();
+    pair(
+        "block_on_plain_thread",
+        20_000,
+        AtMost(1.0),
+        |n| plain(n, || handle.block_on(async { black_box(1) })),
+        |n| plain(n, || block_on(async { black_box(1) }).unwrap()),
+    );
+}
+
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    if support::criterion_rows() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    // Not under `cargo test --benches` / `--list`: only a real bench run measures.
+    if support::measuring() {
+        interleaved_pass();
+    }
 }
