@@ -215,9 +215,13 @@ fn interleaved_pass() {
     let rt = runtime();
     support::interleaved_header();
     let spawn_blocking = |n| awaited(&rt, n, || tokio::task::spawn_blocking(|| 1));
-    pair("unblock_per_call", 2_000, AtMost(1.05), spawn_blocking, |n| {
-        awaited(&rt, n, || unblock(|| 1))
-    });
+    pair(
+        "unblock_per_call",
+        2_000,
+        AtMost(1.05),
+        spawn_blocking,
+        |n| awaited(&rt, n, || unblock(|| 1)),
+    );
     pair(
         "unblock_ledger_on",
         2_000,
@@ -236,9 +240,13 @@ fn interleaved_pass() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    pair("offloader_per_call", 2_000, AtMost(1.15), spawn_blocking, |n| {
-        awaited(&rt, n, || lane.run(|| 1))
-    });
+    pair(
+        "offloader_per_call",
+        2_000,
+        AtMost(1.15),
+        spawn_blocking,
+        |n| awaited(&rt, n, || lane.run(|| 1)),
+    );
     let lane = Offloader::builder("abba-burst")
         .max_concurrency(8)
         .max_queue(N)

@@ -146,10 +146,9 @@ fn executors() {
             "block_on_vs_pollster",
             (|| pollster::block_on(async { black_box(1) })) as fn() -> i32,
         ),
-        (
-            "block_on_vs_futures_executor",
-            || futures::executor::block_on(async { black_box(1) }),
-        ),
+        ("block_on_vs_futures_executor", || {
+            futures::executor::block_on(async { black_box(1) })
+        }),
     ] {
         if selected(name) {
             let (b, l) = interleaved(ROUNDS, 20_000, |n| plain(n, peer), ours);

@@ -195,7 +195,10 @@ fn worker_cpu(rt: &tokio::runtime::Runtime) {
     let before = cpu();
     std::thread::sleep(Duration::from_secs(1));
     let idle = cpu() - before;
-    println!("idle_worker_cpu {:.1} µs over 1 s", idle.as_secs_f64() * 1e6);
+    println!(
+        "idle_worker_cpu {:.1} µs over 1 s",
+        idle.as_secs_f64() * 1e6
+    );
     // Busy: 20,000 awaited calls one after another.
     const CALLS: u64 = 20_000;
     let before = cpu();

@@ -161,7 +161,11 @@ pub fn report(name: &str, baseline: f64, lib: f64, target: Target) -> f64 {
         s if s < 1e-3 => format!("{:.2} µs", s * 1e6),
         s => format!("{:.2} ms", s * 1e3),
     };
-    println!("  {name}: baseline {}/op, library {}/op", show(baseline), show(lib));
+    println!(
+        "  {name}: baseline {}/op, library {}/op",
+        show(baseline),
+        show(lib)
+    );
     println!(
         "ratio {name} {ratio:.2}× target {sign} {t}× {}",
         if met { "ok" } else { "MISS" }
@@ -194,7 +198,9 @@ pub fn interleaved_header() {
 /// does not exist.
 pub fn task_cpu_time(tid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
-    Some(Duration::from_nanos(stat.split_whitespace().next()?.parse().ok()?))
+    Some(Duration::from_nanos(
+        stat.split_whitespace().next()?.parse().ok()?,
+    ))
 }
 
 /// The ids and names of this process's threads.

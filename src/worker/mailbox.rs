@@ -46,8 +46,8 @@ use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
 use crate::stats::Counters;
-use crate::timer;
 use crate::sync::{AtomicBool, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard};
+use crate::timer;
 
 /// What a queued call does on the worker thread: runs against the object (marked as the
 /// running call in the interrupt slot), calling the worker's bookkeeping (its last
