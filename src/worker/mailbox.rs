@@ -426,7 +426,8 @@ impl<T: 'static> Mailbox<T> {
         // No spin before the wait: an idle worker that spun for the next call (50 µs, as
         // it did) burned the core the caller's runtime needs on a 2-core machine, its CPU
         // time per awaited call as long as the call's whole round trip (benches/worker.rs
-        // prints it), for no gain in speed there.
+        // prints it), and under load awaited calls were 4-5x slower with it. (On an idle
+        // machine it saved one cross-core wake-up per awaited call: 20 µs instead of 48.)
         loop {
             if let Some(envelope) = self.claim_queued(&mut state) {
                 return Some(envelope);
