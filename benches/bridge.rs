@@ -16,16 +16,17 @@
 //! each pair is then measured once more *interleaved*: 31 rounds, each timing a batch of
 //! the baseline and a batch of the twin in alternating order (ABBA), and the median
 //! time per op (one call; one 10k burst for the burst row) of each side and their
-//! ratio are printed at the end. The figure that counts is the ratio of a twin row to
-//! its baseline (target ≤ 1.05×).
+//! ratio are printed at the end (`support::interleaved`, after a warm-up batch of each),
+//! as `ratio bridge_<row> <x.xx>× target ≤ 1.05× ok|MISS`. The figure that counts is
+//! that ratio of a twin row to its baseline.
 //!
-//! Run with: `cargo bench --bench bridge`.
+//! Run with: `cargo bench --bench bridge` (`ABBA_ONLY=1` skips the criterion rows).
 #![allow(async_fn_in_trait)]
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{awaited, burst, runtime};
+use support::{awaited, burst, pair, runtime, Target::AtMost};
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -150,89 +151,46 @@ fn blocking(c: &mut Criterion) {
     g.finish();
 }
 
-/// The interleaved A/B pass: `rounds` rounds of a batch of each side, in ABBA order.
-/// Returns the median per-call time of each side.
-fn interleaved(
-    rounds: usize,
-    batch: u64,
-    mut baseline: impl FnMut(u64) -> Duration,
-    mut twin: impl FnMut(u64) -> Duration,
-) -> (Duration, Duration) {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        if round % 2 == 0 {
-            a.push(baseline(batch));
-            b.push(twin(batch));
-        } else {
-            b.push(twin(batch));
-            a.push(baseline(batch));
-        }
-    }
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2] / batch as u32
-    };
-    (median(a), median(b))
-}
-
-fn report(name: &str, (baseline, twin): (Duration, Duration)) {
-    println!(
-        "{name:<40} baseline {baseline:>10.2?}/op  twin {twin:>10.2?}/op  ratio {:.3}x",
-        twin.as_secs_f64() / baseline.as_secs_f64()
-    );
-}
-
 fn interleaved_pass(rt: &Runtime) {
-    const ROUNDS: usize = 31;
-    println!("\ninterleaved A/B ({ROUNDS} rounds, ABBA, medians):");
+    support::interleaved_header();
     let worker = worker();
-    report(
+    pair(
         "bridge_per_call",
-        interleaved(
-            ROUNDS,
-            2_000,
-            |n| awaited(rt, n, || worker.call(|o| o.get(7))),
-            |n| awaited(rt, n, || worker.get(7)),
-        ),
+        2_000,
+        AtMost(1.05),
+        |n| awaited(rt, n, || worker.call(|o| o.get(7))),
+        |n| awaited(rt, n, || worker.get(7)),
     );
     let shared: Arc<dyn AsyncStore> = Arc::new(worker.clone());
-    report(
-        "bridge_per_call via dyn",
-        interleaved(
-            ROUNDS,
-            2_000,
-            |n| awaited(rt, n, || worker.call(|o| o.get(7))),
-            |n| awaited(rt, n, || shared.get(7)),
-        ),
+    pair(
+        "bridge_per_call_dyn",
+        2_000,
+        AtMost(1.05),
+        |n| awaited(rt, n, || worker.call(|o| o.get(7))),
+        |n| awaited(rt, n, || shared.get(7)),
     );
-    report(
+    pair(
         "bridge_burst_10k",
-        interleaved(
-            ROUNDS,
-            1,
-            |n| burst(rt, n, 10_000, |i| worker.call(move |o| o.get(i as u32))),
-            |n| burst(rt, n, 10_000, |i| worker.get(i as u32)),
-        ),
+        1,
+        AtMost(1.05),
+        |n| burst(rt, n, 10_000, |i| worker.call(move |o| o.get(i as u32))),
+        |n| burst(rt, n, 10_000, |i| worker.get(i as u32)),
     );
     let lane = Offloaded::new(Legacy(1), Offloader::builder("bench-lane").build().unwrap());
-    report(
+    pair(
         "bridge_lane_per_call",
-        interleaved(
-            ROUNDS,
-            2_000,
-            |n| awaited(rt, n, || lane.run(|o| o.get(7))),
-            |n| awaited(rt, n, || lane.get(7)),
-        ),
+        2_000,
+        AtMost(1.05),
+        |n| awaited(rt, n, || lane.run(|o| o.get(7))),
+        |n| awaited(rt, n, || lane.get(7)),
     );
     let rates = Blocking::new(Native(1));
-    report(
+    pair(
         "bridge_blocking",
-        interleaved(
-            ROUNDS,
-            20_000,
-            |n| plain(n, || rates.call(async |r| r.get(7).await).unwrap()),
-            |n| plain(n, || rates.get(7).unwrap()),
-        ),
+        20_000,
+        AtMost(1.05),
+        |n| plain(n, || rates.call(async |r| r.get(7).await).unwrap()),
+        |n| plain(n, || rates.get(7).unwrap()),
     );
 }
 
@@ -243,10 +201,12 @@ criterion_group! {
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    if support::criterion_rows() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
     // Not under `cargo test --benches` / `--list`: only a real bench run measures.
-    if std::env::args().any(|arg| arg == "--bench") {
+    if support::measuring() {
         interleaved_pass(&runtime());
     }
 }

@@ -11,19 +11,23 @@
 //! - `from_worker`: from a task on a multi-thread runtime: `block_on` vs the raw
 //!   `block_in_place(|| handle.block_on(..))` it does there.
 //!
-//! - interleaved (printed at the end of a real bench run): `Portal::block_on` and
-//!   `block_on` against `Handle::block_on`, 31 rounds of a batch of each in ABBA order,
-//!   medians per call and their ratio: a shared 2-core machine drifts over a criterion
-//!   run, so the ratio of one interleaved pass is the figure that counts (the target:
-//!   ≤ 1.0×; the portal's stats are counted on this path).
+//! Method: criterion measures each row in turn. Because a shared 2-core machine drifts
+//! over a run, the pair with a target is then measured once more *interleaved*
+//! (`support::interleaved`): after one untimed warm-up batch of each side, 31 rounds each
+//! time a batch of 20,000 calls of `Handle::block_on` on a kept two-worker multi-thread
+//! runtime and 20,000 of `async_bridge::block_on`, both from the bench's main thread (a
+//! plain thread), in alternating order (ABBA); the medians per call and their ratio are
+//! printed, the ratio as a line a script can grep:
+//! `ratio block_on_plain_thread <x.xx>× target ≤ 1.0× ok|MISS`; the same for a named
+//! `Portal::block_on` (`portal_block_on_plain_thread`).
+//! (`benches/peers.rs` sets `block_on` beside `pollster` and `futures::executor`.)
 //!
-//! Run with: `cargo bench --bench facade`. The figure that counts is the ratio of a
-//! library row to its baseline row of the same group.
+//! Run with: `cargo bench --bench facade` (`ABBA_ONLY=1` skips the criterion rows).
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::runtime;
+use support::{pair, runtime, Target::AtMost};
 
 use std::future::Future;
 use std::hint::black_box;
@@ -190,69 +194,37 @@ fn plain(iters: u64, mut call: impl FnMut() -> i32) -> Duration {
     start.elapsed()
 }
 
-/// `rounds` rounds of a batch of each side in ABBA order: the median per call of each.
-fn interleaved(
-    rounds: usize,
-    batch: u64,
-    mut baseline: impl FnMut(u64) -> Duration,
-    mut library: impl FnMut(u64) -> Duration,
-) -> (Duration, Duration) {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        if round % 2 == 0 {
-            a.push(baseline(batch));
-            b.push(library(batch));
-        } else {
-            b.push(library(batch));
-            a.push(baseline(batch));
-        }
-    }
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2] / batch as u32
-    };
-    (median(a), median(b))
-}
-
+/// The interleaved pass: the pair with a target, ABBA, and its ratio.
 fn interleaved_pass() {
-    const ROUNDS: usize = 31;
-    const BATCH: u64 = 200_000;
     let kept = runtime();
     let handle = kept.handle().clone();
-    let portal = Portal::builder().worker_threads(2).build().unwrap();
-    let _ = block_on(async {});
-    println!("\ninterleaved A/B ({ROUNDS} rounds of {BATCH}, ABBA, medians):");
-    let report = |name: &str, (baseline, library): (Duration, Duration)| {
-        println!(
-            "{name:<28} Handle::block_on {baseline:>8.1?}/op  library {library:>8.1?}/op  ratio {:.3}x",
-            library.as_secs_f64() / baseline.as_secs_f64()
-        );
-    };
-    report(
-        "Portal::block_on",
-        interleaved(
-            ROUNDS,
-            BATCH,
-            |n| plain(n, || handle.block_on(async { black_box(1) })),
-            |n| plain(n, || portal.block_on(async { black_box(1) }).unwrap()),
-        ),
+    let _ = block_on(async {}); // start the global portal outside the measurement
+    support::interleaved_header();
+    pair(
+        "block_on_plain_thread",
+        20_000,
+        AtMost(1.0),
+        |n| plain(n, || handle.block_on(async { black_box(1) })),
+        |n| plain(n, || block_on(async { black_box(1) }).unwrap()),
     );
-    report(
-        "block_on (global portal)",
-        interleaved(
-            ROUNDS,
-            BATCH,
-            |n| plain(n, || handle.block_on(async { black_box(1) })),
-            |n| plain(n, || block_on(async { black_box(1) }).unwrap()),
-        ),
+    // A named portal (its stats are counted on this path as on the global one's).
+    let portal = Portal::builder().worker_threads(2).build().unwrap();
+    pair(
+        "portal_block_on_plain_thread",
+        20_000,
+        AtMost(1.0),
+        |n| plain(n, || handle.block_on(async { black_box(1) })),
+        |n| plain(n, || portal.block_on(async { black_box(1) }).unwrap()),
     );
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    if support::criterion_rows() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
     // Not under `cargo test --benches` / `--list`: only a real bench run measures.
-    if std::env::args().any(|arg| arg == "--bench") {
+    if support::measuring() {
         interleaved_pass();
     }
 }

@@ -12,16 +12,17 @@
 //! Method: criterion measures each row in turn; because a shared 2-core machine drifts
 //! over a run, each pair is then measured once more *interleaved*: 31 rounds, each timing
 //! a batch with the ledger off and a batch with it on in alternating order (ABBA),
-//! switching the process-wide ledger between batches, and the median time per call of
-//! each side and their ratio are printed at the end. The figure that counts is that
-//! ratio.
+//! switching the process-wide ledger between batches (`support::interleaved`, after a
+//! warm-up batch of each), and the median time per call of each side and their ratio are
+//! printed at the end as `ratio ledger_<row> <x.xx>× target ≤ 1.05× ok|MISS`. The figure
+//! that counts is that ratio.
 //!
-//! Run with: `cargo bench --bench ledger`.
+//! Run with: `cargo bench --bench ledger` (`ABBA_ONLY=1` skips the criterion rows).
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{awaited, runtime};
+use support::{awaited, pair, runtime, Target::AtMost};
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -97,67 +98,31 @@ fn rows(c: &mut Criterion) {
     }
 }
 
-/// The interleaved A/B pass: `rounds` rounds of a batch with the ledger off and one with
-/// it on, in ABBA order. Returns the median per-call time of each side.
-fn interleaved(
-    rounds: usize,
-    batch: u64,
-    mut run: impl FnMut(u64) -> Duration,
-) -> (Duration, Duration) {
-    let (mut off, mut on) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for ledger_on in order {
-            let took = with_ledger(ledger_on, || run(batch));
-            if ledger_on {
-                on.push(took);
-            } else {
-                off.push(took);
-            }
-        }
-    }
-    let median = |mut v: Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2] / batch as u32
-    };
-    (median(off), median(on))
-}
-
-fn report(name: &str, (off, on): (Duration, Duration)) {
-    println!(
-        "{name:<20} ledger off {off:>10.2?}/op  on {on:>10.2?}/op  ratio {:.3}x",
-        on.as_secs_f64() / off.as_secs_f64()
+/// One pair: the same calls with the ledger off (baseline) and on, interleaved.
+fn ledger_pair(name: &str, batch: u64, mut run: impl FnMut(u64) -> Duration) {
+    let run = std::cell::RefCell::new(&mut run);
+    pair(
+        name,
+        batch,
+        AtMost(1.05),
+        |n| with_ledger(false, || (run.borrow_mut())(n)),
+        |n| with_ledger(true, || (run.borrow_mut())(n)),
     );
 }
 
 fn interleaved_pass(rt: &Runtime) {
-    const ROUNDS: usize = 31;
-    println!("\ninterleaved A/B ({ROUNDS} rounds, ABBA, medians):");
-    report(
-        "unblock",
-        interleaved(ROUNDS, 2_000, |n| awaited(rt, n, || unblock(|| 1))),
-    );
+    support::interleaved_header();
+    ledger_pair("ledger_unblock", 2_000, |n| {
+        awaited(rt, n, || unblock(|| 1))
+    });
     let lane = Offloader::builder("bench-ledger").build().unwrap();
-    report(
-        "Offloader::run",
-        interleaved(ROUNDS, 2_000, |n| awaited(rt, n, || lane.run(|| 1))),
-    );
+    ledger_pair("ledger_lane", 2_000, |n| awaited(rt, n, || lane.run(|| 1)));
     let store = worker();
-    report(
-        "twin",
-        interleaved(ROUNDS, 2_000, |n| awaited(rt, n, || store.get(7))),
-    );
+    ledger_pair("ledger_twin", 2_000, |n| awaited(rt, n, || store.get(7)));
     let portal = Portal::builder().worker_threads(2).build().unwrap();
-    report(
-        "Portal::block_on",
-        interleaved(ROUNDS, 200_000, |n| {
-            plain(n, || portal.block_on(async { 1 }).unwrap())
-        }),
-    );
+    ledger_pair("ledger_facade", 20_000, |n| {
+        plain(n, || portal.block_on(async { 1 }).unwrap())
+    });
 }
 
 criterion_group! {
@@ -167,10 +132,12 @@ criterion_group! {
 }
 
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    if support::criterion_rows() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
     // Not under `cargo test --benches` / `--list`: only a real bench run measures.
-    if std::env::args().any(|arg| arg == "--bench") {
+    if support::measuring() {
         interleaved_pass(&runtime());
     }
 }

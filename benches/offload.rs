@@ -7,13 +7,29 @@
 //!   `spawn_blocking`; `compute` and `ComputePool::run` vs `rayon::spawn` + oneshot.
 //! - before the groups, the extra memory of 100,000 callers queued on one lane.
 //!
-//! Run with: `cargo bench --bench offload`. The figure that counts is the ratio of a
-//! library row to its baseline row of the same group.
+//! Method: criterion measures each row in turn (`iter_custom`, the same runtime, a
+//! multi-thread one with two workers, for every row; calls are awaited from
+//! `Runtime::block_on` on the bench's main thread). Because a shared 2-core machine
+//! drifts over a run, each pair that has a target is then measured once more
+//! *interleaved* (`support::interleaved`): after one untimed warm-up batch of each side,
+//! 31 rounds each time a batch of the baseline and a batch of the library path in
+//! alternating order (ABBA), and the median time per op of each side and their ratio
+//! are printed. The ratio is the figure that counts, one line per target a script can
+//! grep: `ratio <name> <x.xx>× target ≤ <t>× ok|MISS`:
+//!
+//! - `unblock_per_call` (2,000 awaited calls a batch) / `spawn_blocking`: ≤ 1.05×;
+//! - `unblock_ledger_on` / `unblock` with the ledger off: ≤ 1.05×;
+//! - `offloader_per_call` (limits and a timeout on) / `spawn_blocking`: ≤ 1.15×;
+//! - `offloader_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.5×;
+//! - `compute_burst_10k` / 10k `rayon::spawn` + `futures` oneshot: ≤ 1.1×.
+//!
+//! Run with: `cargo bench --bench offload` (`ABBA_ONLY=1 cargo bench --bench offload`
+//! skips the criterion rows and prints only the interleaved ratios).
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{awaited, burst, runtime};
+use support::{awaited, burst, pair, runtime, Target::AtMost};
 
 use std::time::Duration;
 
@@ -193,8 +209,73 @@ criterion_group! {
     targets = per_call, burst_10k
 }
 
+/// The interleaved pass: each pair with a target, ABBA, and its ratio.
+fn interleaved_pass() {
+    const N: usize = 10_000;
+    let rt = runtime();
+    support::interleaved_header();
+    let spawn_blocking = |n| awaited(&rt, n, || tokio::task::spawn_blocking(|| 1));
+    pair(
+        "unblock_per_call",
+        2_000,
+        AtMost(1.05),
+        spawn_blocking,
+        |n| awaited(&rt, n, || unblock(|| 1)),
+    );
+    pair(
+        "unblock_ledger_on",
+        2_000,
+        AtMost(1.05),
+        |n| awaited(&rt, n, || unblock(|| 1)),
+        |n| {
+            async_bridge::ledger::enable();
+            let took = awaited(&rt, n, || unblock(|| 1));
+            async_bridge::ledger::disable();
+            took
+        },
+    );
+    let lane = Offloader::builder("abba")
+        .max_concurrency(8)
+        .max_queue(1_000)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    pair(
+        "offloader_per_call",
+        2_000,
+        AtMost(1.15),
+        spawn_blocking,
+        |n| awaited(&rt, n, || lane.run(|| 1)),
+    );
+    let lane = Offloader::builder("abba-burst")
+        .max_concurrency(8)
+        .max_queue(N)
+        .build()
+        .unwrap();
+    pair(
+        "offloader_burst_10k",
+        1,
+        AtMost(0.5),
+        |n| burst(&rt, n, N, |i| tokio::task::spawn_blocking(move || i)),
+        |n| burst(&rt, n, N, |i| lane.run(move || i)),
+    );
+    pair(
+        "compute_burst_10k",
+        1,
+        AtMost(1.1),
+        |n| burst(&rt, n, N, |i| rayon_oneshot(move || i)),
+        |n| burst(&rt, n, N, |i| compute(move || i)),
+    );
+}
+
 fn main() {
-    report_queued_memory();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    if support::criterion_rows() {
+        report_queued_memory();
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    // Not under `cargo test --benches` / `--list`: only a real bench run measures.
+    if support::measuring() {
+        interleaved_pass();
+    }
 }

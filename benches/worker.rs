@@ -8,16 +8,31 @@
 //!   in a 1,000-row table) through a `Worker<Connection>` vs the common
 //!   `Arc<Mutex<Connection>>` + `spawn_blocking` pattern.
 //!
-//! Run with: `cargo bench --bench worker`. The figure that counts is the ratio of a
-//! library row to its baseline row of the same group.
+//! Method: criterion measures each row in turn. Because a shared 2-core machine drifts
+//! over a run, each pair with a target is then measured once more *interleaved*
+//! (`support::interleaved`): after one untimed warm-up batch of each side, 31 rounds
+//! each time a batch of the baseline and a batch of the worker in alternating order
+//! (ABBA); the medians per op and their ratio are printed, the ratio as a line a script
+//! can grep, `ratio <name> <x.xx>× target ≤ <t>× ok|MISS`:
+//!
+//! - `worker_per_call` (2,000 awaited calls a batch) / `spawn_blocking`: ≤ 1.0×;
+//! - `worker_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.3×.
+//!
+//! Then `idle_worker_cpu`: the CPU time an idle worker thread uses over 1 s of real
+//! time after a call (its spin before it sleeps included), read from
+//! `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its CPU time per
+//! awaited call. (The peers users pick instead of a worker, `tokio-rusqlite` and
+//! `async-sqlite`, are in `benches/peers.rs`.)
+//!
+//! Run with: `cargo bench --bench worker` (`ABBA_ONLY=1` skips the criterion rows).
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{awaited, burst, runtime};
+use support::{awaited, burst, pair, runtime, Target::AtMost};
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_bridge::{Worker, WorkerPool};
 use criterion::{criterion_group, BenchmarkId, Criterion};
@@ -154,7 +169,81 @@ criterion_group! {
     targets = per_call, burst_10k, sqlite
 }
 
+/// The id of the calling thread, from `/proc/thread-self`.
+fn own_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// A worker whose object is its thread's id.
+fn tid_worker(name: &str) -> Worker<Option<u32>> {
+    Worker::builder(name)
+        .spawn(|| Ok::<_, std::io::Error>(own_tid()))
+        .unwrap()
+}
+
+/// The CPU time of an idle worker over 1 s, and its CPU time per awaited call.
+fn worker_cpu(rt: &tokio::runtime::Runtime) {
+    let worker = tid_worker("idle");
+    let Some(tid) = rt.block_on(worker.call(|tid| *tid)).unwrap() else {
+        println!("idle_worker_cpu: /proc/thread-self not available");
+        return;
+    };
+    let cpu = || support::task_cpu_time(tid).unwrap_or_default();
+    // Idle: one call, then a second of nothing.
+    rt.block_on(worker.call(|_| ())).unwrap();
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = cpu() - before;
+    println!(
+        "idle_worker_cpu {:.1} µs over 1 s",
+        idle.as_secs_f64() * 1e6
+    );
+    // Busy: 20,000 awaited calls one after another.
+    const CALLS: u64 = 20_000;
+    let before = cpu();
+    let took = awaited(rt, CALLS, || worker.call(|_| 1));
+    let busy = cpu() - before;
+    println!(
+        "worker_cpu_per_call {:.2} µs of worker CPU per awaited call ({:.2} µs wall per call)",
+        busy.as_secs_f64() * 1e6 / CALLS as f64,
+        took.as_secs_f64() * 1e6 / CALLS as f64
+    );
+}
+
+/// The interleaved pass: each pair with a target, ABBA, and its ratio; then the CPU
+/// time of a worker.
+fn interleaved_pass() {
+    const N: usize = 10_000;
+    let rt = runtime();
+    support::interleaved_header();
+    let worker = Worker::builder("abba").spawn(unit).unwrap();
+    pair(
+        "worker_per_call",
+        2_000,
+        AtMost(1.0),
+        |n| awaited(&rt, n, || tokio::task::spawn_blocking(|| 1)),
+        |n| awaited(&rt, n, || worker.call(|_| 1)),
+    );
+    pair(
+        "worker_burst_10k",
+        1,
+        AtMost(0.3),
+        |n| burst(&rt, n, N, |i| tokio::task::spawn_blocking(move || i)),
+        |n| burst(&rt, n, N, |i| worker.call(move |_| i)),
+    );
+    if support::selected("worker_cpu") {
+        worker_cpu(&rt);
+    }
+}
+
 fn main() {
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    if support::criterion_rows() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    // Not under `cargo test --benches` / `--list`: only a real bench run measures.
+    if support::measuring() {
+        interleaved_pass();
+    }
 }

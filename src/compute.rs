@@ -55,10 +55,14 @@ where
 {
     let site = Location::caller();
     async move {
-        if rayon::current_thread_index().is_none() {
+        let on_rayon = rayon::current_thread_index().is_some();
+        if !on_rayon {
             if let Some(pool) = seam::compute_pool() {
-                // Under the virtual-time harness (seam rule 7).
-                return match OffloadCall::new(&pool.lane, site, false, move |_| f()).await {
+                // Under the virtual-time harness (seam rule 7). Boxed: the call is large,
+                // and a future that held it inline would be as large on every path (a
+                // 10k burst of them then costs allocations outside malloc's fast bins).
+                let call = Box::pin(OffloadCall::new(&pool.lane, site, false, move |_| f()));
+                return match call.await {
                     Ok(value) => value,
                     Err(err) if err.is_panic() => job::resume(err.into_panic()),
                     Err(err) => panic!("compute under the test harness failed: {err}"),
@@ -66,7 +70,7 @@ where
             }
         }
         let (ticket, reply) = job::pair(Origin::new(Kind::Compute, None, site), None);
-        if rayon::current_thread_index().is_some() {
+        if on_rayon {
             // Polled on a rayon thread (a facade inside a rayon job): `rayon::spawn` would
             // queue the job on this thread's own pool, whose threads may all be waiting
             // like this one. Run it here instead, as `rayon::join` would.

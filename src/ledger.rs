@@ -127,6 +127,7 @@ pub fn disable() {
 /// async_bridge::ledger::enable();
 /// assert!(async_bridge::ledger::is_enabled());
 /// ```
+#[inline]
 pub fn is_enabled() -> bool {
     ON.load(Ordering::Relaxed)
 }

@@ -946,7 +946,7 @@ fn a_drop_during_read_ahead_gives_back_what_the_hop_still_reads() {
             let mut reader = Unblock::new(source).with_read_ahead();
             let mut head = [0; 10];
             reader.read_exact(&mut head).await.unwrap();
-            // The hop is in its second read (of up to 1 MiB) when the drop comes.
+            // The hop is in its second read (of up to 256 KiB) when the drop comes.
             started.recv().unwrap();
             drop(reader);
         });

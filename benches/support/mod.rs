@@ -56,3 +56,163 @@ pub fn config(samples: usize, seconds: u64) -> Criterion {
         .measurement_time(Duration::from_secs(seconds))
         .configure_from_args()
 }
+
+/// True when the bench binary was started to measure (`cargo bench` passes `--bench`),
+/// not to be listed or smoke-tested (`cargo test --benches`, `--list`).
+pub fn measuring() -> bool {
+    std::env::args().any(|arg| arg == "--bench")
+}
+
+/// True unless `ABBA_ONLY` is set: then a bench skips its criterion rows and runs only
+/// its interleaved pass (the figures that count), which takes a fraction of the time.
+pub fn criterion_rows() -> bool {
+    std::env::var_os("ABBA_ONLY").is_none()
+}
+
+/// True when the interleaved pair `name` is to be measured: always, unless
+/// `ABBA_FILTER` is set and `name` does not contain it.
+pub fn selected(name: &str) -> bool {
+    std::env::var("ABBA_FILTER").map_or(true, |f| name.contains(&f))
+}
+
+/// Rounds of every interleaved pass.
+pub const ROUNDS: usize = 31;
+
+/// Which way a ratio must go to meet its target.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// The library's time over the baseline's: at most this.
+    AtMost(f64),
+    /// The library's speed (throughput) over the baseline's: at least this.
+    AtLeast(f64),
+}
+
+/// The interleaved A/B pass: one untimed warm-up batch of each side, then `rounds`
+/// rounds each timing a batch of `baseline` and a batch of `lib` in alternating order
+/// (ABBA: A B, B A, A B, ...). Returns the median time per op of each side, in
+/// seconds (a batch closure gets the number of ops and returns the time they took).
+pub fn interleaved(
+    rounds: usize,
+    batch: u64,
+    mut baseline: impl FnMut(u64) -> Duration,
+    mut lib: impl FnMut(u64) -> Duration,
+) -> (f64, f64) {
+    let mut both = interleaved_many(rounds, batch, &mut [&mut baseline, &mut lib]);
+    let lib = both.pop().unwrap();
+    (both.pop().unwrap(), lib)
+}
+
+/// [`interleaved`] over any number of sides: each round runs every side once, in
+/// forward order on even rounds and reverse order on odd ones. Returns the median time
+/// per op of each side in seconds, in the order given.
+pub fn interleaved_many(
+    rounds: usize,
+    batch: u64,
+    sides: &mut [&mut dyn FnMut(u64) -> Duration],
+) -> Vec<f64> {
+    // `ABBA_SIDE=<i>` runs side `i` alone (0 is the baseline), for a profiler.
+    let only: Option<usize> = std::env::var("ABBA_SIDE").ok().and_then(|s| s.parse().ok());
+    let mut sides: Vec<&mut dyn FnMut(u64) -> Duration> = sides
+        .iter_mut()
+        .enumerate()
+        .map(|(i, side)| -> &mut dyn FnMut(u64) -> Duration {
+            if only.is_some_and(|o| o != i) {
+                Box::leak(Box::new(|_| Duration::from_nanos(1)))
+            } else {
+                &mut **side
+            }
+        })
+        .collect();
+    for side in sides.iter_mut() {
+        std::hint::black_box(side(batch)); // warm-up: threads started, caches and pages hot
+    }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); sides.len()];
+    let n = sides.len();
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = if round % 2 == 0 { k } else { n - 1 - k };
+            times[i].push(sides[i](batch));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut v| {
+            v.sort();
+            // Seconds per op as an f64: a `Duration` per op would round 29.4 ns and
+            // 29.6 ns alike.
+            v[v.len() / 2].as_secs_f64() / batch as f64
+        })
+        .collect()
+}
+
+/// Prints one interleaved result: the two medians, then the line a script greps,
+/// `ratio <name> <x.xx>× target ≤ <t>× ok|MISS` (or `≥` for a speed ratio). For
+/// [`Target::AtMost`] the ratio is the library's time over the baseline's; for
+/// [`Target::AtLeast`] it is the library's speed over the baseline's (the baseline's
+/// time over the library's). Returns the ratio.
+pub fn report(name: &str, baseline: f64, lib: f64, target: Target) -> f64 {
+    let (b, l) = (baseline, lib);
+    let (ratio, sign, t, met) = match target {
+        Target::AtMost(t) => (l / b, '≤', t, l / b <= t),
+        Target::AtLeast(t) => (b / l, '≥', t, b / l >= t),
+    };
+    let show = |d: f64| match d {
+        s if s < 1e-6 => format!("{:.2} ns", s * 1e9),
+        s if s < 1e-3 => format!("{:.2} µs", s * 1e6),
+        s => format!("{:.2} ms", s * 1e3),
+    };
+    println!(
+        "  {name}: baseline {}/op, library {}/op",
+        show(baseline),
+        show(lib)
+    );
+    println!(
+        "ratio {name} {ratio:.2}× target {sign} {t}× {}",
+        if met { "ok" } else { "MISS" }
+    );
+    ratio
+}
+
+/// One interleaved pair with a target, if [`selected`]: measured with [`interleaved`]
+/// ([`ROUNDS`] rounds of `batch` ops a side) and printed with [`report`].
+pub fn pair(
+    name: &str,
+    batch: u64,
+    target: Target,
+    baseline: impl FnMut(u64) -> Duration,
+    lib: impl FnMut(u64) -> Duration,
+) {
+    if selected(name) {
+        let (b, l) = interleaved(ROUNDS, batch, baseline, lib);
+        report(name, b, l, target);
+    }
+}
+
+/// Prints the header of a bench's interleaved pass.
+pub fn interleaved_header() {
+    println!("\ninterleaved A/B ({ROUNDS} rounds, ABBA, medians per op):");
+}
+
+/// The time thread `tid` of this process has spent on a CPU so far, in nanoseconds,
+/// from `/proc/self/task/<tid>/schedstat` (its first field); `None` where that file
+/// does not exist.
+pub fn task_cpu_time(tid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    Some(Duration::from_nanos(
+        stat.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
+/// The ids and names of this process's threads.
+pub fn threads() -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        Some((tid, name.trim().to_owned()))
+    })
+    .collect()
+}

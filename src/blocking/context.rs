@@ -74,6 +74,7 @@ pub(crate) enum Caller {
 }
 
 /// Finds out where the caller is.
+#[inline]
 pub(crate) fn caller() -> Caller {
     match Handle::try_current() {
         Err(_) => Caller::Plain,

@@ -49,9 +49,10 @@ pub(crate) fn enter<F: Future>(
         Some(portal) => portal,
         None => portal::global(site)?,
     };
-    let origin = portal.origin(site);
+    // The origin is built only for an error: a named portal's costs an `Arc` clone.
+    let origin = || portal.origin(site);
     if portal.is_shut_down() {
-        return Err(BlockOnError::shutdown(origin));
+        return Err(BlockOnError::shutdown(origin()));
     }
     let _span = trace::facade(portal.name(), site);
     // Under the virtual-time harness, a facade on the global portal runs its future on
@@ -84,7 +85,7 @@ pub(crate) fn enter<F: Future>(
     let polled: Cell<Option<Instant>> = Cell::new(None);
     let result = match caller {
         Caller::Plain | Caller::CurrentThreadOther => panic::catch_unwind(AssertUnwindSafe(run))
-            .map_err(|payload| BlockOnError::panic(origin, payload)),
+            .map_err(|payload| BlockOnError::panic(origin(), payload)),
         Caller::Runtime => {
             let started = Cell::new(false);
             let started_run = || {
@@ -97,14 +98,14 @@ pub(crate) fn enter<F: Future>(
             }))
             .map_err(|payload| {
                 if started.get() {
-                    BlockOnError::panic(origin, payload)
+                    BlockOnError::panic(origin(), payload)
                 } else {
                     // tokio refused `block_in_place` before the future was touched.
-                    BlockOnError::would_deadlock(origin, NO_BLOCKING_HERE)
+                    BlockOnError::would_deadlock(origin(), NO_BLOCKING_HERE)
                 }
             })
         }
-        Caller::CurrentThreadDriver => Err(BlockOnError::would_deadlock(origin, CURRENT_THREAD)),
+        Caller::CurrentThreadDriver => Err(BlockOnError::would_deadlock(origin(), CURRENT_THREAD)),
     };
     let end = start.map(|_| Instant::now());
     match &result {

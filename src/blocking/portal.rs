@@ -356,16 +356,19 @@ impl Portal {
         Origin::new(Kind::Facade, name, site)
     }
 
+    #[inline]
     pub(crate) fn counters(&self) -> &Counters {
         &self.inner.counters
     }
 
+    #[inline]
     pub(crate) fn is_shut_down(&self) -> bool {
         self.inner.shut_down.load(Ordering::Acquire)
     }
 }
 
 /// The global portal, started on first use.
+#[inline]
 pub(crate) fn global(site: &'static Location<'static>) -> Result<&'static Portal, BlockOnError> {
     let started = GLOBAL.get_or_init(|| {
         Portal::builder()

@@ -62,6 +62,7 @@ use crate::error::ConfigError;
 pub(crate) use registry::record_blocking_facade;
 
 /// True while any watchdog runs (one atomic load).
+#[inline]
 pub(crate) fn is_running() -> bool {
     registry::threshold().is_some()
 }

@@ -15,6 +15,7 @@ use super::report::{Findings, Kind};
 static THRESHOLD: AtomicU64 = AtomicU64::new(u64::MAX);
 static RUNNING: Mutex<Vec<Weak<Findings>>> = Mutex::new(Vec::new());
 
+#[inline]
 pub(super) fn threshold() -> Option<Duration> {
     match THRESHOLD.load(Ordering::Relaxed) {
         u64::MAX => None,

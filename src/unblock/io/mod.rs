@@ -37,7 +37,7 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///
 /// # Read-ahead, write-behind and positions
 ///
-/// A blocking thread reads ahead and writes behind in chunks of up to 1 MiB, up to the
+/// A blocking thread reads ahead and writes behind in chunks of up to 256 KiB, up to the
 /// capacity (8 MiB, or [`with_capacity`](Self::with_capacity)) in each direction, and
 /// keeps going while the async side consumes, so that one thread hop serves many reads
 /// and writes. That is what makes it as fast as `std` and much faster than

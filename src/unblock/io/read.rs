@@ -151,7 +151,7 @@ impl<T: Read + Send + 'static> AsyncRead for Unblock<T> {
 }
 
 /// The buffer is the chunk being consumed. On a reader that cannot seek, `poll_fill_buf`
-/// reads up to 1 MiB; what is not consumed stays buffered and is served first, and
+/// reads up to 256 KiB; what is not consumed stays buffered and is served first, and
 /// [`take_buffered`](Unblock::take_buffered) or [`into_parts`](Unblock::into_parts) hand
 /// it out (`into_inner`, as `std::io::BufReader`'s, cannot give it back).
 impl<T: Read + Send + 'static> AsyncBufRead for Unblock<T> {
