@@ -336,3 +336,58 @@ fn into_panic_on_an_error_that_is_not_a_panic_gives_it_back() {
     let payload = panic::catch_unwind(AssertUnwindSafe(|| err.into_panic())).unwrap_err();
     assert!(panic_text(&*payload).contains("not a panic"));
 }
+
+/// Runs `body` on a second thread inside `rt`'s `Runtime::block_on` while another thread
+/// holds the scheduler, and returns what it returned.
+fn on_a_second_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let rt = std::sync::Arc::new(current_thread());
+    let (holding_tx, holding) = mpsc::channel();
+    let (release, released) = oneshot::channel::<()>();
+    let holder = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                released.await.unwrap();
+            })
+        })
+    };
+    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let second = {
+        let rt = std::sync::Arc::clone(&rt);
+        within_a_minute(move || rt.block_on(async move { body() }))
+    };
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    second
+}
+
+/// Promise 3 (nested use never panics, any depth): a facade nested inside a facade that
+/// runs on a second thread of a current_thread `Runtime::block_on`. The inner call sees
+/// the portal's multi-thread handle, goes to `block_in_place`, and tokio refused it there
+/// (the thread is inside a current_thread runtime): a panic caught as `is_would_deadlock`.
+#[test]
+fn current_thread_other_nested_calls_run_on_a_second_thread() {
+    let result = on_a_second_thread(|| {
+        block_on(async {
+            let inner = block_on(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                20
+            });
+            inner.map(|n| n + 22)
+        })
+    });
+    assert_eq!(result.unwrap().unwrap(), 42);
+}
+
+/// The same through a configured portal and a `Blocking<T>`-free nested `Portal::block_on`.
+#[test]
+fn current_thread_other_nested_portal_calls_run_on_a_second_thread() {
+    let result = on_a_second_thread(|| {
+        let portal = Portal::builder().worker_threads(1).build().unwrap();
+        let outer = portal.block_on(async { portal.block_on(async { 7 }) });
+        portal.shutdown(Duration::from_secs(5));
+        outer
+    });
+    assert_eq!(result.unwrap().unwrap(), 7);
+}

@@ -45,6 +45,7 @@
 //!   and only the scheduler's kind, which is private, tells. Under `panic = "abort"`
 //!   those two cases abort; every other refusal is decided here, without a panic.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,8 +81,44 @@ pub(crate) fn caller() -> Caller {
         Ok(handle) => match handle.runtime_flavor() {
             RuntimeFlavor::CurrentThread if drives_a_scheduler() => Caller::CurrentThreadDriver,
             RuntimeFlavor::CurrentThread => Caller::CurrentThreadOther,
+            // Nested in a facade's future polled as `CurrentThreadOther`: the ambient
+            // handle is the portal's (multi-thread), but the thread is still where the
+            // outer call was. If that is a second thread inside a current_thread
+            // `Runtime::block_on`, tokio refuses `block_in_place` there (a panic); on a
+            // blocking pool thread it is a no-op. Either way the outer call already
+            // blocks this thread: poll directly. A task polled there (a `LocalSet`'s,
+            // `try_id` is set) is classified as usual.
+            _ if in_direct_facade() && tokio::task::try_id().is_none() => {
+                Caller::CurrentThreadOther
+            }
             _ => Caller::Runtime,
         },
+    }
+}
+
+thread_local! {
+    /// How many facades polled as [`Caller::CurrentThreadOther`] this thread is inside.
+    static DIRECT: Cell<u32> = const { Cell::new(0) };
+}
+
+fn in_direct_facade() -> bool {
+    DIRECT.try_with(|depth| depth.get() > 0).unwrap_or(false)
+}
+
+/// Marks this thread as polling a facade's future as [`Caller::CurrentThreadOther`]
+/// while it lives (see [`caller`]).
+pub(crate) struct DirectFacade(());
+
+impl DirectFacade {
+    pub(crate) fn enter() -> Self {
+        let _ = DIRECT.try_with(|depth| depth.set(depth.get() + 1));
+        DirectFacade(())
+    }
+}
+
+impl Drop for DirectFacade {
+    fn drop(&mut self) {
+        let _ = DIRECT.try_with(|depth| depth.set(depth.get().saturating_sub(1)));
     }
 }
 

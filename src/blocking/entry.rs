@@ -83,8 +83,13 @@ pub(crate) fn enter<F: Future>(
     let start = (counted || watched || runtime || timed()).then(Instant::now);
     let polled: Cell<Option<Instant>> = Cell::new(None);
     let result = match caller {
-        Caller::Plain | Caller::CurrentThreadOther => panic::catch_unwind(AssertUnwindSafe(run))
+        Caller::Plain => panic::catch_unwind(AssertUnwindSafe(run))
             .map_err(|payload| BlockOnError::panic(origin, payload)),
+        Caller::CurrentThreadOther => panic::catch_unwind(AssertUnwindSafe(|| {
+            let _direct = context::DirectFacade::enter();
+            run()
+        }))
+        .map_err(|payload| BlockOnError::panic(origin, payload)),
         Caller::Runtime => {
             let started = Cell::new(false);
             let started_run = || {
