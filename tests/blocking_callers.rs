@@ -391,3 +391,55 @@ fn current_thread_other_nested_portal_calls_run_on_a_second_thread() {
     });
     assert_eq!(result.unwrap().unwrap(), 7);
 }
+
+/// Promise 3 (it runs, or it is refused; it never hangs): a second thread inside a
+/// current_thread `Runtime::block_on` blocks in the facade on a task of that runtime,
+/// and the thread that drove the runtime leaves its `block_on`. In tokio alone the second
+/// thread would take the scheduler over and run the task; blocked in the facade, it
+/// cannot, and nothing drives the runtime again: a hang. Before the `CurrentThreadOther`
+/// change this call was refused (`is_would_deadlock`). No public query tells, at the
+/// call, whether the driver will leave; see the review report.
+#[test]
+#[ignore = "hangs: known limit of CurrentThreadOther (review wave 3), not fixed"]
+fn current_thread_other_hangs_when_the_driver_leaves() {
+    let rt = std::sync::Arc::new(current_thread());
+    let (holding_tx, holding) = mpsc::channel();
+    let (release, released) = oneshot::channel::<()>();
+    let holder = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                released.await.unwrap();
+            })
+        })
+    };
+    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (go, gone) = oneshot::channel::<()>();
+    let (blocking_tx, blocking) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            let out = rt.block_on(async move {
+                // A task of the current_thread runtime, that finishes after `go`.
+                let task = tokio::spawn(async move {
+                    gone.await.unwrap();
+                    42
+                });
+                blocking_tx.send(()).unwrap();
+                block_on(task)
+            });
+            let _ = done_tx.send(out);
+        });
+    }
+    blocking.recv_timeout(Duration::from_secs(30)).unwrap();
+    // The driver leaves; then the task may finish.
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    go.send(()).unwrap();
+    let out = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hung: the second thread blocks on a runtime nobody drives");
+    assert!(matches!(out, Ok(Ok(42))) || matches!(out, Err(ref e) if e.is_would_deadlock()));
+}
