@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::{Handle, Id, RuntimeFlavor};
 
 /// Where a facade call comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,9 +86,10 @@ pub(crate) fn caller() -> Caller {
             // outer call was. If that is a second thread inside a current_thread
             // `Runtime::block_on`, tokio refuses `block_in_place` there (a panic); on a
             // blocking pool thread it is a no-op. Either way the outer call already
-            // blocks this thread: poll directly. A task polled there (a `LocalSet`'s,
-            // `try_id` is set) is classified as usual.
-            _ if in_direct_facade() && tokio::task::try_id().is_none() => {
+            // blocks this thread: poll directly. Another runtime entered in between (the
+            // handle differs) or a task polled there (a `LocalSet`'s: `try_id` is set)
+            // is classified as usual.
+            _ if in_direct_facade(&handle) && tokio::task::try_id().is_none() => {
                 Caller::CurrentThreadOther
             }
             _ => Caller::Runtime,
@@ -97,28 +98,31 @@ pub(crate) fn caller() -> Caller {
 }
 
 thread_local! {
-    /// How many facades polled as [`Caller::CurrentThreadOther`] this thread is inside.
-    static DIRECT: Cell<u32> = const { Cell::new(0) };
+    /// The runtime whose handle the innermost facade polled as
+    /// [`Caller::CurrentThreadOther`] on this thread entered, while it runs.
+    static DIRECT: Cell<Option<Id>> = const { Cell::new(None) };
 }
 
-fn in_direct_facade() -> bool {
-    DIRECT.try_with(|depth| depth.get() > 0).unwrap_or(false)
+fn in_direct_facade(handle: &Handle) -> bool {
+    DIRECT
+        .try_with(|direct| direct.get() == Some(handle.id()))
+        .unwrap_or(false)
 }
 
-/// Marks this thread as polling a facade's future as [`Caller::CurrentThreadOther`]
-/// while it lives (see [`caller`]).
-pub(crate) struct DirectFacade(());
+/// Marks this thread as polling a facade's future as [`Caller::CurrentThreadOther`],
+/// with `handle` entered, while it lives (see [`caller`]).
+pub(crate) struct DirectFacade(Option<Id>);
 
 impl DirectFacade {
-    pub(crate) fn enter() -> Self {
-        let _ = DIRECT.try_with(|depth| depth.set(depth.get() + 1));
-        DirectFacade(())
+    pub(crate) fn enter(handle: &Handle) -> Self {
+        let outer = DIRECT.try_with(|direct| direct.replace(Some(handle.id())));
+        DirectFacade(outer.ok().flatten())
     }
 }
 
 impl Drop for DirectFacade {
     fn drop(&mut self) {
-        let _ = DIRECT.try_with(|depth| depth.set(depth.get().saturating_sub(1)));
+        let _ = DIRECT.try_with(|direct| direct.set(self.0));
     }
 }
 

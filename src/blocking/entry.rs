@@ -86,7 +86,7 @@ pub(crate) fn enter<F: Future>(
         Caller::Plain => panic::catch_unwind(AssertUnwindSafe(run))
             .map_err(|payload| BlockOnError::panic(origin, payload)),
         Caller::CurrentThreadOther => panic::catch_unwind(AssertUnwindSafe(|| {
-            let _direct = context::DirectFacade::enter();
+            let _direct = context::DirectFacade::enter(handle);
             run()
         }))
         .map_err(|payload| BlockOnError::panic(origin, payload)),
