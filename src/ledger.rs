@@ -384,8 +384,10 @@ impl Ledger {
         self.crossings.iter().map(|c| c.count).sum()
     }
 
-    /// A stable text form, one line per crossing: `kind<TAB>file:line<TAB>count`, sorted
-    /// by kind and site. Commit it as the migration's baseline.
+    /// A stable text form, one line per kind and line of code:
+    /// `kind<TAB>file:line<TAB>count`, sorted by kind and site (crossings of one kind at
+    /// two columns of a line are one line, their counts summed). Commit it as the
+    /// migration's baseline.
     ///
     /// # Examples
     ///
@@ -394,13 +396,20 @@ impl Ledger {
     /// assert!(text.lines().all(|line| line.split('\t').count() == 3));
     /// ```
     pub fn to_text(&self) -> String {
-        let mut lines: Vec<String> = self
-            .crossings
-            .iter()
-            .map(|c| format!("{}\t{}\n", c.key(), c.count))
-            .collect();
-        lines.sort();
-        lines.concat()
+        self.by_key()
+            .into_iter()
+            .map(|(key, count)| format!("{key}\t{count}\n"))
+            .collect()
+    }
+
+    /// The counts by `kind<TAB>file:line`, sorted: crossings at two columns of one line
+    /// (two calls of one kind on a line) share a key, so their counts are summed.
+    fn by_key(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for crossing in &self.crossings {
+            *counts.entry(crossing.key()).or_insert(0) += crossing.count;
+        }
+        counts
     }
 
     /// Compares this run with a baseline in [`to_text`](Self::to_text)'s form: an error
@@ -435,22 +444,20 @@ impl Ledger {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
             if let Some((key, count)) = line.rsplit_once('\t') {
-                allowed.insert(key, count.trim().parse().unwrap_or(0));
+                // A key twice (a baseline written before `to_text` summed them): summed.
+                *allowed.entry(key).or_insert(0) += count.trim().parse::<u64>().unwrap_or(0);
             }
         }
         let mut problems = Vec::new();
-        for crossing in &self.crossings {
-            let key = crossing.key();
+        for (key, count) in self.by_key() {
             match allowed.get(key.as_str()) {
                 None => problems.push(format!(
-                    "new crossing: {} ({} times)",
+                    "new crossing: {} ({count} times)",
                     key.replace('\t', " at "),
-                    crossing.count
                 )),
-                Some(&was) if crossing.count > was => problems.push(format!(
-                    "grown crossing: {} ({} times, baseline {was})",
+                Some(&was) if count > was => problems.push(format!(
+                    "grown crossing: {} ({count} times, baseline {was})",
                     key.replace('\t', " at "),
-                    crossing.count
                 )),
                 Some(_) => {}
             }

@@ -252,3 +252,37 @@ async fn twin_calls_are_counted_as_twins_at_their_callers_sites() {
         .lines()
         .any(|l| l.starts_with("twin\ttests/ledger.rs:")));
 }
+
+/// Twin kind: two twin calls on one line (two columns, so two crossings that share the
+/// `twin<TAB>file:line` key of the stable text). `to_text` printed a line for each, and
+/// `check_against` kept only the last one per key: a run failed against its own text
+/// when the line sorted last had the smaller count (and passed when a crossing grew).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_two_calls_on_one_line_check_against_their_own_text() {
+    ledger::enable();
+    let worker = Worker::builder("twin-one-line")
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let mut site = None;
+    for i in 0..10 {
+        #[rustfmt::skip]
+        let (s, a, b) = (here(), worker.get(1).await.unwrap(), if i > 0 { worker.get(2).await.unwrap() } else { 3 });
+        assert_eq!((a, b), (2, 3));
+        site = Some(s);
+    }
+    let site = site.unwrap();
+    let run = async_bridge::ledger();
+    let key = format!("twin\t{}:{}\t", site.file(), site.line());
+    let text = run.to_text();
+    let ours: Vec<&str> = text.lines().filter(|l| l.starts_with(&key)).collect();
+    assert!(
+        run.check_against(&text).is_ok(),
+        "{:?}",
+        run.check_against(&text)
+    );
+    // One line per key, with the sum of the crossings it names.
+    assert_eq!(ours, [format!("{key}19")], "{text}");
+    // One more call at either column is growth.
+    let fewer = text.replace(&format!("{key}19"), &format!("{key}18"));
+    assert!(run.check_against(&fewer).is_err());
+}
