@@ -88,12 +88,16 @@ type Fast<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
 /// are atomics); the write lock is taken only to add a site.
 static SITES: RwLock<Option<Sites>> = RwLock::new(None);
 type Sites = Fast<(Kind, Addr), (Site, Tally)>;
-/// The call sites of twin methods (`#[bridge]`), each with its method's name, as the
-/// twins report them when called. A twin call crosses through its carrier (a worker, a
-/// lane, a facade), which counts it under its own kind at the caller's site; the
-/// snapshot names such a crossing `twin`. Kept by [`reset`]: it says what code is at a
-/// site, not how often it ran.
-static TWINS: RwLock<Option<Fast<Addr, (Site, &'static str)>>> = RwLock::new(None);
+/// The call sites of twin methods (`#[bridge]`), each with its method's name and its
+/// carrier's kind, as the twins report them when called. A twin call crosses through its
+/// carrier (a worker, a lane, a facade), which counts it under its own kind at the
+/// caller's site; the snapshot names the crossings of that kind there `twin` (a
+/// hand-written call of another kind at the same `Location`, from a `#[track_caller]`
+/// helper or a macro's body, keeps its kind). Kept by [`reset`]: it says what code is at
+/// a site, not how often it ran.
+static TWINS: RwLock<Option<Fast<Addr, Twin>>> = RwLock::new(None);
+/// A twin's site, method, and carrier kind (`Kind::as_str`).
+type Twin = (Site, &'static str, &'static str);
 
 /// Starts counting crossings, process-wide.
 ///
@@ -153,10 +157,10 @@ struct Tally {
     run_max: AtomicU64,
 }
 
-/// Notes that the twin method `method` is called at `site` (called by the code
-/// `#[bridge]` generates, before its carrier is called; one relaxed load when the
-/// ledger is off).
-pub(crate) fn twin_call(site: Site, method: &'static str) {
+/// Notes that the twin method `method` is called at `site` through a carrier that counts
+/// under `carrier` (called by the code `#[bridge]` generates, before its carrier is
+/// called; one relaxed load when the ledger is off).
+pub(crate) fn twin_call(site: Site, method: &'static str, carrier: &'static str) {
     if !is_enabled() {
         return;
     }
@@ -171,7 +175,7 @@ pub(crate) fn twin_call(site: Site, method: &'static str) {
     TWINS
         .write()
         .get_or_insert_with(Fast::default)
-        .insert(key, (site, method));
+        .insert(key, (site, method, carrier));
 }
 
 /// Counts one crossing (called by the job layer and the facade entry when enabled).
@@ -334,15 +338,15 @@ impl Crossing {
 pub(crate) fn snapshot() -> Ledger {
     let from = |d: &AtomicU64| Duration::from_nanos(d.load(Ordering::Relaxed));
     // Twin sites by value (a site's `Location` could come at two addresses).
-    let twins: HashMap<Site, &'static str> = TWINS
+    let twins: HashMap<(Site, &'static str), &'static str> = TWINS
         .read()
         .iter()
         .flatten()
-        .map(|(_, &(site, method))| (site, method))
+        .map(|(_, &(site, method, carrier))| ((site, carrier), method))
         .collect();
     let mut merged: HashMap<(&'static str, Site), Crossing> = HashMap::new();
     for (&(kind, _), &(site, ref t)) in SITES.read().iter().flatten() {
-        let twin = twins.get(site).copied();
+        let twin = twins.get(&(site, kind.as_str())).copied();
         let kind = twin.map_or(kind, |_| Kind::Twin).as_str();
         let crossing = merged.entry((kind, site)).or_insert_with(|| Crossing {
             kind,

@@ -286,3 +286,40 @@ async fn twin_two_calls_on_one_line_check_against_their_own_text() {
     let fewer = text.replace(&format!("{key}19"), &format!("{key}18"));
     assert!(run.check_against(&fewer).is_err());
 }
+
+/// A `#[track_caller]` helper that calls a twin and a hand-written lane call: both get
+/// its caller's `Location`, one site.
+#[track_caller]
+fn twin_and_lane<'a>(
+    worker: &'a Worker<Legacy>,
+    lane: &'a Offloader,
+) -> (
+    impl std::future::Future<Output = Result<u64, async_bridge::CallError>> + 'a,
+    impl std::future::Future<Output = Result<u64, async_bridge::OffloadError>> + 'a,
+) {
+    (worker.get(1), lane.run(|| 7))
+}
+
+/// Twin kind: a twin call and a hand-written call of another carrier at one site (a
+/// `#[track_caller]` helper, or a macro's body, gives both the same `Location`). The
+/// snapshot relabelled every crossing at a twin's site as `twin`, so the lane's call
+/// vanished into the twin's count; only the twin's own carrier kind is relabelled now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_and_a_hand_written_call_at_one_site_keep_their_kinds() {
+    ledger::enable();
+    let worker = Worker::builder("twin-and-lane")
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let lane = Offloader::builder("twin-and-lane").build().unwrap();
+    let mut site = None;
+    for _ in 0..3 {
+        let (s, (twin, hand)) = (here(), twin_and_lane(&worker, &lane));
+        assert_eq!((twin.await.unwrap(), hand.await.unwrap()), (2, 7));
+        site = Some(s);
+    }
+    let site = site.unwrap();
+    let twin = at("twin", site).unwrap_or_else(|| panic!("{}", async_bridge::ledger()));
+    assert_eq!((twin.count(), twin.twin()), (3, Some("AsyncStore::get")));
+    let hand = at("offload", site).unwrap_or_else(|| panic!("{}", async_bridge::ledger()));
+    assert_eq!((hand.count(), hand.twin()), (3, None));
+}
