@@ -443,3 +443,31 @@ fn current_thread_other_hangs_when_the_driver_leaves() {
         .expect("hung: the second thread blocks on a runtime nobody drives");
     assert!(matches!(out, Ok(Ok(42))) || matches!(out, Err(ref e) if e.is_would_deadlock()));
 }
+
+/// The future of a facade is sync code's future: on a plain thread and on a multi-thread
+/// worker (after `block_in_place`), tokio does not count the thread as inside a runtime,
+/// so sync code inside it may use tokio's `blocking_*` calls (or drop a runtime, as
+/// `reqwest::blocking` does). On a second thread inside a current_thread
+/// `Runtime::block_on`, tokio still does, and no public API leaves that state: tokio
+/// panics ("Cannot block the current thread from within a runtime"), resumed in the
+/// caller by `block_on`. Before `CurrentThreadOther` the call was refused instead.
+#[test]
+#[ignore = "tokio panics inside the future: known limit of CurrentThreadOther (review wave 3), not fixed"]
+fn current_thread_other_sync_code_in_the_future_may_block_like_elsewhere() {
+    let sync_code_inside = || {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        tx.try_send(5).unwrap();
+        rx.blocking_recv()
+    };
+    // Elsewhere it works.
+    assert_eq!(block_on(async { sync_code_inside() }).unwrap(), Some(5));
+    let result = on_a_second_thread(move || {
+        panic::catch_unwind(AssertUnwindSafe(|| block_on(async { sync_code_inside() })))
+            .map_err(|payload| panic_text(&*payload))
+    });
+    match result {
+        Ok(Ok(value)) => assert_eq!(value, Some(5)),
+        Ok(Err(err)) => assert!(err.is_would_deadlock(), "{err}"),
+        Err(panic) => panic!("tokio panicked inside the facade: {panic}"),
+    }
+}
