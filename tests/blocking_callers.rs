@@ -471,3 +471,43 @@ fn current_thread_other_sync_code_in_the_future_may_block_like_elsewhere() {
         Err(panic) => panic!("tokio panicked inside the facade: {panic}"),
     }
 }
+
+/// A `LocalSet` polled on a second thread inside a current_thread `Runtime::block_on`:
+/// the facade's table says a `LocalSet` is refused, but this thread drives no scheduler,
+/// so it is `CurrentThreadOther` and blocks the `LocalSet`; a future that waits for one
+/// of its local tasks never finishes. Before `CurrentThreadOther` it was refused. No
+/// public query tells a `LocalSet` here from a blocking pool thread (both: no scheduler,
+/// a task id).
+#[test]
+#[ignore = "hangs: known limit of CurrentThreadOther (review wave 3), not fixed"]
+fn current_thread_other_a_local_set_on_a_second_thread_is_refused() {
+    let rt = std::sync::Arc::new(current_thread());
+    let (holding_tx, holding) = mpsc::channel();
+    let (_release, released) = oneshot::channel::<()>();
+    {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                let _ = released.await;
+            })
+        });
+    }
+    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let out = rt.block_on(tokio::task::LocalSet::new().run_until(async {
+            let (tx, rx) = oneshot::channel();
+            // The waiting task first: the local task that answers it runs after it.
+            let waiting = tokio::task::spawn_local(async move { block_on(rx) });
+            tokio::task::spawn_local(async move { tx.send(42).unwrap() });
+            waiting.await.unwrap()
+        }));
+        let _ = done_tx
+            .send(matches!(out, Ok(Ok(42))) || matches!(out, Err(ref e) if e.is_would_deadlock()));
+    });
+    let fine = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hung: the facade blocks the LocalSet whose task it waits for");
+    assert!(fine);
+}
