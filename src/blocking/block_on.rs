@@ -35,6 +35,15 @@ use crate::job;
 /// onto a blocking thread: `async_bridge::unblock(move || legacy_sync_code()).await`
 /// (there, the current_thread runtime keeps running its tasks while the facade blocks).
 ///
+/// The second-thread case has limits tokio's public API cannot see past: tokio still
+/// counts that thread as inside the runtime, so sync code in the future that uses
+/// tokio's `blocking_*` calls (or drops a runtime) panics there as it would in async code;
+/// a `LocalSet` polled on that thread is blocked like any task (a future that waits for
+/// one of its local tasks never finishes); and if the thread driving the runtime leaves
+/// its `block_on` while the future waits for a task of that runtime, no thread drives it
+/// (in tokio alone, this thread would take the scheduler over). Move such callers onto
+/// a plain thread or a blocking thread.
+///
 /// Refusals are decided beforehand, with tokio's public queries, and need no unwinding:
 /// they hold under `panic = "abort"` — with one exception. A `LocalSet` polled inside a
 /// multi-thread runtime's `Runtime::block_on` (`LocalSet::block_on(&runtime, ..)`) is
