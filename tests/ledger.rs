@@ -323,3 +323,35 @@ async fn twin_and_a_hand_written_call_at_one_site_keep_their_kinds() {
     let hand = at("offload", site).unwrap_or_else(|| panic!("{}", async_bridge::ledger()));
     assert_eq!((hand.count(), hand.twin()), (3, None));
 }
+
+/// Twin kind: the blocking twin through `dyn`, from several plain threads at once: every
+/// call is a `twin` at the caller's site (through the vtable too), none a `facade`.
+#[test]
+fn twin_blocking_through_dyn_from_many_threads() {
+    ledger::enable();
+    let rates: Arc<dyn BlockingRates + Send + Sync> = Arc::new(Blocking::new(Native));
+    let site = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let rates = Arc::clone(&rates);
+                scope.spawn(move || {
+                    let mut site = None;
+                    for _ in 0..5 {
+                        let (s, r) = (here(), rates.rate(21));
+                        assert_eq!(r.unwrap(), 42);
+                        site = Some(s);
+                    }
+                    site.unwrap()
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).last().unwrap()
+    });
+    let twin = at("twin", site).unwrap_or_else(|| panic!("{}", async_bridge::ledger()));
+    assert_eq!(
+        (twin.count(), twin.twin()),
+        (20, Some("BlockingRates::rate"))
+    );
+    assert!(at("facade", site).is_none());
+    assert_eq!(twin.from_async(), 0);
+}
