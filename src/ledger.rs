@@ -251,6 +251,8 @@ pub struct Ledger {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Crossing {
     kind: &'static str,
+    /// The kind its carrier counted it under (the same as `kind` but for twins).
+    carrier: &'static str,
     site: Site,
     twin: Option<&'static str>,
     count: u64,
@@ -346,10 +348,12 @@ pub(crate) fn snapshot() -> Ledger {
         .collect();
     let mut merged: HashMap<(&'static str, Site), Crossing> = HashMap::new();
     for (&(kind, _), &(site, ref t)) in SITES.read().iter().flatten() {
-        let twin = twins.get(&(site, kind.as_str())).copied();
+        let carrier = kind.as_str();
+        let twin = twins.get(&(site, carrier)).copied();
         let kind = twin.map_or(kind, |_| Kind::Twin).as_str();
         let crossing = merged.entry((kind, site)).or_insert_with(|| Crossing {
             kind,
+            carrier,
             site,
             twin,
             count: 0,
@@ -482,10 +486,11 @@ impl fmt::Display for Ledger {
             "kind", "count", "from async", "wait total", "wait max", "run total"
         )?;
         for c in &self.crossings {
-            // Only a facade entry can come from async code (the other kinds are entered
-            // from async code by design): a dash, not a 0 that reads as "none of them".
-            let from_async = match c.kind {
-                "facade" | "twin" => c.from_async.to_string(),
+            // Only a facade entry (a blocking twin's too) can come from async code (the
+            // other kinds, async twins included, are entered from async code by design):
+            // a dash, not a 0 that reads as "none of them".
+            let from_async = match c.carrier {
+                "facade" => c.from_async.to_string(),
                 _ => "-".to_owned(),
             };
             write!(

@@ -355,3 +355,41 @@ fn twin_blocking_through_dyn_from_many_threads() {
     assert!(at("facade", site).is_none());
     assert_eq!(twin.from_async(), 0);
 }
+
+/// Twin kind in the table: `from async` is a number for a blocking twin (a facade
+/// underneath, which can block an executor) and a dash for an async twin (entered from
+/// async code by design), as `Crossing::from_async` documents; it printed 0 for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_table_from_async_column_is_a_dash_for_async_twins() {
+    ledger::enable();
+    let worker = Worker::builder("twin-table")
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let (async_site, f) = (here(), worker.get(1));
+    f.await.unwrap();
+    let blocking_site = unblock(|| {
+        let (s, r) = (here(), Blocking::new(Native).rate(1));
+        r.unwrap();
+        s
+    })
+    .await;
+    let table = async_bridge::ledger().to_string();
+    let row = |site: &Location<'_>| {
+        let at = format!("{}:{}:", site.file(), site.line());
+        table
+            .lines()
+            .find(|l| l.starts_with("twin ") && l.contains(&at))
+            .unwrap_or_else(|| panic!("no twin row at {at} in\n{table}"))
+            .to_owned()
+    };
+    assert_eq!(
+        row(async_site).split_whitespace().nth(2),
+        Some("-"),
+        "{table}"
+    );
+    assert_eq!(
+        row(blocking_site).split_whitespace().nth(2),
+        Some("0"),
+        "{table}"
+    );
+}
