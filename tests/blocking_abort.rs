@@ -142,6 +142,18 @@ fn refusals() {
     };
     holding.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(rt.block_on(async { block_on(async { 3 }) }).unwrap(), 3);
+    // Nested there (the inner call sees the portal's multi-thread handle: tokio's
+    // `block_in_place` would panic), through the free function and a portal, and a
+    // portal shut down from inside that nested future.
+    let nested = rt.block_on(async {
+        block_on(async {
+            let other = Portal::builder().worker_threads(1).build().unwrap();
+            let inner = portal.block_on(async { block_on(async { 3 }).unwrap() });
+            other.shutdown(Duration::from_secs(1));
+            inner.unwrap()
+        })
+    });
+    assert_eq!(nested.unwrap(), 3);
     release.send(()).unwrap();
     holder.join().unwrap();
 
