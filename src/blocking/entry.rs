@@ -10,7 +10,7 @@
 //! |---|---|
 //! | plain, rayon or dedicated thread | polled directly |
 //! | multi-thread worker, inside a task | `block_in_place`, then polled: the worker's other tasks move to another thread |
-//! | inside a facade's future (nested, on any of these threads) | as the thread it runs on: `block_in_place` is a no-op where there is nothing to move |
+//! | inside a facade's future (nested, on any of these threads) | as the thread it runs on: `block_in_place` is a no-op where there is nothing to move; nested in a call polled directly as below, polled directly too (tokio refuses `block_in_place` on a second thread of a current_thread runtime) |
 //! | inside tokio's multi-thread `Runtime::block_on` | `block_in_place` leaves tokio's runtime context, then polled |
 //! | blocking pool thread (`spawn_blocking`, `unblock`) of any runtime | `block_in_place` is a no-op there, then polled |
 //! | blocking pool thread of a current_thread runtime, a second thread inside its `Runtime::block_on` | polled directly, no `block_in_place` (a no-op or tokio's refusal there) |
