@@ -88,12 +88,16 @@ type Fast<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
 /// are atomics); the write lock is taken only to add a site.
 static SITES: RwLock<Option<Sites>> = RwLock::new(None);
 type Sites = Fast<(Kind, Addr), (Site, Tally)>;
-/// The call sites of twin methods (`#[bridge]`), each with its method's name, as the
-/// twins report them when called. A twin call crosses through its carrier (a worker, a
-/// lane, a facade), which counts it under its own kind at the caller's site; the
-/// snapshot names such a crossing `twin`. Kept by [`reset`]: it says what code is at a
-/// site, not how often it ran.
-static TWINS: RwLock<Option<Fast<Addr, (Site, &'static str)>>> = RwLock::new(None);
+/// The call sites of twin methods (`#[bridge]`), each with its method's name and its
+/// carrier's kind, as the twins report them when called. A twin call crosses through its
+/// carrier (a worker, a lane, a facade), which counts it under its own kind at the
+/// caller's site; the snapshot names the crossings of that kind there `twin` (a
+/// hand-written call of another kind at the same `Location`, from a `#[track_caller]`
+/// helper or a macro's body, keeps its kind). Kept by [`reset`]: it says what code is at
+/// a site, not how often it ran.
+static TWINS: RwLock<Option<Fast<Addr, Twin>>> = RwLock::new(None);
+/// A twin's site, method, and carrier kind (`Kind::as_str`).
+type Twin = (Site, &'static str, &'static str);
 
 /// Starts counting crossings, process-wide.
 ///
@@ -154,10 +158,10 @@ struct Tally {
     run_max: AtomicU64,
 }
 
-/// Notes that the twin method `method` is called at `site` (called by the code
-/// `#[bridge]` generates, before its carrier is called; one relaxed load when the
-/// ledger is off).
-pub(crate) fn twin_call(site: Site, method: &'static str) {
+/// Notes that the twin method `method` is called at `site` through a carrier that counts
+/// under `carrier` (called by the code `#[bridge]` generates, before its carrier is
+/// called; one relaxed load when the ledger is off).
+pub(crate) fn twin_call(site: Site, method: &'static str, carrier: &'static str) {
     if !is_enabled() {
         return;
     }
@@ -172,7 +176,7 @@ pub(crate) fn twin_call(site: Site, method: &'static str) {
     TWINS
         .write()
         .get_or_insert_with(Fast::default)
-        .insert(key, (site, method));
+        .insert(key, (site, method, carrier));
 }
 
 /// Counts one crossing (called by the job layer and the facade entry when enabled).
@@ -248,6 +252,8 @@ pub struct Ledger {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Crossing {
     kind: &'static str,
+    /// The kind its carrier counted it under (the same as `kind` but for twins).
+    carrier: &'static str,
     site: Site,
     twin: Option<&'static str>,
     count: u64,
@@ -335,18 +341,20 @@ impl Crossing {
 pub(crate) fn snapshot() -> Ledger {
     let from = |d: &AtomicU64| Duration::from_nanos(d.load(Ordering::Relaxed));
     // Twin sites by value (a site's `Location` could come at two addresses).
-    let twins: HashMap<Site, &'static str> = TWINS
+    let twins: HashMap<(Site, &'static str), &'static str> = TWINS
         .read()
         .iter()
         .flatten()
-        .map(|(_, &(site, method))| (site, method))
+        .map(|(_, &(site, method, carrier))| ((site, carrier), method))
         .collect();
     let mut merged: HashMap<(&'static str, Site), Crossing> = HashMap::new();
     for (&(kind, _), &(site, ref t)) in SITES.read().iter().flatten() {
-        let twin = twins.get(site).copied();
+        let carrier = kind.as_str();
+        let twin = twins.get(&(site, carrier)).copied();
         let kind = twin.map_or(kind, |_| Kind::Twin).as_str();
         let crossing = merged.entry((kind, site)).or_insert_with(|| Crossing {
             kind,
+            carrier,
             site,
             twin,
             count: 0,
@@ -385,8 +393,10 @@ impl Ledger {
         self.crossings.iter().map(|c| c.count).sum()
     }
 
-    /// A stable text form, one line per crossing: `kind<TAB>file:line<TAB>count`, sorted
-    /// by kind and site. Commit it as the migration's baseline.
+    /// A stable text form, one line per kind and line of code:
+    /// `kind<TAB>file:line<TAB>count`, sorted by kind and site (crossings of one kind at
+    /// two columns of a line are one line, their counts summed). Commit it as the
+    /// migration's baseline.
     ///
     /// # Examples
     ///
@@ -395,13 +405,20 @@ impl Ledger {
     /// assert!(text.lines().all(|line| line.split('\t').count() == 3));
     /// ```
     pub fn to_text(&self) -> String {
-        let mut lines: Vec<String> = self
-            .crossings
-            .iter()
-            .map(|c| format!("{}\t{}\n", c.key(), c.count))
-            .collect();
-        lines.sort();
-        lines.concat()
+        self.by_key()
+            .into_iter()
+            .map(|(key, count)| format!("{key}\t{count}\n"))
+            .collect()
+    }
+
+    /// The counts by `kind<TAB>file:line`, sorted: crossings at two columns of one line
+    /// (two calls of one kind on a line) share a key, so their counts are summed.
+    fn by_key(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for crossing in &self.crossings {
+            *counts.entry(crossing.key()).or_insert(0) += crossing.count;
+        }
+        counts
     }
 
     /// Compares this run with a baseline in [`to_text`](Self::to_text)'s form: an error
@@ -436,22 +453,20 @@ impl Ledger {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
         {
             if let Some((key, count)) = line.rsplit_once('\t') {
-                allowed.insert(key, count.trim().parse().unwrap_or(0));
+                // A key twice (a baseline written before `to_text` summed them): summed.
+                *allowed.entry(key).or_insert(0) += count.trim().parse::<u64>().unwrap_or(0);
             }
         }
         let mut problems = Vec::new();
-        for crossing in &self.crossings {
-            let key = crossing.key();
+        for (key, count) in self.by_key() {
             match allowed.get(key.as_str()) {
                 None => problems.push(format!(
-                    "new crossing: {} ({} times)",
+                    "new crossing: {} ({count} times)",
                     key.replace('\t', " at "),
-                    crossing.count
                 )),
-                Some(&was) if crossing.count > was => problems.push(format!(
-                    "grown crossing: {} ({} times, baseline {was})",
+                Some(&was) if count > was => problems.push(format!(
+                    "grown crossing: {} ({count} times, baseline {was})",
                     key.replace('\t', " at "),
-                    crossing.count
                 )),
                 Some(_) => {}
             }
@@ -472,10 +487,11 @@ impl fmt::Display for Ledger {
             "kind", "count", "from async", "wait total", "wait max", "run total"
         )?;
         for c in &self.crossings {
-            // Only a facade entry can come from async code (the other kinds are entered
-            // from async code by design): a dash, not a 0 that reads as "none of them".
-            let from_async = match c.kind {
-                "facade" | "twin" => c.from_async.to_string(),
+            // Only a facade entry (a blocking twin's too) can come from async code (the
+            // other kinds, async twins included, are entered from async code by design):
+            // a dash, not a 0 that reads as "none of them".
+            let from_async = match c.carrier {
+                "facade" => c.from_async.to_string(),
                 _ => "-".to_owned(),
             };
             write!(

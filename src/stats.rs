@@ -190,7 +190,9 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        // Release: a snapshot that sees an outcome (Acquire) sees the same call's earlier
+        // `submitted` too (free on x86, where every RMW is a full barrier).
+        counter.fetch_add(1, Ordering::Release);
     }
 
     /// Closures that returned or panicked.
@@ -221,7 +223,10 @@ impl Counters {
     pub(crate) fn facade_snapshot(&self) -> Stats {
         // The outcomes first: each call bumps `submitted` before its outcome, so reading
         // `submitted` last never sees an outcome without its submission.
-        let ended = self.finished() + self.rejected.load(Ordering::Relaxed);
+        // Acquire pairs with `bump`'s Release, on weakly ordered CPUs too.
+        let ended = self.completed.load(Ordering::Acquire)
+            + self.panicked.load(Ordering::Acquire)
+            + self.rejected.load(Ordering::Acquire);
         let waits = self.queue_wait.count();
         let submitted = self.submitted.load(Ordering::Relaxed);
         let running = usize::try_from(submitted.saturating_sub(ended)).unwrap_or(usize::MAX);

@@ -8,16 +8,20 @@
 //! error. The child exits normally only if nothing panicked anywhere. Cost in CI: two
 //! extra process starts of this binary (milliseconds), no extra compilation.
 //!
-//! One case is known to need unwinding, and is tested as such: a `LocalSet` polled
-//! inside a multi-thread runtime's `Runtime::block_on`. tokio refuses `block_in_place`
-//! there by a flag that no public API reads (see `async_bridge`'s `block_on` docs), so
-//! the facade can only catch tokio's panic; under `panic = "abort"` the process aborts.
+//! Three cases are known to need unwinding, and are tested as such: a `LocalSet` polled
+//! inside a multi-thread runtime's `Runtime::block_on` and a second thread inside a
+//! current_thread runtime's `Runtime::block_on` (tokio refuses `block_in_place` there by
+//! a flag that no public API reads, see `async_bridge`'s `block_on` docs, so the facade
+//! can only catch tokio's panic), and the first timed call on a runtime built
+//! without timers (tokio has no public query for that, tokio-rs/tokio#8361: the crate
+//! asks once per runtime by creating a timer under `catch_unwind`). Under
+//! `panic = "abort"` both end the process.
 
 use std::process::{Command, ExitStatus};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use async_bridge::{block_on, unblock, Blocking, Portal};
+use async_bridge::{block_on, unblock, Blocking, Offloader, Portal};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::oneshot;
 
@@ -55,6 +59,38 @@ fn every_refusal_the_facade_decides_holds_when_panics_abort() {
 }
 
 #[test]
+fn a_second_thread_inside_a_current_thread_block_on_needs_unwinding() {
+    // With unwinding it is refused (tests/blocking_callers.rs); with panics aborting,
+    // tokio's refusal of `block_in_place` there ends the process, as the docs say.
+    let (status, text) = run_child("second_thread_in_current_thread_block_on");
+    assert_eq!(status.code(), Some(ABORTED), "expected an abort:\n{text}");
+    assert!(
+        text.contains("can call blocking only when running on the multi-threaded runtime"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_timed_call_on_a_runtime_without_timers_needs_unwinding_once() {
+    // With unwinding the call is refused with a clear error (nothing can time it); with
+    // panics aborting, tokio's panic at the one probe of that runtime ends the process.
+    let (status, text) = run_child("timeout_without_timers");
+    assert_eq!(status.code(), Some(ABORTED), "expected an abort:\n{text}");
+    assert!(text.contains("timers are disabled"), "{text}");
+    let rt = Builder::new_current_thread().enable_io().build().unwrap();
+    let lane = Offloader::builder("untimed")
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let err = rt.block_on(lane.run(|| 5)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a timeout needs a tokio runtime with timers"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_local_set_inside_a_multi_thread_block_on_is_the_one_refusal_that_needs_unwinding() {
     // With unwinding it is refused (tests/blocking_callers.rs); with panics aborting,
     // tokio's refusal of `block_in_place` ends the process, as the docs say.
@@ -88,6 +124,28 @@ fn child() {
                 .unwrap();
             let set = tokio::task::LocalSet::new();
             let _ = set.block_on(&rt, async { block_on(async { 1 }) });
+        }
+        "second_thread_in_current_thread_block_on" => {
+            let rt = Arc::new(current_thread());
+            let (holding_tx, holding) = mpsc::channel();
+            let (_release, released) = oneshot::channel::<()>();
+            let holder = Arc::clone(&rt);
+            std::thread::spawn(move || {
+                holder.block_on(async move {
+                    holding_tx.send(()).unwrap();
+                    let _ = released.await;
+                })
+            });
+            holding.recv_timeout(Duration::from_secs(30)).unwrap();
+            let _ = rt.block_on(async { block_on(async { 3 }) });
+        }
+        "timeout_without_timers" => {
+            let rt = Builder::new_current_thread().enable_io().build().unwrap();
+            let lane = Offloader::builder("untimed")
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let _ = rt.block_on(lane.run(|| 5));
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -125,25 +183,6 @@ fn refusals() {
             .unwrap()
     });
     assert!(refused.is_would_deadlock());
-
-    // A second thread inside that runtime's `block_on` while another holds its
-    // scheduler: runs (tokio's `block_in_place` would panic there).
-    let rt = Arc::new(rt);
-    let (holding_tx, holding) = mpsc::channel();
-    let (release, released) = oneshot::channel::<()>();
-    let holder = {
-        let rt = Arc::clone(&rt);
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                holding_tx.send(()).unwrap();
-                released.await.unwrap();
-            })
-        })
-    };
-    holding.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(rt.block_on(async { block_on(async { 3 }) }).unwrap(), 3);
-    release.send(()).unwrap();
-    holder.join().unwrap();
 
     // A multi-thread runtime: its workers and its `block_on` run facades.
     let mt = Builder::new_multi_thread()

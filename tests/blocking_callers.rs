@@ -201,42 +201,19 @@ fn a_task_spawned_on_a_current_thread_runtime_is_refused_too() {
 }
 
 /// Issue 11, item 9: a thread inside a current_thread runtime's `Runtime::block_on`
-/// while another thread holds that runtime's scheduler polls only its own future: it
-/// drives no task, so blocking it is fine. It was refused (tokio's `block_in_place`
-/// panics there, and the facade turned the panic into `is_would_deadlock`).
+/// while another thread holds that runtime's scheduler is refused, with the message that
+/// says why (it must be free to take the scheduler over; tokio forbids blocking there).
+/// Running it was tried and hangs in the corners below.
 #[test]
-fn a_second_thread_inside_a_current_thread_block_on_runs() {
-    let rt = std::sync::Arc::new(current_thread());
-    let (holding_tx, holding) = mpsc::channel();
-    let (release, released) = oneshot::channel::<()>();
-    // The first thread takes the scheduler and keeps it until released.
-    let holder = {
-        let rt = std::sync::Arc::clone(&rt);
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                holding_tx.send(()).unwrap();
-                released.await.unwrap();
-            })
-        })
-    };
-    holding.recv_timeout(Duration::from_secs(30)).unwrap();
-    let second = {
-        let rt = std::sync::Arc::clone(&rt);
-        within_a_minute(move || {
-            rt.block_on(async {
-                // This thread is in the runtime's context, without its scheduler.
-                assert!(Handle::try_current().is_ok());
-                block_on(async {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    41
-                })
-                .map(|n| n + 1)
-            })
-        })
-    };
-    release.send(()).unwrap();
-    holder.join().unwrap();
-    assert_eq!(second.unwrap(), 42);
+fn a_second_thread_inside_a_current_thread_block_on_is_refused() {
+    let err = on_a_second_thread(|| {
+        // This thread is in the runtime's context, without its scheduler.
+        assert!(Handle::try_current().is_ok());
+        block_on(async { 42 })
+    })
+    .unwrap_err();
+    assert!(err.is_would_deadlock(), "{err}");
+    assert!(err.to_string().contains("does not allow blocking"), "{err}");
 }
 
 #[test]
@@ -335,4 +312,145 @@ fn into_panic_on_an_error_that_is_not_a_panic_gives_it_back() {
     assert!(err.is_would_deadlock());
     let payload = panic::catch_unwind(AssertUnwindSafe(|| err.into_panic())).unwrap_err();
     assert!(panic_text(&*payload).contains("not a panic"));
+}
+
+/// Runs `body` on a second thread inside `rt`'s `Runtime::block_on` while another thread
+/// holds the scheduler, and returns what it returned.
+fn on_a_second_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let rt = std::sync::Arc::new(current_thread());
+    let (holding_tx, holding) = mpsc::channel();
+    let (release, released) = oneshot::channel::<()>();
+    let holder = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                released.await.unwrap();
+            })
+        })
+    };
+    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let second = {
+        let rt = std::sync::Arc::clone(&rt);
+        within_a_minute(move || rt.block_on(async move { body() }))
+    };
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    second
+}
+
+/// Promise 3 (it runs, or it is refused; it never hangs): a second thread inside a
+/// current_thread `Runtime::block_on` blocks in the facade on a task of that runtime,
+/// and the thread that drove the runtime leaves its `block_on`. In tokio alone the second
+/// thread would take the scheduler over and run the task; blocked in the facade, it
+/// could not, and nothing would drive the runtime again: a hang (seen when the facade
+/// polled this thread's future directly). Refused instead.
+#[test]
+fn current_thread_other_hangs_when_the_driver_leaves() {
+    let rt = std::sync::Arc::new(current_thread());
+    let (holding_tx, holding) = mpsc::channel();
+    let (release, released) = oneshot::channel::<()>();
+    let holder = {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                released.await.unwrap();
+            })
+        })
+    };
+    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (go, gone) = oneshot::channel::<()>();
+    let (blocking_tx, blocking) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            let out = rt.block_on(async move {
+                // A task of the current_thread runtime, that finishes after `go`.
+                let task = tokio::spawn(async move {
+                    gone.await.unwrap();
+                    42
+                });
+                blocking_tx.send(()).unwrap();
+                block_on(task)
+            });
+            let _ = done_tx.send(out);
+        });
+    }
+    blocking.recv_timeout(Duration::from_secs(30)).unwrap();
+    // The driver leaves; then the task may finish.
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    go.send(()).unwrap();
+    let out = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hung: the second thread blocks on a runtime nobody drives");
+    assert!(matches!(out, Ok(Ok(42))) || matches!(out, Err(ref e) if e.is_would_deadlock()));
+}
+
+/// The future of a facade is sync code's future: on a plain thread and on a multi-thread
+/// worker (after `block_in_place`), tokio does not count the thread as inside a runtime,
+/// so sync code inside it may use tokio's `blocking_*` calls (or drop a runtime, as
+/// `reqwest::blocking` does). On a second thread inside a current_thread
+/// `Runtime::block_on`, tokio still does, and no public API leaves that state: polled
+/// there, tokio panicked ("Cannot block the current thread from within a runtime").
+/// The facade refuses that thread instead.
+#[test]
+fn current_thread_other_sync_code_in_the_future_may_block_like_elsewhere() {
+    let sync_code_inside = || {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        tx.try_send(5).unwrap();
+        rx.blocking_recv()
+    };
+    // Elsewhere it works.
+    assert_eq!(block_on(async { sync_code_inside() }).unwrap(), Some(5));
+    let result = on_a_second_thread(move || {
+        panic::catch_unwind(AssertUnwindSafe(|| block_on(async { sync_code_inside() })))
+            .map_err(|payload| panic_text(&*payload))
+    });
+    match result {
+        Ok(Ok(value)) => assert_eq!(value, Some(5)),
+        Ok(Err(err)) => assert!(err.is_would_deadlock(), "{err}"),
+        Err(panic) => panic!("tokio panicked inside the facade: {panic}"),
+    }
+}
+
+/// A `LocalSet` polled on a second thread inside a current_thread `Runtime::block_on`:
+/// the facade's table says a `LocalSet` is refused, but this thread drives no scheduler,
+/// so it is `CurrentThreadOther`; polled directly, it blocked the `LocalSet`, and a
+/// future that waits for one of its local tasks never finished. No public query tells a
+/// `LocalSet` here from a blocking pool thread (both: no scheduler, a task id); tokio's
+/// `block_in_place` does, and the facade refuses.
+#[test]
+fn current_thread_other_a_local_set_on_a_second_thread_is_refused() {
+    let rt = std::sync::Arc::new(current_thread());
+    let (holding_tx, holding) = mpsc::channel();
+    let (_release, released) = oneshot::channel::<()>();
+    {
+        let rt = std::sync::Arc::clone(&rt);
+        std::thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                let _ = released.await;
+            })
+        });
+    }
+    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let out = rt.block_on(tokio::task::LocalSet::new().run_until(async {
+            let (tx, rx) = oneshot::channel();
+            // The waiting task first: the local task that answers it runs after it.
+            let waiting = tokio::task::spawn_local(async move { block_on(rx) });
+            tokio::task::spawn_local(async move { tx.send(42).unwrap() });
+            waiting.await.unwrap()
+        }));
+        let _ = done_tx
+            .send(matches!(out, Ok(Ok(42))) || matches!(out, Err(ref e) if e.is_would_deadlock()));
+    });
+    let fine = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("hung: the facade blocks the LocalSet whose task it waits for");
+    assert!(fine);
 }

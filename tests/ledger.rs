@@ -252,3 +252,144 @@ async fn twin_calls_are_counted_as_twins_at_their_callers_sites() {
         .lines()
         .any(|l| l.starts_with("twin\ttests/ledger.rs:")));
 }
+
+/// Twin kind: two twin calls on one line (two columns, so two crossings that share the
+/// `twin<TAB>file:line` key of the stable text). `to_text` printed a line for each, and
+/// `check_against` kept only the last one per key: a run failed against its own text
+/// when the line sorted last had the smaller count (and passed when a crossing grew).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_two_calls_on_one_line_check_against_their_own_text() {
+    ledger::enable();
+    let worker = Worker::builder("twin-one-line")
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let mut site = None;
+    for i in 0..10 {
+        #[rustfmt::skip]
+        let (s, a, b) = (here(), worker.get(1).await.unwrap(), if i > 0 { worker.get(2).await.unwrap() } else { 3 });
+        assert_eq!((a, b), (2, 3));
+        site = Some(s);
+    }
+    let site = site.unwrap();
+    let run = async_bridge::ledger();
+    let key = format!("twin\t{}:{}\t", site.file(), site.line());
+    let text = run.to_text();
+    let ours: Vec<&str> = text.lines().filter(|l| l.starts_with(&key)).collect();
+    assert!(
+        run.check_against(&text).is_ok(),
+        "{:?}",
+        run.check_against(&text)
+    );
+    // One line per key, with the sum of the crossings it names.
+    assert_eq!(ours, [format!("{key}19")], "{text}");
+    // One more call at either column is growth.
+    let fewer = text.replace(&format!("{key}19"), &format!("{key}18"));
+    assert!(run.check_against(&fewer).is_err());
+}
+
+/// A `#[track_caller]` helper that calls a twin and a hand-written lane call: both get
+/// its caller's `Location`, one site.
+#[track_caller]
+fn twin_and_lane<'a>(
+    worker: &'a Worker<Legacy>,
+    lane: &'a Offloader,
+) -> (
+    impl std::future::Future<Output = Result<u64, async_bridge::CallError>> + 'a,
+    impl std::future::Future<Output = Result<u64, async_bridge::OffloadError>> + 'a,
+) {
+    (worker.get(1), lane.run(|| 7))
+}
+
+/// Twin kind: a twin call and a hand-written call of another carrier at one site (a
+/// `#[track_caller]` helper, or a macro's body, gives both the same `Location`). The
+/// snapshot relabelled every crossing at a twin's site as `twin`, so the lane's call
+/// vanished into the twin's count; only the twin's own carrier kind is relabelled now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_and_a_hand_written_call_at_one_site_keep_their_kinds() {
+    ledger::enable();
+    let worker = Worker::builder("twin-and-lane")
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let lane = Offloader::builder("twin-and-lane").build().unwrap();
+    let mut site = None;
+    for _ in 0..3 {
+        let (s, (twin, hand)) = (here(), twin_and_lane(&worker, &lane));
+        assert_eq!((twin.await.unwrap(), hand.await.unwrap()), (2, 7));
+        site = Some(s);
+    }
+    let site = site.unwrap();
+    let twin = at("twin", site).unwrap_or_else(|| panic!("{}", async_bridge::ledger()));
+    assert_eq!((twin.count(), twin.twin()), (3, Some("AsyncStore::get")));
+    let hand = at("offload", site).unwrap_or_else(|| panic!("{}", async_bridge::ledger()));
+    assert_eq!((hand.count(), hand.twin()), (3, None));
+}
+
+/// Twin kind: the blocking twin through `dyn`, from several plain threads at once: every
+/// call is a `twin` at the caller's site (through the vtable too), none a `facade`.
+#[test]
+fn twin_blocking_through_dyn_from_many_threads() {
+    ledger::enable();
+    let rates: Arc<dyn BlockingRates + Send + Sync> = Arc::new(Blocking::new(Native));
+    let site = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let rates = Arc::clone(&rates);
+                scope.spawn(move || {
+                    let mut site = None;
+                    for _ in 0..5 {
+                        let (s, r) = (here(), rates.rate(21));
+                        assert_eq!(r.unwrap(), 42);
+                        site = Some(s);
+                    }
+                    site.unwrap()
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).last().unwrap()
+    });
+    let twin = at("twin", site).unwrap_or_else(|| panic!("{}", async_bridge::ledger()));
+    assert_eq!(
+        (twin.count(), twin.twin()),
+        (20, Some("BlockingRates::rate"))
+    );
+    assert!(at("facade", site).is_none());
+    assert_eq!(twin.from_async(), 0);
+}
+
+/// Twin kind in the table: `from async` is a number for a blocking twin (a facade
+/// underneath, which can block an executor) and a dash for an async twin (entered from
+/// async code by design), as `Crossing::from_async` documents; it printed 0 for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twin_table_from_async_column_is_a_dash_for_async_twins() {
+    ledger::enable();
+    let worker = Worker::builder("twin-table")
+        .spawn(|| Ok::<_, std::io::Error>(Legacy(1)))
+        .unwrap();
+    let (async_site, f) = (here(), worker.get(1));
+    f.await.unwrap();
+    let blocking_site = unblock(|| {
+        let (s, r) = (here(), Blocking::new(Native).rate(1));
+        r.unwrap();
+        s
+    })
+    .await;
+    let table = async_bridge::ledger().to_string();
+    let row = |site: &Location<'_>| {
+        let at = format!("{}:{}:", site.file(), site.line());
+        table
+            .lines()
+            .find(|l| l.starts_with("twin ") && l.contains(&at))
+            .unwrap_or_else(|| panic!("no twin row at {at} in\n{table}"))
+            .to_owned()
+    };
+    assert_eq!(
+        row(async_site).split_whitespace().nth(2),
+        Some("-"),
+        "{table}"
+    );
+    assert_eq!(
+        row(blocking_site).split_whitespace().nth(2),
+        Some("0"),
+        "{table}"
+    );
+}

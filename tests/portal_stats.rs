@@ -210,3 +210,79 @@ fn many_threads_at_once_are_counted_exactly() {
     never_waits_nor_gives_up(&stats);
     ordered(&stats);
 }
+
+/// Promise 1 under every caller at once: nested calls (each one counted), a panic caught
+/// by the outer future, `Blocking<T>` calls from a multi-thread worker (through
+/// `block_in_place`, so each records a queue wait), a refusal from a current_thread
+/// runtime, and a refusal on a second thread inside a current_thread `Runtime::block_on`
+/// (its nested call never runs). Every count is exact, and the percentiles stay ordered.
+#[test]
+fn portal_stats_exact_over_nested_panicking_refused_and_async_callers() {
+    let portal = portal();
+    // Plain thread: 2 outer calls, each with 1 nested call (4 submitted, 4 completed).
+    for _ in 0..2 {
+        let outer = portal.block_on(async { portal.block_on(async { 1 }).unwrap() + 1 });
+        assert_eq!(outer.unwrap(), 2);
+    }
+    // A nested panic, caught by the outer future: inner panicked, outer completed.
+    let outer = portal.block_on(async { portal.block_on(async { panic!("inner") }).is_err() });
+    assert!(outer.unwrap());
+    assert_eq!(counts(&portal.stats()), (6, 5, 1, 0, 0));
+    // From a multi-thread worker: 3 Blocking<T> calls.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let wrapped = Blocking::with_portal(7u32, &portal);
+    rt.block_on(async {
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                assert_eq!(wrapped.call(async |n| *n).unwrap(), 7);
+            }
+        })
+        .await
+        .unwrap();
+    });
+    assert_eq!(counts(&portal.stats()), (9, 8, 1, 0, 0));
+    // Refused on the thread of a current_thread runtime.
+    let ct = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let refused = ct.block_on(async { portal.block_on(async { 1 }) });
+    assert!(refused.unwrap_err().is_would_deadlock());
+    assert_eq!(counts(&portal.stats()), (10, 8, 1, 1, 0));
+    // A second thread inside a current_thread `Runtime::block_on`: refused, so its
+    // nested call is never made.
+    let ct = std::sync::Arc::new(ct);
+    let (holding_tx, holding) = mpsc::channel();
+    let (release, released) = oneshot::channel::<()>();
+    let holder = {
+        let ct = std::sync::Arc::clone(&ct);
+        std::thread::spawn(move || {
+            ct.block_on(async move {
+                holding_tx.send(()).unwrap();
+                released.await.unwrap();
+            })
+        })
+    };
+    holding.recv_timeout(GUARD).unwrap();
+    let second = {
+        let (ct, portal) = (std::sync::Arc::clone(&ct), portal.clone());
+        within_a_minute(move || {
+            ct.block_on(async { portal.block_on(async { portal.block_on(async { 3 }) }) })
+        })
+    };
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(second.unwrap_err().is_would_deadlock());
+    let stats = portal.stats();
+    assert_eq!(counts(&stats), (11, 8, 1, 2, 0), "{stats:?}");
+    never_waits_nor_gives_up(&stats);
+    ordered(&stats);
+    // The three calls from the worker waited in `block_in_place`; a wait can be 0 ns,
+    // never more than the largest.
+    assert!(stats.queue_wait.max >= stats.queue_wait.p99);
+    rt.shutdown_timeout(GUARD);
+    portal.shutdown(GUARD);
+}

@@ -120,3 +120,38 @@ fn a_panic_in_compute_under_the_harness_resumes_in_the_caller() {
         assert_eq!(*payload.downcast::<&str>().unwrap(), "bad digest");
     });
 }
+
+/// Nested facades under the harness, from a blocking thread, with virtual sleeps at both
+/// depths, counted on the global portal; and the facade from the test's own task is
+/// refused (the harness's thread drives its runtime).
+#[test]
+fn facades_nested_under_the_harness_run_on_virtual_time() {
+    let before = async_bridge::Portal::global().unwrap().stats();
+    testing::Builder::new()
+        .stall_limit(Duration::from_secs(30))
+        .run(async {
+            let start = tokio::time::Instant::now();
+            let inner = async_bridge::unblock(|| {
+                async_bridge::block_on(async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    async_bridge::block_on(async {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        clock::sleep(Duration::from_secs(60));
+                        5
+                    })
+                    .unwrap()
+                })
+                .unwrap()
+            })
+            .await;
+            assert_eq!(inner, 5);
+            assert_eq!(start.elapsed(), Duration::from_secs(3720));
+            let refused = async_bridge::block_on(async { 1 });
+            assert!(refused.unwrap_err().is_would_deadlock());
+        });
+    let after = async_bridge::Portal::global().unwrap().stats();
+    // Other tests of this binary may use the global portal too: at least ours.
+    assert!(after.submitted >= before.submitted + 3, "{after:?}");
+    assert!(after.completed >= before.completed + 2, "{after:?}");
+    assert!(after.rejected > before.rejected, "{after:?}");
+}

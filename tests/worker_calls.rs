@@ -460,3 +460,62 @@ fn auto_traits() {
         w.call_blocking(|_| -> () { panic!("x") }).unwrap_err(),
     ));
 }
+
+/// `WorkerBuilder<T>` / `WorkerPoolBuilder<T>` (the builders carry the object's type):
+/// every way of writing a builder infers `T` from what follows it — the maker, a typed
+/// hook before it, a builder kept in a variable or a field, a turbofish — and a builder
+/// for a `!Send` object is configured on one thread and spawned on another.
+#[test]
+fn worker_builder_generic_inference_forms() {
+    use async_bridge::{WorkerBuilder, WorkerPoolBuilder};
+
+    struct Config {
+        db: WorkerBuilder<Vec<u8>>,
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // From the maker alone, through `Vec::new`'s inferred element type.
+    let hooked = Worker::builder("inferred")
+        .on_lease_abandoned(|v: &mut Vec<u8>| v.clear())
+        .interrupter(|_: &Vec<u8>| || {})
+        .spawn(|| Ok::<_, std::io::Error>(Vec::new()))
+        .unwrap();
+    // Kept in a field, configured later.
+    let config = Config {
+        db: WorkerBuilder::new("field"),
+    };
+    let field = config
+        .db
+        .mailbox(4)
+        .spawn(|| Ok::<_, std::io::Error>(vec![1u8]))
+        .unwrap();
+    // A turbofish, and a pool kept in a variable.
+    let turbofish = Worker::<u32>::builder("turbofish")
+        .spawn(|| Ok::<_, std::io::Error>(7))
+        .unwrap();
+    let pool_builder = WorkerPoolBuilder::new("pool").workers(2);
+    let pool = pool_builder
+        .interrupter(|_: &String| || {})
+        .spawn(|| Ok::<_, std::io::Error>(String::from("p")))
+        .unwrap();
+    // A `!Send` object's builder crosses threads before `spawn`.
+    let rc_builder = Worker::builder("rc").mailbox(2);
+    let rc = std::thread::spawn(move || {
+        rc_builder
+            .spawn(|| Ok::<_, std::io::Error>(Rc::new(5u8)))
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    rt.block_on(async {
+        assert_eq!(hooked.call(|v| v.len()).await.unwrap(), 0);
+        assert_eq!(field.call(|v| v[0]).await.unwrap(), 1);
+        assert_eq!(turbofish.call(|n| *n).await.unwrap(), 7);
+        assert_eq!(pool.call(|s| s.clone()).await.unwrap(), "p");
+        assert_eq!(rc.call(|r| **r).await.unwrap(), 5);
+    });
+    let debug = format!("{:?}", Worker::<Rc<u8>>::builder("debug").mailbox(3));
+    assert!(
+        debug.contains("WorkerBuilder") && debug.contains("mailbox: 3"),
+        "{debug}"
+    );
+}

@@ -536,6 +536,7 @@ fn async_twin(
         &methods,
         quote!(::async_bridge::Worker<__T>),
         quote!(__T: #name + 'static),
+        "worker",
         |_| (quote!(::async_bridge::Worker::call), quote!(&mut __T)),
     );
     let pool = async_impl(
@@ -544,6 +545,7 @@ fn async_twin(
         &methods,
         quote!(::async_bridge::WorkerPool<__T>),
         quote!(__T: #name + 'static),
+        "worker",
         |_| (quote!(::async_bridge::WorkerPool::call), quote!(&mut __T)),
     );
     let offloaded = async_impl(
@@ -552,6 +554,7 @@ fn async_twin(
         &methods,
         quote!(::async_bridge::Offloaded<__T>),
         quote!(__T: #name + ::core::marker::Send + ::core::marker::Sync + 'static),
+        "offload",
         |receiver| match receiver {
             Receiver::Shared => (quote!(::async_bridge::Offloaded::run), quote!(&__T)),
             Receiver::Mut => (quote!(::async_bridge::Offloaded::run_mut), quote!(&mut __T)),
@@ -669,6 +672,7 @@ fn async_impl(
     methods: &[AsyncMethod<'_>],
     carrier: TokenStream2,
     bound: TokenStream2,
+    kind: &str,
     entry: impl Fn(Receiver) -> (TokenStream2, TokenStream2),
 ) -> TokenStream2 {
     let fns = methods.iter().map(|m| {
@@ -719,7 +723,7 @@ fn async_impl(
                 Self: 'async_trait,
             {
                 #(#copies)*
-                ::async_bridge::__private::twin(::core::panic::Location::caller(), #what);
+                ::async_bridge::__private::twin(::core::panic::Location::caller(), #what, #kind);
                 let __bridge_call = #entry(self, move |__bridge_object: #object| {
                     <__T as #trait_name>::#name(__bridge_object, #(#passed),*)
                 });
@@ -821,7 +825,7 @@ fn blocking_twin(
                 #where_clause
             {
                 let __bridge_site = ::core::panic::Location::caller();
-                ::async_bridge::__private::twin(__bridge_site, #what);
+                ::async_bridge::__private::twin(__bridge_site, #what, "facade");
                 ::async_bridge::__private::settle(
                     #what,
                     __bridge_site,

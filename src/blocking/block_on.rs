@@ -24,8 +24,7 @@ use crate::job;
 /// | a task on a multi-thread runtime's worker | runs inside `block_in_place`: the worker's other tasks move to another thread and keep running |
 /// | a blocking pool thread (`spawn_blocking`, [`unblock`](crate::unblock)), of any runtime | runs |
 /// | a future inside another `block_on` (nested, any depth) | runs |
-/// | a second thread inside a current_thread runtime's `Runtime::block_on` (while another thread drives that runtime) | runs: this thread drives none of its tasks |
-/// | the thread of a current_thread runtime (`#[tokio::test]`, `#[tokio::main(flavor = "current_thread")]`, a `LocalSet`), or a `LocalSet` inside a multi-thread runtime's `block_on` | refused with [`is_would_deadlock`](BlockOnError::is_would_deadlock), the future unpolled |
+/// | the thread of a current_thread runtime (`#[tokio::test]`, `#[tokio::main(flavor = "current_thread")]`, a `LocalSet`), a second thread inside such a runtime's `Runtime::block_on`, or a `LocalSet` inside a multi-thread runtime's `block_on` | refused with [`is_would_deadlock`](BlockOnError::is_would_deadlock), the future unpolled |
 ///
 /// Why the last case cannot work: that thread is the only one that runs its runtime's
 /// tasks. Blocking it stalls all of them, and if the future waits for any of them (a
@@ -35,10 +34,16 @@ use crate::job;
 /// onto a blocking thread: `async_bridge::unblock(move || legacy_sync_code()).await`
 /// (there, the current_thread runtime keeps running its tasks while the facade blocks).
 ///
+/// A second thread inside a current_thread runtime's `Runtime::block_on` (while another
+/// thread holds its scheduler) is refused too: it must stay free to take the scheduler
+/// over when that thread leaves, and tokio itself forbids blocking there (its
+/// `blocking_*` calls panic).
+///
 /// Refusals are decided beforehand, with tokio's public queries, and need no unwinding:
-/// they hold under `panic = "abort"` — with one exception. A `LocalSet` polled inside a
-/// multi-thread runtime's `Runtime::block_on` (`LocalSet::block_on(&runtime, ..)`) is
-/// marked only in a private flag of tokio's thread context, read by nothing public but
+/// they hold under `panic = "abort"` — with two exceptions. A `LocalSet` polled inside a
+/// multi-thread runtime's `Runtime::block_on` (`LocalSet::block_on(&runtime, ..)`), and
+/// a second thread inside a current_thread runtime's `Runtime::block_on`, are marked
+/// only in a private flag of tokio's thread context, read by nothing public but
 /// `tokio::task::block_in_place`, which panics there (so does the rarer thread of a
 /// current_thread runtime that entered a multi-thread runtime's handle with
 /// `Handle::enter` inside its own task); the facade catches that panic

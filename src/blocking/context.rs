@@ -30,20 +30,27 @@
 //! `spawn_local`, which panics outside one too. So:
 //!
 //! - a current_thread runtime's context on a thread that does not drive it
-//!   ([`Caller::CurrentThreadOther`]: its blocking pool threads, a thread that entered its
-//!   handle, a second thread inside its `Runtime::block_on` while another thread holds
-//!   its scheduler) is run without `block_in_place`: there it is a no-op or tokio's
-//!   refusal, never the hand-off it is on a multi-thread worker;
+//!   ([`Caller::CurrentThreadOther`]) is a blocking pool thread of it, a thread that
+//!   entered its handle, or a second thread inside its `Runtime::block_on` while another
+//!   thread holds its scheduler (perhaps polling a `LocalSet`). The first two may block;
+//!   the third may not: it must be free to take the scheduler over when the driver
+//!   leaves, and tokio's own `blocking_*` calls panic there. All three look alike to
+//!   the public API (no scheduler of their own; a task id on a blocking thread and in a
+//!   `LocalSet` task alike), so the facade asks `block_in_place`: a no-op on the first
+//!   two, tokio's panic on the third, caught before the future is polled and returned
+//!   as `is_would_deadlock`. (Running the third directly was tried: it hangs when the
+//!   driver leaves while the facade waits for a task of that runtime, and when it
+//!   blocks a `LocalSet` whose task it waits for; see tests/blocking_callers.rs.)
 //! - a multi-thread runtime's context ([`Caller::Runtime`]) goes through `block_in_place`,
 //!   which hands a worker's tasks away or leaves a `Runtime::block_on`. The one case in
 //!   it that tokio refuses, a `LocalSet` polled inside a multi-thread runtime's
 //!   `Runtime::block_on` (`LocalSet::block_on(&multi_thread_runtime, ..)`), cannot be
-//!   seen beforehand: its refusal is tokio's panic, caught before the future is polled
-//!   (the facade then returns `is_would_deadlock`). So is a current_thread runtime's
-//!   thread that entered a multi-thread runtime's handle (`Handle::enter`) inside its
-//!   own task: the handle says multi-thread, the scheduler it drives is current_thread,
-//!   and only the scheduler's kind, which is private, tells. Under `panic = "abort"`
-//!   those two cases abort; every other refusal is decided here, without a panic.
+//!   seen beforehand either: its refusal is tokio's panic, caught the same way. So is a
+//!   current_thread runtime's thread that entered a multi-thread runtime's handle
+//!   (`Handle::enter`) inside its own task: the handle says multi-thread, the scheduler
+//!   it drives is current_thread, and only the scheduler's kind, which is private, tells.
+//!   Under `panic = "abort"` these cases abort (tests/blocking_abort.rs); every other
+//!   refusal is decided here, without a panic.
 
 use std::future::Future;
 use std::pin::pin;
@@ -65,9 +72,9 @@ pub(crate) enum Caller {
     Runtime,
     /// A current_thread runtime's context is set, but this thread does not drive it: a
     /// blocking pool thread of it, a thread that entered its handle, or a second thread
-    /// inside its `Runtime::block_on` (polling its own future while another thread holds
-    /// the scheduler). Blocking this thread stalls no task of that runtime: polled
-    /// directly (`block_in_place` would be a no-op, or tokio's refusal).
+    /// inside its `Runtime::block_on` while another thread holds the scheduler. Through
+    /// `block_in_place`: a no-op on the first two, tokio's refusal on the third (see the
+    /// module docs). Not async code: a blocking pool thread is where blocking belongs.
     CurrentThreadOther,
     /// The thread drives a current_thread runtime: blocking it could deadlock.
     CurrentThreadDriver,

@@ -13,7 +13,8 @@
 //! | inside a facade's future (nested, on any of these threads) | as the thread it runs on: `block_in_place` is a no-op where there is nothing to move |
 //! | inside tokio's multi-thread `Runtime::block_on` | `block_in_place` leaves tokio's runtime context, then polled |
 //! | blocking pool thread (`spawn_blocking`, `unblock`) of any runtime | `block_in_place` is a no-op there, then polled |
-//! | blocking pool thread of a current_thread runtime, a second thread inside its `Runtime::block_on` | polled directly, no `block_in_place` (a no-op or tokio's refusal there) |
+//! | blocking pool thread of a current_thread runtime, a thread that entered its handle | `block_in_place` is a no-op there, then polled |
+//! | a second thread inside a current_thread runtime's `Runtime::block_on` (while another holds its scheduler), a `LocalSet` polled there | tokio refuses `block_in_place`: its panic is caught before the future ran, and becomes `is_would_deadlock` (see [`context`]: no public query tells these from a blocking pool thread) |
 //! | the thread driving a current_thread runtime (a `LocalSet` on it too) | refused: [`is_would_deadlock`](BlockOnError::is_would_deadlock), decided beforehand |
 //! | a `LocalSet` on a multi-thread runtime's `block_on` | tokio refuses `block_in_place`; its panic (printed by the panic hook) is caught before the future ran, and becomes `is_would_deadlock`. No public query tells this case beforehand (see [`context`]): the one refusal that needs unwinding |
 //!
@@ -80,13 +81,16 @@ pub(crate) fn enter<F: Future>(
     // a plain thread does, so there only sampled calls are timed (see `timed`).
     let counters = portal.counters();
     Counters::bump(&counters.submitted);
-    let runtime = caller == Caller::Runtime;
+    let runtime = matches!(caller, Caller::Runtime | Caller::CurrentThreadOther);
     let start = (counted || watched || runtime || timed()).then(Instant::now);
     let polled: Cell<Option<Instant>> = Cell::new(None);
     let result = match caller {
-        Caller::Plain | Caller::CurrentThreadOther => panic::catch_unwind(AssertUnwindSafe(run))
+        Caller::Plain => panic::catch_unwind(AssertUnwindSafe(run))
             .map_err(|payload| BlockOnError::panic(origin(), payload)),
-        Caller::Runtime => {
+        // On a blocking pool thread (of either flavour) `block_in_place` is a no-op; on
+        // a multi-thread worker it hands the worker's tasks away; where tokio forbids
+        // blocking (see `context`) it panics before the future is touched.
+        Caller::Runtime | Caller::CurrentThreadOther => {
             let started = Cell::new(false);
             let started_run = || {
                 started.set(true);

@@ -54,12 +54,13 @@ pub(crate) const CURRENT_THREAD: &str =
      task of that runtime: if the future needs one of them, it never finishes";
 
 /// tokio refused `block_in_place` here: a `LocalSet` polled inside a multi-thread
-/// runtime's `Runtime::block_on` (the one case not told beforehand; see
-/// `blocking/context.rs`).
+/// runtime's `Runtime::block_on`, or a second thread inside a current_thread runtime's
+/// `Runtime::block_on` (the cases not told beforehand; see `blocking/context.rs`).
 pub(crate) const NO_BLOCKING_HERE: &str =
-    "this thread polls a tokio LocalSet (or is otherwise inside a tokio runtime that does \
-     not allow blocking it), and blocking it would stall the tasks that are polled here: if \
-     the future needs one of them, it never finishes";
+    "this thread polls a tokio LocalSet, or waits inside a current_thread runtime's \
+     block_on while another thread drives it: tokio does not allow blocking it there (it \
+     may have to run that runtime's tasks), and if the future needs one of them, it never \
+     finishes";
 
 impl BlockOnError {
     pub(crate) fn would_deadlock(origin: Origin, why: &'static str) -> Self {

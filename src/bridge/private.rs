@@ -12,10 +12,12 @@ pub use async_trait::async_trait;
 use crate::{BlockOnError, CallError};
 
 /// Tells the ledger that the twin method `method` is called at `site` (the caller's,
-/// through `#[track_caller]`), before the carrier is called there.
+/// through `#[track_caller]`), before the carrier is called there; `carrier` is the kind
+/// the carrier counts its crossing under (`worker`, `offload`, `facade`), the one the
+/// snapshot relabels `twin` at that site.
 #[inline]
-pub fn twin(site: &'static Location<'static>, method: &'static str) {
-    crate::ledger::twin_call(site, method);
+pub fn twin(site: &'static Location<'static>, method: &'static str, carrier: &'static str) {
+    crate::ledger::twin_call(site, method, carrier);
 }
 
 /// Awaits a carrier's call and turns its error into a [`CallError`].
