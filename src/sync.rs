@@ -14,8 +14,7 @@
 //! types inside (`Notify`, `CancellationToken`, the runtime) stay tokio's: loom sees them
 //! as opaque steps. What loom cannot model, the loom build replaces by the smallest
 //! stand-in, each described on its item below: the drainer's `spawn_blocking`
-//! ([`spawn_blocking`]), a timed wait ([`Condvar::wait_for`]) and the worker's spin
-//! ([`spin_while`]).
+//! ([`spawn_blocking`]) and a timed wait ([`Condvar::wait_for`]).
 //!
 //! The cfg is `async_bridge_loom`, not the customary `loom`: under a plain `--cfg loom`
 //! a dev-dependency of ours (`blocking`, through `event-listener` and `concurrent-queue`)
@@ -29,7 +28,6 @@ pub(crate) use self::loom_impl::*;
 
 #[cfg(not(all(test, async_bridge_loom)))]
 mod std_impl {
-    use std::time::{Duration, Instant};
 
     pub(crate) use futures::task::AtomicWaker;
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -47,14 +45,6 @@ mod std_impl {
         f: impl FnOnce() + Send + 'static,
     ) {
         drop(handle.spawn_blocking(f));
-    }
-
-    /// Waits, awake but yielding, while `busy` holds, for at most `limit`.
-    pub(crate) fn spin_while(limit: Duration, mut busy: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while busy() && start.elapsed() < limit {
-            std::thread::yield_now();
-        }
     }
 }
 
@@ -239,14 +229,6 @@ mod loom_impl {
         f: impl FnOnce() + Send + 'static,
     ) {
         spawn_blocking(handle, f);
-    }
-
-    /// loom has no time: a spin is one yield (other threads may run) and one look at
-    /// `busy`, whose answer is ignored, as a spin that ran out would (the caller looks
-    /// at its state again either way).
-    pub(crate) fn spin_while(_limit: Duration, mut busy: impl FnMut() -> bool) {
-        loom::thread::yield_now();
-        let _ = busy();
     }
 
     /// Helpers for the models.

@@ -1,8 +1,7 @@
 //! loom models of the `Worker` mailbox: FIFO slots, the line of waiting callers,
 //! withdrawals, close, driven by the worker thread's real loop (`thread::serve`).
 //!
-//! Not modelled: the spin of an idle worker (`SPIN`; loom has no time, so a spin is one
-//! yield, see `sync::spin_while`), the object's maker and rebuild-after-panic (the
+//! Not modelled: the object's maker and rebuild-after-panic (the
 //! models use `AfterPanic::Keep` and closures that do not panic), the OS thread and its
 //! start-up handshake (`thread::start`: the model starts the loop on a loom thread and
 //! calls `mark_stopped` after it, as `StopOnExit` does), and tokio's `Notify` that tells

@@ -46,16 +46,8 @@ use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
 use crate::stats::Counters;
+use crate::sync::{AtomicBool, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard};
 use crate::timer;
-// The spin's push count is a std atomic in every build: it is not part of the state
-// machine, and the loom models do not need its interleavings.
-use std::sync::atomic::AtomicU64;
-
-use crate::sync::{self, AtomicBool, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard};
-
-/// How long a worker thread stays awake, yielding, for the next call before it sleeps
-/// (see [`Mailbox::next`]).
-const SPIN: Duration = Duration::from_micros(50);
 
 /// What a queued call does on the worker thread: runs against the object (marked as the
 /// running call in the interrupt slot), calling the worker's bookkeeping (its last
@@ -149,8 +141,6 @@ pub(crate) struct Mailbox<T> {
     pub(crate) shutdown: CancellationToken,
     /// Every call's outcome and timings, for `stats()`.
     pub(crate) counters: Counters,
-    /// Calls pushed into the queue, ever: what a worker watches while it spins.
-    pushes: AtomicU64,
     /// Set once the mailbox is closed, for routing without the lock.
     closed: AtomicBool,
     stopped: AtomicBool,
@@ -227,7 +217,6 @@ impl<T: 'static> Mailbox<T> {
             load: std::sync::atomic::AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             counters: Counters::default(),
-            pushes: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             stopped_notify: Notify::new(),
@@ -434,29 +423,17 @@ impl<T: 'static> Mailbox<T> {
     pub(crate) fn next(&self) -> Option<Envelope<T>> {
         let mut state = self.state.lock();
         state.running = None;
-        // After a call, stay awake (yielding) for up to `SPIN` before sleeping: a caller
-        // that awaits one call after another sends the next one a wake-up after the
-        // reply, and on a 2-core VM a sleeping worker woken on the idle vCPU costs
-        // 20-25 µs a wake-up (benches/worker.rs, `worker_per_call`: 4.8-5.4x
-        // spawn_blocking without the spin in that placement, 1.9-2.6x with it; about
-        // 0.6x either way in the other). It yields, so a runnable thread on its core
-        // goes first, and an idle worker sleeps: it spins once per call, not while idle
-        // (`idle_worker_cpu` prints its CPU time over a second of idleness).
-        let mut spun = false;
+        // No spin before the wait: an idle worker that spun for the next call (50 µs, as
+        // it did) burned the core the caller's runtime needs on a 2-core machine, its CPU
+        // time per awaited call as long as the call's whole round trip (benches/worker.rs
+        // prints it), and under load awaited calls were 4-5x slower with it. (On an idle
+        // machine it saved one cross-core wake-up per awaited call: 20 µs instead of 48.)
         loop {
             if let Some(envelope) = self.claim_queued(&mut state) {
                 return Some(envelope);
             }
             if state.closed.is_some() || self.senders.load(Ordering::Acquire) == 0 {
                 return None;
-            }
-            if !spun {
-                spun = true;
-                let seen = self.pushes.load(Ordering::Acquire);
-                MutexGuard::unlocked(&mut state, || {
-                    sync::spin_while(SPIN, || self.pushes.load(Ordering::Acquire) == seen)
-                });
-                continue;
             }
             state.idle = true;
             self.wake.wait(&mut state);
@@ -647,7 +624,6 @@ impl<T: 'static, R> Call<T, R> {
             envelope.claim.runs_soon();
         }
         state.queue.push_back(envelope);
-        shared.pushes.fetch_add(1, Ordering::Release);
         let notify = state.needs_notify();
         drop(state);
         if notify {
