@@ -426,8 +426,11 @@ impl<T: 'static> Mailbox<T> {
         // No spin before the wait: an idle worker that spun for the next call (50 µs, as
         // it did) burned the core the caller's runtime needs on a 2-core machine, its CPU
         // time per awaited call as long as the call's whole round trip (benches/worker.rs
-        // prints it), and under load awaited calls were 4-5x slower with it. (On an idle
-        // machine it saved one cross-core wake-up per awaited call: 20 µs instead of 48.)
+        // prints it), and under load awaited calls were 4-5x slower with it. On an idle
+        // machine it saved a cross-core wake-up where the VM placed the threads badly, but
+        // cost 3-4x where it did not: beside async-sqlite's plain dedicated thread in one
+        // process (benches/peers.rs), 15-18 µs per awaited call with it, 4.8 µs without,
+        // as the peer's.
         loop {
             if let Some(envelope) = self.claim_queued(&mut state) {
                 return Some(envelope);
