@@ -60,12 +60,19 @@ pub(crate) struct Envelope<T> {
     /// When it entered the queue, for the queue-wait distribution.
     /// (Set at admission, not when the call is made: one clock read per call.)
     admitted: Option<Instant>,
+    /// When the worker claimed it: the end of its queue wait and the start of its run.
+    claimed: Option<Instant>,
     /// Claimed by the worker, or withdrawn by the caller: exactly one wins.
     claim: Arc<dyn Claim>,
     run: RunCall<T>,
 }
 
 impl<T> Envelope<T> {
+    /// When the worker claimed it (see [`Mailbox::try_next`]).
+    pub(crate) fn claimed_at(&self) -> Instant {
+        self.claimed.unwrap_or_else(Instant::now)
+    }
+
     /// Runs the call against `object`, calling `done` before the caller sees the outcome.
     pub(crate) fn run(
         self,
@@ -322,6 +329,7 @@ impl<T: 'static> Mailbox<T> {
         let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
             admitted: None,
+            claimed: None,
             claim: ticket.claim_handle(),
             run: Box::new(
                 move |object: &RefCell<Option<T>>,
@@ -432,7 +440,7 @@ impl<T: 'static> Mailbox<T> {
         // process (benches/peers.rs), 15-18 µs per awaited call with it, 4.8 µs without,
         // as the peer's.
         loop {
-            if let Some(envelope) = self.claim_queued(&mut state) {
+            if let Some(envelope) = self.claim_queued(&mut state, None) {
                 return Some(envelope);
             }
             if state.closed.is_some() || self.senders.load(Ordering::Acquire) == 0 {
@@ -448,20 +456,32 @@ impl<T: 'static> Mailbox<T> {
     /// The next queued call, claimed, without waiting; `None` when none is queued. Called
     /// by the worker thread before the reply of the call that just ended, so that under
     /// the virtual-time harness the clock cannot move between the two calls.
-    pub(crate) fn try_next(&self) -> Option<Envelope<T>> {
+    ///
+    /// `now` is the time the previous call ended, read just before: it also stands for
+    /// this claim's time (the end of the next call's queue wait and the start of its run),
+    /// so a worker going from call to call reads the clock once per call, not twice.
+    pub(crate) fn try_next(&self, now: Instant) -> Option<Envelope<T>> {
         let mut state = self.state.lock();
         state.running = None;
-        self.claim_queued(&mut state)
+        self.claim_queued(&mut state, Some(now))
     }
 
     /// Claims the first live queued call (skipping withdrawn ones); once the mailbox is
     /// down to half its capacity, grants the free places to the waiting callers.
-    fn claim_queued(&self, state: &mut MutexGuard<'_, State<T>>) -> Option<Envelope<T>> {
-        while let Some(envelope) = state.queue.pop_front() {
+    fn claim_queued(
+        &self,
+        state: &mut MutexGuard<'_, State<T>>,
+        now: Option<Instant>,
+    ) -> Option<Envelope<T>> {
+        while let Some(mut envelope) = state.queue.pop_front() {
             if envelope.claim.claim() {
+                let now = now.unwrap_or_else(Instant::now);
                 if let Some(admitted) = envelope.admitted {
-                    self.counters.queue_wait.record(admitted.elapsed());
+                    self.counters
+                        .queue_wait
+                        .record(now.saturating_duration_since(admitted));
                 }
+                envelope.claimed = Some(now);
                 state.running = Some(envelope.claim.origin().site);
                 // In batches (see the module docs); with a capacity of 1, every pop grants.
                 if !state.waiters.is_empty() && state.occupied() <= self.capacity / 2 {

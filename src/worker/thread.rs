@@ -116,9 +116,10 @@ pub(super) fn serve<T: 'static>(
     let mut claimed = None;
     while let Some(envelope) = claimed.take().or_else(|| shared.next()) {
         let mut broken = false;
-        let started = std::time::Instant::now();
+        let started = envelope.claimed_at();
         envelope.run(&object, &shared.interrupt, &mut |ran| {
-            shared.count(ran, started.elapsed());
+            let ended = std::time::Instant::now();
+            shared.count(ran, ended.saturating_duration_since(started));
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
                 // (a lock file, a device, an exclusive connection).
@@ -147,7 +148,7 @@ pub(super) fn serve<T: 'static>(
             // The next call is claimed before this one's reply, so that under the
             // virtual-time harness the clock cannot move between the two.
             if !broken {
-                claimed = shared.try_next();
+                claimed = shared.try_next(ended);
             }
         });
         if broken {
