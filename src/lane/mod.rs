@@ -153,6 +153,8 @@ pub(super) struct Entry {
     /// When it was admitted, for the queue-wait distribution.
     /// (Set at admission, not when the call is made: one clock read per call.)
     admitted: Option<Instant>,
+    /// When a drainer claimed it: the end of its queue wait and the start of its run.
+    claimed: Option<Instant>,
     /// Claimed by a drainer, or withdrawn by its caller: exactly one wins.
     claim: Arc<dyn Claim>,
     /// Runs the job, calling the drainer's bookkeeping before the caller sees the outcome.
@@ -216,6 +218,7 @@ impl Lane {
         let id = interrupt::next_id();
         let entry = Entry {
             admitted: None,
+            claimed: None,
             claim: ticket.claim_handle(),
             run: Box::new(move |slot: &interrupt::Slot, done: &mut dyn FnMut(Ran)| {
                 ticket.run_and(
@@ -521,7 +524,7 @@ impl Lane {
         let mut state = self.state.lock();
         let mut lingered = false;
         loop {
-            if let Some(entry) = self.pop(&mut state, slot) {
+            if let Some(entry) = self.pop(&mut state, slot, None) {
                 return Some(entry);
             }
             if state.closed || lingered || matches!(self.runner, Runner::Rayon(_)) {
@@ -541,13 +544,20 @@ impl Lane {
         DRAINING.with(Cell::get) == self as *const Lane as usize
     }
 
-    /// Takes the first live entry of the queue for the drainer in `slot`.
-    fn pop(&self, state: &mut State, slot: usize) -> Option<Entry> {
-        while let Some(entry) = state.queue.pop_front() {
+    /// Takes the first live entry of the queue for the drainer in `slot`. `now`, when
+    /// given, is the time the drainer's previous job ended, read just before: it stands
+    /// for this claim's time too, so a drainer going from job to job reads the clock once
+    /// per job.
+    fn pop(&self, state: &mut State, slot: usize, now: Option<Instant>) -> Option<Entry> {
+        while let Some(mut entry) = state.queue.pop_front() {
             if entry.claim.claim() {
+                let now = now.unwrap_or_else(Instant::now);
                 if let Some(admitted) = entry.admitted {
-                    self.counters.queue_wait.record(admitted.elapsed());
+                    self.counters
+                        .queue_wait
+                        .record(now.saturating_duration_since(admitted));
                 }
+                entry.claimed = Some(now);
                 state.queued -= 1;
                 state.running += 1;
                 state.sites[slot] = Some(entry.site());
@@ -585,12 +595,14 @@ impl Lane {
 
     /// Bookkeeping for a closure that ended, done before its caller sees the outcome,
     /// and, under the same lock, the next entry for the drainer in `slot` if one waits.
-    fn done(&self, slot: usize, ran: Ran, took: Duration) -> Option<Entry> {
+    fn done(&self, slot: usize, ran: Ran, started: Instant) -> Option<Entry> {
+        let ended = Instant::now();
         // Counted first: whoever sees `running` drop (shutdown) sees this count too.
-        self.counters.ran(ran, took);
+        self.counters
+            .ran(ran, ended.saturating_duration_since(started));
         let mut state = self.state.lock();
         state.sites[slot] = None;
-        let next = self.pop(&mut state, slot);
+        let next = self.pop(&mut state, slot, Some(ended));
         self.end_running(&mut state);
         next
     }
@@ -653,7 +665,7 @@ impl Drainer {
         let mut next = {
             let mut state = lane.state.lock();
             state.starting -= 1;
-            lane.pop(&mut state, slot)
+            lane.pop(&mut state, slot, None)
         };
         // Its entry may have been withdrawn meanwhile: then it serves the queue, or
         // lingers and leaves.
@@ -665,9 +677,9 @@ impl Drainer {
                     return;
                 }
             };
-            let started = Instant::now();
+            let started = entry.claimed.unwrap_or_else(Instant::now);
             (entry.run)(&self.interrupts, &mut |ran| {
-                next = lane.done(slot, ran, started.elapsed());
+                next = lane.done(slot, ran, started);
             });
         }
     }
