@@ -243,8 +243,8 @@ impl Portal {
     /// the output (or the panic). The counts are exact; the percentiles come from every
     /// call made from async code and, from plain threads, from one call in 32 on each
     /// thread (its first one included): there, reading the clock twice would cost more
-    /// than the whole call (a call from a plain thread costs what tokio's
-    /// `Handle::block_on` does, about 40 ns; a clock read about 35 ns). With the
+    /// than the whole call (a call from a plain thread costs about 40 ns, a clock read
+    /// about 35 ns, on the machine of README's performance table). With the
     /// [ledger](mod@crate::ledger) on, every call is timed.
     ///
     /// `submitted` counts the calls made on a live portal (those after
