@@ -26,11 +26,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{awaited, burst, pair, runtime, Target::AtMost};
+use support::{awaited, burst, pair, plain, runtime, Target::AtMost};
 
-use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_bridge::{bridge, Blocking, Offloaded, Offloader, Worker};
 use criterion::{criterion_group, BenchmarkId, Criterion};
@@ -128,15 +126,6 @@ fn lane_per_call(c: &mut Criterion) {
         b.iter_custom(|n| awaited(&rt, n, || shared.get(7)))
     });
     g.finish();
-}
-
-/// Times `iters` calls of `call` from the current (plain) thread.
-fn plain(iters: u64, mut call: impl FnMut() -> u64) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(call());
-    }
-    start.elapsed()
 }
 
 fn blocking(c: &mut Criterion) {

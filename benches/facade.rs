@@ -27,7 +27,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{pair, runtime, Target::AtMost};
+use support::{pair, plain, runtime, Target::AtMost};
 
 use std::future::Future;
 use std::hint::black_box;
@@ -183,15 +183,6 @@ criterion_group! {
     name = benches;
     config = support::config(20, 2);
     targets = plain_thread, from_worker
-}
-
-/// Times `iters` calls of `call` from the current (plain) thread.
-fn plain(iters: u64, mut call: impl FnMut() -> i32) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(call());
-    }
-    start.elapsed()
 }
 
 /// The interleaved pass: the pair with a target, ABBA, and its ratio.

@@ -22,10 +22,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{awaited, pair, runtime, Target::AtMost};
+use support::{awaited, pair, plain, runtime, Target::AtMost};
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_bridge::{bridge, ledger, unblock, Offloader, Portal, Worker};
 use criterion::{criterion_group, Criterion};
@@ -61,15 +60,6 @@ fn with_ledger<R>(on: bool, f: impl FnOnce() -> R) -> R {
     let out = f();
     ledger::disable();
     out
-}
-
-/// Times `iters` calls of `call` from the current (plain) thread.
-fn plain(iters: u64, mut call: impl FnMut() -> u32) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(call());
-    }
-    start.elapsed()
 }
 
 fn rows(c: &mut Criterion) {

@@ -31,11 +31,11 @@
 mod support;
 
 use support::{
-    awaited, burst, interleaved, interleaved_many, report, runtime, selected, Target, ROUNDS,
+    awaited, burst, interleaved, interleaved_many, plain, report, runtime, selected, Target, ROUNDS,
 };
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_bridge::{block_on, Offloader, Worker};
 use rusqlite::Connection;
@@ -127,15 +127,6 @@ fn offloader(rt: &Runtime) {
         );
         report("offloader_vs_blocking_unblock", b, l, Target::AtMost(1.15));
     }
-}
-
-/// Times `iters` calls of `call` from the current (plain) thread.
-fn plain(iters: u64, mut call: impl FnMut() -> i32) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        black_box(call());
-    }
-    start.elapsed()
 }
 
 fn executors() {

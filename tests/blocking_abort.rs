@@ -17,13 +17,14 @@
 //! asks once per runtime by creating a timer under `catch_unwind`). Under
 //! `panic = "abort"` both end the process.
 
+mod support;
+
 use std::process::{Command, ExitStatus};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_bridge::{block_on, unblock, Blocking, Offloader, Portal};
 use tokio::runtime::{Builder, Runtime};
-use tokio::sync::oneshot;
 
 /// The scenario the child runs, by environment variable.
 const CHILD: &str = "ASYNC_BRIDGE_ABORT_CHILD";
@@ -127,16 +128,7 @@ fn child() {
         }
         "second_thread_in_current_thread_block_on" => {
             let rt = Arc::new(current_thread());
-            let (holding_tx, holding) = mpsc::channel();
-            let (_release, released) = oneshot::channel::<()>();
-            let holder = Arc::clone(&rt);
-            std::thread::spawn(move || {
-                holder.block_on(async move {
-                    holding_tx.send(()).unwrap();
-                    let _ = released.await;
-                })
-            });
-            holding.recv_timeout(Duration::from_secs(30)).unwrap();
+            let _held = support::SchedulerHeld::new(&rt);
             let _ = rt.block_on(async { block_on(async { 3 }) });
         }
         "timeout_without_timers" => {

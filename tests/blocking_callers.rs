@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use async_bridge::{block_on, unblock, BlockOnError, Portal};
-use support::{panic_text, within_a_minute};
+use support::{panic_text, within_a_minute, SchedulerHeld};
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::oneshot;
 
@@ -318,24 +318,9 @@ fn into_panic_on_an_error_that_is_not_a_panic_gives_it_back() {
 /// holds the scheduler, and returns what it returned.
 fn on_a_second_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
     let rt = std::sync::Arc::new(current_thread());
-    let (holding_tx, holding) = mpsc::channel();
-    let (release, released) = oneshot::channel::<()>();
-    let holder = {
-        let rt = std::sync::Arc::clone(&rt);
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                holding_tx.send(()).unwrap();
-                released.await.unwrap();
-            })
-        })
-    };
-    holding.recv_timeout(Duration::from_secs(30)).unwrap();
-    let second = {
-        let rt = std::sync::Arc::clone(&rt);
-        within_a_minute(move || rt.block_on(async move { body() }))
-    };
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    let held = SchedulerHeld::new(&rt);
+    let second = within_a_minute(move || rt.block_on(async move { body() }));
+    held.release();
     second
 }
 
@@ -348,18 +333,7 @@ fn on_a_second_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'stat
 #[test]
 fn current_thread_other_hangs_when_the_driver_leaves() {
     let rt = std::sync::Arc::new(current_thread());
-    let (holding_tx, holding) = mpsc::channel();
-    let (release, released) = oneshot::channel::<()>();
-    let holder = {
-        let rt = std::sync::Arc::clone(&rt);
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                holding_tx.send(()).unwrap();
-                released.await.unwrap();
-            })
-        })
-    };
-    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let held = SchedulerHeld::new(&rt);
     let (go, gone) = oneshot::channel::<()>();
     let (blocking_tx, blocking) = mpsc::channel();
     let (done_tx, done) = mpsc::channel();
@@ -380,8 +354,7 @@ fn current_thread_other_hangs_when_the_driver_leaves() {
     }
     blocking.recv_timeout(Duration::from_secs(30)).unwrap();
     // The driver leaves; then the task may finish.
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    held.release();
     go.send(()).unwrap();
     let out = done
         .recv_timeout(Duration::from_secs(20))
@@ -425,18 +398,7 @@ fn current_thread_other_sync_code_in_the_future_may_block_like_elsewhere() {
 #[test]
 fn current_thread_other_a_local_set_on_a_second_thread_is_refused() {
     let rt = std::sync::Arc::new(current_thread());
-    let (holding_tx, holding) = mpsc::channel();
-    let (_release, released) = oneshot::channel::<()>();
-    {
-        let rt = std::sync::Arc::clone(&rt);
-        std::thread::spawn(move || {
-            rt.block_on(async move {
-                holding_tx.send(()).unwrap();
-                let _ = released.await;
-            })
-        });
-    }
-    holding.recv_timeout(Duration::from_secs(30)).unwrap();
+    let _held = SchedulerHeld::new(&rt);
     let (done_tx, done) = mpsc::channel();
     std::thread::spawn(move || {
         let out = rt.block_on(tokio::task::LocalSet::new().run_until(async {

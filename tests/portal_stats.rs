@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use async_bridge::{Blocking, Portal, Stats};
-use support::within_a_minute;
+use support::{within_a_minute, SchedulerHeld};
 use tokio::sync::oneshot;
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -255,26 +255,14 @@ fn portal_stats_exact_over_nested_panicking_refused_and_async_callers() {
     // A second thread inside a current_thread `Runtime::block_on`: refused, so its
     // nested call is never made.
     let ct = std::sync::Arc::new(ct);
-    let (holding_tx, holding) = mpsc::channel();
-    let (release, released) = oneshot::channel::<()>();
-    let holder = {
-        let ct = std::sync::Arc::clone(&ct);
-        std::thread::spawn(move || {
-            ct.block_on(async move {
-                holding_tx.send(()).unwrap();
-                released.await.unwrap();
-            })
-        })
-    };
-    holding.recv_timeout(GUARD).unwrap();
+    let held = SchedulerHeld::new(&ct);
     let second = {
         let (ct, portal) = (std::sync::Arc::clone(&ct), portal.clone());
         within_a_minute(move || {
             ct.block_on(async { portal.block_on(async { portal.block_on(async { 3 }) }) })
         })
     };
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    held.release();
     assert!(second.unwrap_err().is_would_deadlock());
     let stats = portal.stats();
     assert_eq!(counts(&stats), (11, 8, 1, 2, 0), "{stats:?}");

@@ -32,6 +32,15 @@ where
     })
 }
 
+/// Times `iters` calls of `call` from the current (plain) thread.
+pub fn plain<R>(iters: u64, mut call: impl FnMut() -> R) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(call());
+    }
+    start.elapsed()
+}
+
 /// Times `iters` bursts of `n` calls issued at once and joined.
 pub fn burst<F, Fut>(rt: &Runtime, iters: u64, n: usize, call: F) -> Duration
 where

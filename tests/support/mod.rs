@@ -91,3 +91,51 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_default()
 }
+
+/// A thread inside a current_thread runtime's `Runtime::block_on`, holding its scheduler
+/// until released: another thread's `Runtime::block_on` on that runtime then polls its
+/// own future without driving the runtime (a "second thread").
+pub struct SchedulerHeld {
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+    holder: Option<thread::JoinHandle<()>>,
+}
+
+impl SchedulerHeld {
+    /// Starts the holder and returns once it holds the scheduler.
+    pub fn new(rt: &Arc<tokio::runtime::Runtime>) -> Self {
+        let (holding_tx, holding) = mpsc::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let rt = Arc::clone(rt);
+        let holder = thread::spawn(move || {
+            rt.block_on(async move {
+                holding_tx.send(()).unwrap();
+                let _ = released.await;
+            })
+        });
+        holding.recv_timeout(Duration::from_secs(30)).unwrap();
+        SchedulerHeld {
+            release: Some(release),
+            holder: Some(holder),
+        }
+    }
+
+    /// Lets the holder leave its `block_on` (the driver leaves), and waits for it.
+    pub fn release(mut self) {
+        self.leave();
+    }
+
+    fn leave(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+        if let Some(holder) = self.holder.take() {
+            holder.join().unwrap();
+        }
+    }
+}
+
+impl Drop for SchedulerHeld {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
