@@ -161,10 +161,15 @@ struct Tally {
 /// Notes that the twin method `method` is called at `site` through a carrier that counts
 /// under `carrier` (called by the code `#[bridge]` generates, before its carrier is
 /// called; one relaxed load when the ledger is off).
+#[inline]
 pub(crate) fn twin_call(site: Site, method: &'static str, carrier: &'static str) {
-    if !is_enabled() {
-        return;
+    if is_enabled() {
+        note_twin(site, method, carrier);
     }
+}
+
+#[cold]
+fn note_twin(site: Site, method: &'static str, carrier: &'static str) {
     let key = addr(site);
     if TWINS
         .read()

@@ -793,8 +793,12 @@ fn blocking_twin(
         let generics = &sig.generics;
         let where_clause = &sig.generics.where_clause;
         let (self_param, entry, object) = match receiver {
-            Receiver::Shared => (quote!(&self), quote!(call), quote!(&__T)),
-            Receiver::Mut => (quote!(&mut self), quote!(call_mut), quote!(&mut __T)),
+            Receiver::Shared => (quote!(&self), quote!(blocking_call), quote!(&__T)),
+            Receiver::Mut => (
+                quote!(&mut self),
+                quote!(blocking_call_mut),
+                quote!(&mut __T),
+            ),
         };
         let attrs = other_attrs(&method.attrs);
         let cfgs = cfgs(&method.attrs);
@@ -829,11 +833,13 @@ fn blocking_twin(
                 ::async_bridge::__private::settle(
                     #what,
                     __bridge_site,
-                    ::async_bridge::Blocking::#entry(self, async move |__bridge_object: #object| {
-                        ::async_bridge::__private::catch_unwind(
-                            <__T as #name>::#method_name(__bridge_object, #(#arg_names),*)
-                        ).await
-                    }),
+                    ::async_bridge::__private::#entry(
+                        self,
+                        __bridge_site,
+                        async move |__bridge_object: #object| {
+                            <__T as #name>::#method_name(__bridge_object, #(#arg_names),*).await
+                        },
+                    ),
                 )
             }
         });

@@ -281,6 +281,30 @@ impl<T> Blocking<T> {
 }
 
 /// Resumes a panic of the future in the caller; other errors stay errors.
+impl<T> Blocking<T> {
+    /// As [`call`](Self::call), with a panic of the future returned as an
+    /// [`is_panic`](BlockOnError::is_panic) error at `site` (for `#[bridge]`'s blocking
+    /// twins, which turn it into a `CallError`).
+    pub(crate) fn call_caught<R>(
+        &self,
+        site: &'static Location<'static>,
+        f: impl AsyncFnOnce(&T) -> R,
+    ) -> Result<R, BlockOnError> {
+        let value = self.inner.as_ref().expect(TAKEN);
+        entry::enter(self.portal.as_ref(), site, f(value))
+    }
+
+    /// As [`call_caught`](Self::call_caught), through `&mut T`.
+    pub(crate) fn call_mut_caught<R>(
+        &mut self,
+        site: &'static Location<'static>,
+        f: impl AsyncFnOnce(&mut T) -> R,
+    ) -> Result<R, BlockOnError> {
+        let (value, portal) = self.parts();
+        entry::enter(portal, site, f(value))
+    }
+}
+
 fn resume_panic<R>(result: Result<R, BlockOnError>) -> Result<R, BlockOnError> {
     match result {
         Err(err) if err.is_panic() => job::resume(err.into_panic()),
