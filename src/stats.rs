@@ -189,6 +189,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    #[inline]
     pub(crate) fn bump(counter: &AtomicU64) {
         // Release: a snapshot that sees an outcome (Acquire) sees the same call's earlier
         // `submitted` too (free on x86, where every RMW is a full barrier).

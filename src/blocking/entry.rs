@@ -147,6 +147,7 @@ pub(crate) fn enter<F: Future>(
 const SAMPLE: u32 = 32;
 
 /// Whether this call from a plain thread is timed for the portal's stats.
+#[inline]
 fn timed() -> bool {
     thread_local! {
         static CALLS: Cell<u32> = const { Cell::new(0) };
