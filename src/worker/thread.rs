@@ -118,7 +118,7 @@ pub(super) fn serve<T: 'static>(
         let mut broken = false;
         let started = envelope.claimed_at();
         envelope.run(&object, &shared.interrupt, &mut |ran| {
-            let ended = std::time::Instant::now();
+            let mut ended = std::time::Instant::now();
             shared.count(ran, ended.saturating_duration_since(started));
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
@@ -131,6 +131,8 @@ pub(super) fn serve<T: 'static>(
                             .interrupt
                             .set(interrupter.as_ref().map(|take| take(&new)));
                         *object.borrow_mut() = Some(new);
+                        // The next call waited through the rebuild: not its run time.
+                        ended = std::time::Instant::now();
                     }
                     Ok(Err(cause)) => {
                         broken = true;
