@@ -1,23 +1,10 @@
 //! Adversarial review of ComputePool as a lane: nested calls from its own jobs.
 
-use std::sync::mpsc;
-use std::time::Duration;
+mod support;
+
+use support::guarded;
 
 use async_bridge::ComputePool;
-
-const GUARD: Duration = Duration::from_secs(30);
-
-fn guarded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(GUARD) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("HANG: {what} did not finish within {GUARD:?}"),
-    }
-}
 
 /// Promise (ComputePool docs): work that calls back into the same pool and waits for it,
 /// with every thread waiting, is refused with is_would_deadlock — even with queue room.

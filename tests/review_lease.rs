@@ -1,6 +1,8 @@
 //! Adversarial review of leases (worker/lease.rs). Each test states the promise it checks.
 //! Every wait is bounded by a hang guard; a hang is a failure, not a hung run.
 
+mod support;
+
 use std::future::Future;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,22 +10,11 @@ use std::sync::{mpsc, Arc};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
+use support::guarded;
+
 use async_bridge::Worker;
 
 const GUARD: Duration = Duration::from_secs(30);
-
-/// Runs `f` on a thread of its own; panics if it takes longer than the hang guard.
-fn guarded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(GUARD) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("HANG: {what} did not finish within {GUARD:?}"),
-    }
-}
 
 struct Signal(mpsc::Sender<()>);
 impl Wake for Signal {

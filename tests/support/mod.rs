@@ -62,14 +62,27 @@ pub fn block_on_plain<F: Future>(fut: F) -> F::Output {
 /// finished after a generous limit. This is a bound on a hang, not a timing assertion.
 /// A panic of `f` is resumed here with its payload.
 pub fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    within("the call", Duration::from_secs(60), f)
+}
+
+/// As [`within_a_minute`], within 30 s, naming `what` hung.
+pub fn guarded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    within(what, Duration::from_secs(30), f)
+}
+
+fn within<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(f)));
     });
-    match rx.recv_timeout(Duration::from_secs(60)) {
+    match rx.recv_timeout(limit) {
         Ok(Ok(value)) => value,
         Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!("hung: no result after 60 s"),
+        Err(_) => panic!("hung: {what} did not finish within {limit:?}"),
     }
 }
 
@@ -138,4 +151,35 @@ impl Drop for SchedulerHeld {
     fn drop(&mut self) {
         self.leave();
     }
+}
+
+/// A worker whose interrupter ignores its first fire (as SQLite's does when it comes just
+/// before the blocking part): true when a re-fire stopped its call, whose caller went away.
+pub fn missed_first_interrupt_is_refired(rt: &tokio::runtime::Runtime) -> bool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const GUARD: Duration = Duration::from_secs(30);
+    let (b_stop_tx, b_stop_rx) = mpsc::channel::<()>();
+    let b_stop_tx = Arc::new(Mutex::new(b_stop_tx));
+    let b = async_bridge::Worker::builder("good-interrupter")
+        .interrupter(move |_: &u32| {
+            let fires = Arc::new(AtomicUsize::new(0));
+            let tx = Arc::clone(&b_stop_tx);
+            move || {
+                if fires.fetch_add(1, Ordering::SeqCst) >= 1 {
+                    let _ = tx.lock().unwrap().send(());
+                }
+            }
+        })
+        .spawn(|| Ok::<_, std::io::Error>(0u32))
+        .unwrap();
+    let (b_in_tx, b_in_rx) = mpsc::channel::<()>();
+    let (b_done_tx, b_done_rx) = mpsc::channel::<bool>();
+    let b_call = rt.spawn(b.call(move |_| {
+        b_in_tx.send(()).unwrap();
+        let stopped = b_stop_rx.recv_timeout(Duration::from_secs(10)).is_ok();
+        b_done_tx.send(stopped).unwrap();
+    }));
+    b_in_rx.recv_timeout(GUARD).unwrap();
+    b_call.abort();
+    b_done_rx.recv_timeout(GUARD).unwrap()
 }
