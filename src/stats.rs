@@ -60,8 +60,9 @@ pub struct Stats {
     pub cancelled: u64,
     /// How long calls waited to start (admission to claim). A thread that goes straight
     /// from one call to the next reads the clock once between them: the end of the one
-    /// is the claim of the next (the two differ by the handful of nanoseconds it takes
-    /// to take the next call from the queue).
+    /// stands for the claim and the start of the next, so the next one's `run_time`
+    /// also holds the hand-over of the previous answer to its caller (a wake-up: at most
+    /// a few µs).
     pub queue_wait: Percentiles,
     /// How long closures ran (claim to end).
     pub run_time: Percentiles,
