@@ -195,9 +195,15 @@ pub(crate) struct Counters {
 impl Counters {
     #[inline]
     pub(crate) fn bump(counter: &AtomicU64) {
+        Self::bump_from(counter);
+    }
+
+    /// [`bump`](Self::bump), returning the count before it.
+    #[inline]
+    pub(crate) fn bump_from(counter: &AtomicU64) -> u64 {
         // Release: a snapshot that sees an outcome (Acquire) sees the same call's earlier
         // `submitted` too (free on x86, where every RMW is a full barrier).
-        counter.fetch_add(1, Ordering::Release);
+        counter.fetch_add(1, Ordering::Release)
     }
 
     /// Closures that returned or panicked.

@@ -277,3 +277,20 @@ fn a_blocking_value_in_a_thread_local_drops_without_aborting() {
     // A panic in a thread-local destructor would abort the whole test process.
     thread.join().unwrap();
 }
+
+/// A facade's answer is the output and one pointer: the error is boxed, because an inline
+/// error made every successful call copy it through the stack (a third of a plain-thread
+/// `block_on`). The rest of the error's API is unchanged by the box.
+#[test]
+fn a_facade_result_is_no_bigger_than_its_output_and_a_pointer() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<async_bridge::BlockOnError>(), size_of::<usize>());
+    assert!(size_of::<Result<u64, async_bridge::BlockOnError>>() <= 2 * size_of::<u64>());
+    let err = portal("boxed")
+        .block_on(async { panic!("inside") })
+        .unwrap_err();
+    assert_eq!(err.portal_name(), Some("boxed"));
+    assert_eq!(err.location().file(), file!());
+    let err = err.try_into_panic().map(|p| *p.downcast::<&str>().unwrap());
+    assert_eq!(err.unwrap(), "inside");
+}

@@ -97,7 +97,7 @@ fn a_call_in_flight_is_running_and_its_run_time_is_measured() {
     assert_eq!(caller.join().unwrap().unwrap(), 5);
     let stats = portal.stats();
     assert_eq!(counts(&stats), (1, 1, 0, 0, 0));
-    // The first call on a thread is always timed; this one parked, so it took time.
+    // A portal's first call is always timed; this one parked, so it took time.
     assert!(stats.run_time.max > Duration::ZERO, "{stats:?}");
     ordered(&stats);
 }

@@ -40,6 +40,7 @@ use crate::{seam, trace};
 ///
 /// A panic of the future comes back as an [`is_panic`](BlockOnError::is_panic) error;
 /// callers that should panic instead resume it.
+#[inline]
 pub(crate) fn enter<F: Future>(
     portal: Option<&Portal>,
     site: &'static Location<'static>,
@@ -78,11 +79,12 @@ pub(crate) fn enter<F: Future>(
     // The portal's stats: counted before the caller sees its answer. A call that runs
     // at once (not through `block_in_place`) waited zero, which the snapshot adds rather
     // than each call recording it. Reading the clock costs about what a whole call from
-    // a plain thread does, so there only sampled calls are timed (see `timed`).
+    // a plain thread does, so there only sampled calls are timed (see `SAMPLE`).
     let counters = portal.counters();
-    Counters::bump(&counters.submitted);
+    // The sample is drawn from the count itself: no second shared or thread-local access.
+    let sampled = Counters::bump_from(&counters.submitted) % SAMPLE == 0;
     let runtime = matches!(caller, Caller::Runtime | Caller::CurrentThreadOther);
-    let start = (counted || watched || runtime || timed()).then(Instant::now);
+    let start = (counted || watched || runtime || sampled).then(Instant::now);
     let polled: Cell<Option<Instant>> = Cell::new(None);
     let result = match caller {
         Caller::Plain => panic::catch_unwind(AssertUnwindSafe(run))
@@ -142,21 +144,6 @@ pub(crate) fn enter<F: Future>(
     result
 }
 
-/// One call in [`SAMPLE`] on each thread is timed for the portal's percentiles (the
-/// first one on a thread is); every call is counted.
-const SAMPLE: u32 = 32;
-
-/// Whether this call from a plain thread is timed for the portal's stats.
-#[inline]
-fn timed() -> bool {
-    thread_local! {
-        static CALLS: Cell<u32> = const { Cell::new(0) };
-    }
-    CALLS
-        .try_with(|calls| {
-            let n = calls.get();
-            calls.set(n.wrapping_add(1));
-            n % SAMPLE == 0
-        })
-        .unwrap_or(true)
-}
+/// One call in `SAMPLE` to a portal is timed for its percentiles from plain threads (its
+/// first call is); every call is counted.
+const SAMPLE: u64 = 64;

@@ -34,6 +34,13 @@ use crate::origin::Origin;
 /// # }
 /// ```
 pub struct BlockOnError {
+    // Boxed: errors are rare, and a facade's `Result<T, BlockOnError>` stays the size of
+    // `T` and a pointer, which the success path moves for free (inline, the error made
+    // every call copy 72 bytes through the stack).
+    inner: Box<Inner>,
+}
+
+struct Inner {
     origin: Origin,
     repr: Repr,
 }
@@ -63,32 +70,26 @@ pub(crate) const NO_BLOCKING_HERE: &str =
      finishes";
 
 impl BlockOnError {
-    pub(crate) fn would_deadlock(origin: Origin, why: &'static str) -> Self {
+    fn new(origin: Origin, repr: Repr) -> Self {
         BlockOnError {
-            origin,
-            repr: Repr::WouldDeadlock(why),
+            inner: Box::new(Inner { origin, repr }),
         }
+    }
+
+    pub(crate) fn would_deadlock(origin: Origin, why: &'static str) -> Self {
+        BlockOnError::new(origin, Repr::WouldDeadlock(why))
     }
 
     pub(crate) fn shutdown(origin: Origin) -> Self {
-        BlockOnError {
-            origin,
-            repr: Repr::Shutdown,
-        }
+        BlockOnError::new(origin, Repr::Shutdown)
     }
 
     pub(crate) fn no_runtime(origin: Origin, why: String) -> Self {
-        BlockOnError {
-            origin,
-            repr: Repr::NoRuntime(why),
-        }
+        BlockOnError::new(origin, Repr::NoRuntime(why))
     }
 
     pub(crate) fn panic(origin: Origin, payload: Panic) -> Self {
-        BlockOnError {
-            origin,
-            repr: Repr::Panic(PanicPayload::new(payload)),
-        }
+        BlockOnError::new(origin, Repr::Panic(PanicPayload::new(payload)))
     }
 
     /// Blocking the calling thread could deadlock, so the future was not run (it was
@@ -99,35 +100,35 @@ impl BlockOnError {
     /// this thread can run. Move the sync caller onto a blocking thread with
     /// [`unblock`](crate::unblock), or use a multi-thread runtime.
     pub fn is_would_deadlock(&self) -> bool {
-        matches!(self.repr, Repr::WouldDeadlock(_))
+        matches!(self.inner.repr, Repr::WouldDeadlock(_))
     }
 
     /// The portal was shut down with [`Portal::shutdown`](crate::Portal::shutdown)
     /// before the call; the future was not run.
     pub fn is_shutdown(&self) -> bool {
-        matches!(self.repr, Repr::Shutdown)
+        matches!(self.inner.repr, Repr::Shutdown)
     }
 
     /// The global portal's runtime could not be started (the OS refused its threads).
     pub fn is_no_runtime(&self) -> bool {
-        matches!(self.repr, Repr::NoRuntime(_))
+        matches!(self.inner.repr, Repr::NoRuntime(_))
     }
 
     /// The future panicked (only [`Portal::block_on`](crate::Portal::block_on) reports
     /// panics as errors; the other facades resume them in the caller).
     /// [`into_panic`](Self::into_panic) gives the payload.
     pub fn is_panic(&self) -> bool {
-        matches!(self.repr, Repr::Panic(_))
+        matches!(self.inner.repr, Repr::Panic(_))
     }
 
     /// Where the facade was called from.
     pub fn location(&self) -> &'static Location<'static> {
-        self.origin.site
+        self.inner.origin.site
     }
 
     /// The name of the portal the call went through (`None` for the global portal).
     pub fn portal_name(&self) -> Option<&str> {
-        self.origin.name.as_deref()
+        self.inner.origin.name.as_deref()
     }
 
     /// The panic payload of a future that panicked.
@@ -144,17 +145,17 @@ impl BlockOnError {
 
     /// The panic payload, or the error back when it is not a panic.
     pub fn try_into_panic(self) -> Result<Box<dyn std::any::Any + Send + 'static>, BlockOnError> {
-        match self.repr {
+        match self.inner.repr {
             Repr::Panic(payload) => Ok(payload.into_inner()),
-            repr => Err(BlockOnError { repr, ..self }),
+            repr => Err(BlockOnError::new(self.inner.origin, repr)),
         }
     }
 }
 
 impl fmt::Display for BlockOnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.origin)?;
-        match &self.repr {
+        write!(f, "{}: ", self.inner.origin)?;
+        match &self.inner.repr {
             Repr::WouldDeadlock(why) => write!(
                 f,
                 "refused to block: {why}. Move the sync caller onto a blocking thread with \
@@ -171,7 +172,7 @@ impl fmt::Display for BlockOnError {
 impl fmt::Debug for BlockOnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlockOnError")
-            .field("origin", &self.origin)
+            .field("origin", &self.inner.origin)
             .field("error", &format_args!("{self}"))
             .finish()
     }
@@ -182,7 +183,7 @@ impl Error for BlockOnError {}
 impl BlockOnError {
     /// The kind of the `io::Error` this becomes: never one that std's loops retry.
     pub(crate) fn io_kind(&self) -> io::ErrorKind {
-        match self.repr {
+        match self.inner.repr {
             Repr::WouldDeadlock(_) => io::ErrorKind::Deadlock,
             // The crate's one kind for "shut down" (see `OffloadError`'s conversion).
             Repr::Shutdown => io::ErrorKind::BrokenPipe,

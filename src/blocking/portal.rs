@@ -241,9 +241,9 @@ impl Portal {
     /// from a plain thread, the hand-off of a runtime worker's other tasks
     /// (`block_in_place`) from async code. `run_time` is the time from the first poll to
     /// the output (or the panic). The counts are exact; the percentiles come from every
-    /// call made from async code and, from plain threads, from one call in 32 on each
-    /// thread (its first one included): there, reading the clock twice would cost more
-    /// than the whole call (a call from a plain thread costs about 40 ns, a clock read
+    /// call made from async code and, from plain threads, from one call in 64 to the
+    /// portal (its first one included): there, reading the clock twice would cost more
+    /// than the whole call (a call from a plain thread costs about 30 ns, a clock read
     /// about 35 ns, on the machine of README's performance table). With the
     /// [ledger](mod@crate::ledger) on, every call is timed.
     ///
