@@ -51,7 +51,9 @@ type Payload = Box<dyn Any + Send + 'static>;
 /// # }).unwrap();
 /// ```
 pub struct CallError {
-    repr: Repr,
+    // Boxed: errors are rare, and a twin's `Result<R, CallError>` stays the size of `R`
+    // and a pointer (inline, every successful call moved the largest carrier error).
+    repr: Box<Repr>,
 }
 
 enum Repr {
@@ -83,7 +85,7 @@ impl CallError {
     /// ```
     pub fn other(err: impl Into<Box<dyn Error + Send + Sync + 'static>>) -> Self {
         CallError {
-            repr: Repr::Other(err.into()),
+            repr: Box::new(Repr::Other(err.into())),
         }
     }
 
@@ -94,11 +96,11 @@ impl CallError {
         payload: Payload,
     ) -> Self {
         CallError {
-            repr: Repr::Panic {
+            repr: Box::new(Repr::Panic {
                 method,
                 site,
                 payload: Mutex::new(payload),
-            },
+            }),
         }
     }
 
@@ -115,7 +117,7 @@ impl CallError {
     /// # });
     /// ```
     pub fn is_panic(&self) -> bool {
-        match &self.repr {
+        match &*self.repr {
             Repr::Worker(e) => e.is_panic(),
             Repr::Offload(e) => e.is_panic(),
             Repr::BlockOn(e) => e.is_panic(),
@@ -139,7 +141,7 @@ impl CallError {
     /// # });
     /// ```
     pub fn is_shutdown(&self) -> bool {
-        match &self.repr {
+        match &*self.repr {
             Repr::Worker(e) => e.is_shutdown(),
             Repr::Offload(e) => e.is_shutdown(),
             Repr::BlockOn(e) => e.is_shutdown(),
@@ -163,7 +165,7 @@ impl CallError {
     /// # });
     /// ```
     pub fn is_timeout(&self) -> bool {
-        matches!(&self.repr, Repr::Offload(e) if e.is_timeout())
+        matches!(&*self.repr, Repr::Offload(e) if e.is_timeout())
     }
 
     /// The lane's queue was full and the call was turned away at once without running
@@ -176,7 +178,7 @@ impl CallError {
     /// assert!(!err.is_rejected());
     /// ```
     pub fn is_rejected(&self) -> bool {
-        matches!(&self.repr, Repr::Offload(e) if e.is_rejected())
+        matches!(&*self.repr, Repr::Offload(e) if e.is_rejected())
     }
 
     /// Waiting would never end, so the call did not run: a blocking twin called on the
@@ -194,7 +196,7 @@ impl CallError {
     /// # }
     /// ```
     pub fn is_would_deadlock(&self) -> bool {
-        match &self.repr {
+        match &*self.repr {
             Repr::Worker(e) => e.is_would_deadlock(),
             Repr::BlockOn(e) => e.is_would_deadlock(),
             _ => false,
@@ -210,7 +212,7 @@ impl CallError {
     /// assert!(!async_bridge::CallError::other("x").is_cancelled());
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        matches!(&self.repr, Repr::Offload(e) if e.is_cancelled())
+        matches!(&*self.repr, Repr::Offload(e) if e.is_cancelled())
     }
 
     /// There was no runtime to run the call on ([`OffloadError::is_no_runtime`],
@@ -222,7 +224,7 @@ impl CallError {
     /// assert!(!async_bridge::CallError::other("x").is_no_runtime());
     /// ```
     pub fn is_no_runtime(&self) -> bool {
-        match &self.repr {
+        match &*self.repr {
             Repr::Offload(e) => e.is_no_runtime(),
             Repr::BlockOn(e) => e.is_no_runtime(),
             _ => false,
@@ -237,7 +239,7 @@ impl CallError {
     /// assert!(async_bridge::CallError::other("x").is_other());
     /// ```
     pub fn is_other(&self) -> bool {
-        matches!(self.repr, Repr::Other(_))
+        matches!(*self.repr, Repr::Other(_))
     }
 
     /// Where the call was made, when the error knows it: a blocking twin's errors (the
@@ -249,7 +251,7 @@ impl CallError {
     /// assert!(async_bridge::CallError::other("x").location().is_none());
     /// ```
     pub fn location(&self) -> Option<&'static Location<'static>> {
-        match &self.repr {
+        match &*self.repr {
             Repr::BlockOn(e) => Some(e.location()),
             Repr::Panic { site, .. } => Some(site),
             _ => None,
@@ -265,7 +267,7 @@ impl CallError {
     /// assert!(async_bridge::CallError::other("x").worker_error().is_none());
     /// ```
     pub fn worker_error(&self) -> Option<&WorkerError> {
-        match &self.repr {
+        match &*self.repr {
             Repr::Worker(e) => Some(e),
             _ => None,
         }
@@ -280,7 +282,7 @@ impl CallError {
     /// assert!(async_bridge::CallError::other("x").offload_error().is_none());
     /// ```
     pub fn offload_error(&self) -> Option<&OffloadError> {
-        match &self.repr {
+        match &*self.repr {
             Repr::Offload(e) => Some(e),
             _ => None,
         }
@@ -294,7 +296,7 @@ impl CallError {
     /// assert!(async_bridge::CallError::other("x").block_on_error().is_none());
     /// ```
     pub fn block_on_error(&self) -> Option<&BlockOnError> {
-        match &self.repr {
+        match &*self.repr {
             Repr::BlockOn(e) => Some(e),
             _ => None,
         }
@@ -331,7 +333,7 @@ impl CallError {
     /// assert!(err.is_other());
     /// ```
     pub fn try_into_panic(self) -> Result<Payload, CallError> {
-        let repr = match self.repr {
+        let repr = match *self.repr {
             Repr::Worker(e) if e.is_panic() => return Ok(e.into_panic()),
             Repr::Offload(e) if e.is_panic() => return Ok(e.into_panic()),
             Repr::BlockOn(e) if e.is_panic() => return Ok(e.into_panic()),
@@ -342,7 +344,9 @@ impl CallError {
             }
             repr => repr,
         };
-        Err(CallError { repr })
+        Err(CallError {
+            repr: Box::new(repr),
+        })
     }
 }
 
@@ -357,7 +361,7 @@ fn panic_message(payload: &Payload) -> Option<&str> {
 impl From<WorkerError> for CallError {
     fn from(err: WorkerError) -> Self {
         CallError {
-            repr: Repr::Worker(err),
+            repr: Box::new(Repr::Worker(err)),
         }
     }
 }
@@ -365,7 +369,7 @@ impl From<WorkerError> for CallError {
 impl From<OffloadError> for CallError {
     fn from(err: OffloadError) -> Self {
         CallError {
-            repr: Repr::Offload(err),
+            repr: Box::new(Repr::Offload(err)),
         }
     }
 }
@@ -373,14 +377,14 @@ impl From<OffloadError> for CallError {
 impl From<BlockOnError> for CallError {
     fn from(err: BlockOnError) -> Self {
         CallError {
-            repr: Repr::BlockOn(err),
+            repr: Box::new(Repr::BlockOn(err)),
         }
     }
 }
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
+        match &*self.repr {
             Repr::Worker(e) => e.fmt(f),
             Repr::Offload(e) => e.fmt(f),
             Repr::BlockOn(e) => e.fmt(f),
@@ -413,7 +417,7 @@ impl fmt::Debug for CallError {
 
 impl Error for CallError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match &self.repr {
+        match &*self.repr {
             Repr::Worker(e) => e.source(),
             Repr::Offload(e) => e.source(),
             Repr::BlockOn(e) => e.source(),
