@@ -46,7 +46,7 @@ use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
 use crate::stats::Counters;
-use crate::sync::{AtomicBool, AtomicUsize, AtomicWaker, Condvar, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
 use crate::timer;
 
 /// What a queued call does on the worker thread: runs against the object (marked as the
@@ -82,14 +82,6 @@ impl<T> Envelope<T> {
     ) {
         (self.run)(object, slot, done);
     }
-}
-
-/// A caller waiting for room in the mailbox.
-#[derive(Default)]
-pub(crate) struct Waiter {
-    /// A slot was reserved for this caller; written and read under the mailbox lock.
-    granted: AtomicBool,
-    waker: AtomicWaker,
 }
 
 /// Why the mailbox no longer admits calls.
@@ -159,9 +151,11 @@ struct State<T> {
     queue: VecDeque<Envelope<T>>,
     /// Withdrawn calls still in the queue.
     dead: usize,
-    /// Slots granted to waiters that have not pushed their call yet.
-    reserved: usize,
-    waiters: VecDeque<Arc<Waiter>>,
+    /// The callers waiting for room, with their calls, in order, each by its number in
+    /// line (increasing, so a caller finds its place by binary search).
+    line: VecDeque<(u64, Envelope<T>)>,
+    /// The number in line of the next caller to join it.
+    next_in_line: u64,
     closed: Option<Closed>,
     /// The worker thread waits on the condvar.
     idle: bool,
@@ -172,9 +166,15 @@ struct State<T> {
 }
 
 impl<T> State<T> {
-    /// Slots taken: live calls in the queue and slots reserved for waiters.
+    /// Slots taken: live calls in the queue.
     fn occupied(&self) -> usize {
-        self.queue.len() - self.dead + self.reserved
+        self.queue.len() - self.dead
+    }
+
+    /// True when nothing runs and no live call is queued: a call queued now is claimed
+    /// without time passing.
+    fn worker_free(&self) -> bool {
+        self.running.is_none() && self.queue.len() == self.dead
     }
 
     /// Wakes the worker thread if it waits and nobody woke it yet; true when the caller
@@ -183,13 +183,6 @@ impl<T> State<T> {
         let notify = self.idle && !self.woken;
         self.woken |= notify;
         notify
-    }
-}
-
-/// Wakes the waiters granted a slot, outside the lock.
-fn wake_all(woken: Vec<Arc<Waiter>>) {
-    for waiter in woken {
-        waiter.waker.wake();
     }
 }
 
@@ -212,8 +205,8 @@ impl<T: 'static> Mailbox<T> {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 dead: 0,
-                reserved: 0,
-                waiters: VecDeque::new(),
+                line: VecDeque::new(),
+                next_in_line: 0,
                 closed: None,
                 idle: false,
                 woken: false,
@@ -353,7 +346,7 @@ impl<T: 'static> Mailbox<T> {
             id,
             link: Some(link),
             envelope: Some(envelope),
-            waiter: None,
+            place: None,
             reply,
             sleep: None,
             timed: kind != Kind::Lease,
@@ -361,18 +354,26 @@ impl<T: 'static> Mailbox<T> {
         }
     }
 
-    /// Grants free slots to the first waiters; returns them, to wake outside the lock.
-    fn grant(&self, state: &mut State<T>) -> Vec<Arc<Waiter>> {
-        let mut woken = Vec::new();
+    /// Admits the first callers in line into the free slots, stamped as admitted at
+    /// `now`; true if it admitted any. Whoever holds the lock does it (the worker thread
+    /// as it frees slots, a caller whose withdrawal freed one), so a waiting caller is not
+    /// woken to admit itself: its task already waits for the reply.
+    fn admit_from_line(&self, state: &mut State<T>, now: Instant) -> bool {
+        let free = state.worker_free();
+        let mut admitted = false;
         while state.occupied() < self.capacity {
-            let Some(waiter) = state.waiters.pop_front() else {
+            let Some((_, mut envelope)) = state.line.pop_front() else {
                 break;
             };
-            waiter.granted.store(true, Ordering::Relaxed);
-            state.reserved += 1;
-            woken.push(waiter);
+            envelope.admitted = Some(now);
+            Counters::bump(&self.counters.submitted);
+            if free && !admitted {
+                envelope.claim.runs_soon(); // see `Call::admit`
+            }
+            state.queue.push_back(envelope);
+            admitted = true;
         }
-        woken
+        admitted
     }
 
     /// Turns a job's outcome into the caller's answer.
@@ -401,15 +402,14 @@ impl<T: 'static> Mailbox<T> {
             state.closed = Some(why);
             self.closed.store(true, Ordering::Release);
         }
-        let waiters = std::mem::take(&mut state.waiters);
+        let line = std::mem::take(&mut state.line);
         let notify = state.needs_notify();
         drop(state);
         if notify {
             self.wake.notify_one();
         }
-        for waiter in waiters {
-            waiter.waker.wake();
-        }
+        // Outside the lock: each dropped ticket answers its caller (`is_shutdown`).
+        drop(line);
         first
     }
 
@@ -467,32 +467,41 @@ impl<T: 'static> Mailbox<T> {
     }
 
     /// Claims the first live queued call (skipping withdrawn ones); once the mailbox is
-    /// down to half its capacity, grants the free places to the waiting callers.
+    /// down to half its capacity, admits the callers waiting in line into the free places.
     fn claim_queued(
         &self,
         state: &mut MutexGuard<'_, State<T>>,
         now: Option<Instant>,
     ) -> Option<Envelope<T>> {
-        while let Some(mut envelope) = state.queue.pop_front() {
-            if envelope.claim.claim() {
+        loop {
+            let Some(mut envelope) = state.queue.pop_front() else {
+                // Only withdrawn calls were left: their callers let the line in, but a
+                // line is never left behind an empty queue.
+                if state.line.is_empty() {
+                    return None;
+                }
                 let now = now.unwrap_or_else(Instant::now);
-                if let Some(admitted) = envelope.admitted {
-                    self.counters
-                        .queue_wait
-                        .record(now.saturating_duration_since(admitted));
-                }
-                envelope.claimed = Some(now);
-                state.running = Some(envelope.claim.origin().site);
-                // In batches (see the module docs); with a capacity of 1, every pop grants.
-                if !state.waiters.is_empty() && state.occupied() <= self.capacity / 2 {
-                    let woken = self.grant(state);
-                    MutexGuard::unlocked(state, || wake_all(woken));
-                }
-                return Some(envelope);
+                self.admit_from_line(state, now);
+                continue;
+            };
+            if !envelope.claim.claim() {
+                state.dead -= 1; // withdrawn by its caller: skip it
+                continue;
             }
-            state.dead -= 1; // withdrawn by its caller: skip it
+            let now = now.unwrap_or_else(Instant::now);
+            if let Some(admitted) = envelope.admitted {
+                self.counters
+                    .queue_wait
+                    .record(now.saturating_duration_since(admitted));
+            }
+            envelope.claimed = Some(now);
+            state.running = Some(envelope.claim.origin().site);
+            // In batches (see the module docs); with a capacity of 1, every pop admits.
+            if !state.line.is_empty() && state.occupied() <= self.capacity / 2 {
+                self.admit_from_line(state, now);
+            }
+            return Some(envelope);
         }
-        None
     }
 
     /// Counts a call that ran for `took` (or was skipped).
@@ -518,19 +527,18 @@ impl<T: 'static> Mailbox<T> {
     /// The current numbers: (queued, running).
     pub(crate) fn now(&self) -> (usize, usize) {
         let state = self.state.lock();
-        let queued = state.queue.len() - state.dead + state.waiters.len();
+        let queued = state.queue.len() - state.dead + state.line.len();
         (queued, usize::from(state.running.is_some()))
     }
 
-    /// For the loom models: the queue, the withdrawn count, the reserved slots and the
-    /// line of waiters are all empty.
+    /// For the loom models: the queue, the withdrawn count and the line of waiting
+    /// callers are all empty.
     #[cfg(all(test, async_bridge_loom))]
     pub(super) fn assert_drained(&self) {
         let state = self.state.lock();
         assert!(state.queue.is_empty(), "calls left in the queue");
         assert_eq!(state.dead, 0, "withdrawn calls miscounted");
-        assert_eq!(state.reserved, 0, "slots left reserved");
-        assert!(state.waiters.is_empty(), "waiters left in line");
+        assert!(state.line.is_empty(), "callers left in line");
     }
 
     /// The worker thread has ended (its object is dropped): fails anything left and
@@ -586,12 +594,13 @@ pub(crate) struct Call<T: 'static, R> {
     shared: Arc<Mailbox<T>>,
     /// The call's id in the interrupt slot.
     id: u64,
-    /// Held until the call is admitted: a call not yet in the queue keeps the worker up.
+    /// Held until the call is admitted by its caller, or until the caller is done with
+    /// it if it waited in line: a call not yet in the queue keeps the worker up.
     link: Option<Sender<T>>,
-    /// The call, until it is admitted.
+    /// The call, until its first poll puts it in the queue or in the line.
     envelope: Option<Envelope<T>>,
-    /// Set while waiting for room.
-    waiter: Option<Arc<Waiter>>,
+    /// Its number in line, if it joined the line (it may have been admitted since).
+    place: Option<u64>,
     reply: Reply<R>,
     /// The worker's timeout, on the caller's runtime, from the first poll.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -602,46 +611,39 @@ pub(crate) struct Call<T: 'static, R> {
 }
 
 enum Admit {
+    /// In the queue.
     Done,
+    /// In the line.
     Waiting,
     Refused(WorkerError),
 }
 
 impl<T: 'static, R> Call<T, R> {
-    fn admit(&mut self, cx: &mut Context<'_>) -> Admit {
+    /// The first poll: the call goes into the queue if there is room and nobody waits
+    /// before it, else into the line, where the worker (or a caller that frees a slot)
+    /// admits it in its turn without waking its caller.
+    fn admit(&mut self) -> Admit {
         let shared = &*self.shared;
+        let envelope = self.envelope.take().expect("admitted twice");
+        // Before the lock: the clock read is not part of what others wait for.
+        let now = Instant::now();
         let mut state = shared.state.lock();
         if let Some(closed) = state.closed.clone() {
-            if self
-                .waiter
-                .take()
-                .is_some_and(|w| w.granted.load(Ordering::Relaxed))
-            {
-                state.reserved -= 1;
-            }
             drop(state);
+            drop(envelope); // unrun: nobody listens yet
             return Admit::Refused(shared.closed_error(Some(closed)));
         }
-        let may_push = match &self.waiter {
-            Some(waiter) => waiter.granted.load(Ordering::Relaxed),
-            None => state.waiters.is_empty() && state.occupied() < shared.capacity,
-        };
-        if !may_push {
-            let waiter = self.waiter.get_or_insert_with(|| {
-                let waiter = Arc::new(Waiter::default());
-                state.waiters.push_back(Arc::clone(&waiter));
-                waiter
-            });
-            waiter.waker.register(cx.waker());
+        let mut envelope = envelope;
+        if !(state.line.is_empty() && state.occupied() < shared.capacity) {
+            let place = state.next_in_line;
+            state.next_in_line += 1;
+            state.line.push_back((place, envelope));
+            self.place = Some(place);
             return Admit::Waiting;
         }
-        if self.waiter.take().is_some() {
-            state.reserved -= 1;
-        }
-        let mut envelope = self.envelope.take().expect("admitted twice");
-        envelope.admitted = Some(Instant::now());
+        envelope.admitted = Some(now);
         Counters::bump(&shared.counters.submitted);
-        if state.running.is_none() && state.queue.len() == state.dead {
+        if state.worker_free() {
             // The worker is idle and nothing is ahead: the call runs without time passing,
             // so under the virtual-time harness it holds the clock from now on.
             envelope.claim.runs_soon();
@@ -656,43 +658,45 @@ impl<T: 'static, R> Call<T, R> {
         Admit::Done
     }
 
-    /// The caller went away before its answer: a waiter leaves the line, an admitted
-    /// call that has not started is withdrawn, a running one has its token cancelled.
+    /// The caller went away before its answer: a caller still in line leaves it (its
+    /// call never runs), an admitted call that has not started is withdrawn (and a
+    /// caller in line admitted into its place), a running one has its token cancelled.
     fn give_up(&mut self) {
         let shared = &*self.shared;
-        if let Some(waiter) = self.waiter.take() {
-            let mut state = shared.state.lock();
-            let woken = if waiter.granted.load(Ordering::Relaxed) {
-                state.reserved -= 1;
-                shared.grant(&mut state)
-            } else {
-                if let Some(at) = state.waiters.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
-                    state.waiters.remove(at);
-                }
-                Vec::new()
-            };
-            drop(state);
-            wake_all(woken);
-        } else if self.envelope.is_none() {
-            let mut state = shared.state.lock();
-            if self.reply.withdraw() {
-                Counters::bump(&shared.counters.withdrawn);
-                state.dead += 1;
-                // Withdrawn entries stay queued until popped; compact when they dominate.
-                if state.dead > shared.capacity.max(64) {
-                    state.queue.retain(|e| e.claim.is_waiting());
-                    state.dead = 0;
-                }
-                let woken = shared.grant(&mut state);
+        if self.envelope.is_some() {
+            return; // never polled: it is nowhere yet
+        }
+        let mut state = shared.state.lock();
+        if let Some(place) = self.place.take() {
+            if let Ok(at) = state.line.binary_search_by_key(&place, |(n, _)| *n) {
+                let left = state.line.remove(at);
                 drop(state);
-                wake_all(woken);
-            } else {
-                drop(state);
-                // Running: cancel its token, and stop it inside the object if the worker
-                // has an interrupter (never once it has returned: see `interrupt`).
-                self.reply.cancel();
-                shared.interrupt.interrupt(self.id);
+                drop(left); // outside the lock; it was never submitted
+                return;
             }
+            // Not in line any more: admitted into the queue (or dropped by a close).
+        }
+        if self.reply.withdraw() {
+            Counters::bump(&shared.counters.withdrawn);
+            state.dead += 1;
+            // Withdrawn entries stay queued until popped; compact when they dominate.
+            if state.dead > shared.capacity.max(64) {
+                state.queue.retain(|e| e.claim.is_waiting());
+                state.dead = 0;
+            }
+            let notify = !state.line.is_empty()
+                && shared.admit_from_line(&mut state, Instant::now())
+                && state.needs_notify();
+            drop(state);
+            if notify {
+                shared.wake.notify_one();
+            }
+        } else {
+            drop(state);
+            // Running: cancel its token, and stop it inside the object if the worker
+            // has an interrupter (never once it has returned: see `interrupt`).
+            self.reply.cancel();
+            shared.interrupt.interrupt(self.id);
         }
     }
 
@@ -725,16 +729,13 @@ impl<T: 'static, R> Future for Call<T, R> {
         if this.envelope.is_some() {
             if this.shared.on_own_thread() {
                 this.settled = true;
-                this.give_up();
                 this.envelope = None;
                 return Poll::Ready(Err(WorkerError::own_thread(&this.shared.name)));
             }
-            match this.admit(cx) {
-                Admit::Done => {}
-                Admit::Waiting => return this.poll_timeout(cx),
+            match this.admit() {
+                Admit::Done | Admit::Waiting => {}
                 Admit::Refused(err) => {
                     this.settled = true;
-                    this.envelope = None;
                     return Poll::Ready(Err(err));
                 }
             }
@@ -742,6 +743,7 @@ impl<T: 'static, R> Future for Call<T, R> {
         match Pin::new(&mut this.reply).poll(cx) {
             Poll::Ready(outcome) => {
                 this.settled = true;
+                this.link = None;
                 Poll::Ready(this.shared.answer(outcome))
             }
             Poll::Pending => this.poll_timeout(cx),
@@ -782,7 +784,7 @@ impl<T: 'static, R> Drop for Call<T, R> {
             // worker drops right after is done too, and was still cancelled.
             let finished = self.reply.is_done();
             // A caller in the line for room counts too; one never polled does not.
-            let waited = self.envelope.is_none() || self.waiter.is_some();
+            let waited = self.envelope.is_none();
             self.give_up();
             if !finished && waited {
                 Counters::bump(&self.shared.counters.cancelled);
