@@ -45,8 +45,8 @@ use super::WorkerError;
 use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
-use crate::stats::Counters;
-use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
+use crate::stats::{Counters, Padded};
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::timer;
 
 /// What a queued call does on the worker thread: runs against the object (marked as the
@@ -57,6 +57,8 @@ type RunCall<T> =
 
 /// A call on its way to the worker's thread.
 pub(crate) struct Envelope<T> {
+    /// Its number: calls are queued in the order of their numbers (see `State::line`).
+    seq: u64,
     /// When it entered the queue, for the queue-wait distribution.
     /// (Set at admission, not when the call is made: one clock read per call.)
     admitted: Option<Instant>,
@@ -129,6 +131,14 @@ pub(crate) struct Mailbox<T> {
     /// Which call runs now, and the object's interrupter.
     pub(crate) interrupt: Arc<interrupt::Slot>,
     state: Mutex<State<T>>,
+    /// The calls the worker thread took from the queue in one go, popped one by one
+    /// without taking `state`'s lock (the one callers take); locked after `state` when
+    /// both are taken.
+    batch: Padded<Mutex<Batch<T>>>,
+    /// Calls of the current batch claimed so far: their places are free. Written by the
+    /// worker as it claims, reset with the batch under both locks; callers read it only
+    /// when the mailbox looks full without it.
+    batch_claimed: Padded<AtomicUsize>,
     /// Wakes the worker thread: a call was queued, the last sender left, or shutdown.
     wake: Condvar,
     /// Handles, plus calls not yet admitted: the worker thread ends once there are none
@@ -151,30 +161,48 @@ struct State<T> {
     queue: VecDeque<Envelope<T>>,
     /// Withdrawn calls still in the queue.
     dead: usize,
-    /// The callers waiting for room, with their calls, in order, each by its number in
-    /// line (increasing, so a caller finds its place by binary search).
+    /// The callers waiting for room, with their calls, in order (by number, so a
+    /// caller finds its place by binary search).
     line: VecDeque<(u64, Envelope<T>)>,
-    /// The number in line of the next caller to join it.
-    next_in_line: u64,
+    /// The number of the next call polled: a call joins the queue only when the line
+    /// is empty, so the queue, and the worker's batch, hold calls in number order.
+    next_seq: u64,
+    /// The calls of the worker's current batch, as taken (popped ones included: a
+    /// batch's places are freed when the worker comes back for the next one).
+    taken: usize,
+    /// Calls numbered below this were taken into the worker's batch.
+    taken_upto: u64,
+    /// Calls of the current batch withdrawn by their callers (skipped or not yet).
+    batch_dead: usize,
+    /// The worker holds a batch or runs a call (cleared when it finds nothing to take).
+    serving: bool,
     closed: Option<Closed>,
     /// The worker thread waits on the condvar.
     idle: bool,
     /// It was notified and has not woken yet: no need to notify again.
     woken: bool,
+}
+
+/// The worker thread's batch (see [`Mailbox::next`]).
+struct Batch<T> {
+    entries: VecDeque<Envelope<T>>,
+    /// Withdrawn calls popped and skipped from this batch.
+    skipped: usize,
     /// The call site of the call running now.
     running: Option<Site>,
 }
 
 impl<T> State<T> {
-    /// Slots taken: live calls in the queue.
-    fn occupied(&self) -> usize {
-        self.queue.len() - self.dead
+    /// Slots taken, counting every call of the worker's current batch that was not
+    /// withdrawn, claimed ones included (see [`Mailbox::has_room`]).
+    fn occupied_upper(&self) -> usize {
+        self.queue.len() - self.dead + self.taken - self.batch_dead
     }
 
-    /// True when nothing runs and no live call is queued: a call queued now is claimed
-    /// without time passing.
+    /// True when the worker neither runs a call nor holds one, and no live call is
+    /// queued: a call queued now is claimed without time passing.
     fn worker_free(&self) -> bool {
-        self.running.is_none() && self.queue.len() == self.dead
+        !self.serving && self.queue.len() == self.dead
     }
 
     /// Wakes the worker thread if it waits and nobody woke it yet; true when the caller
@@ -206,12 +234,21 @@ impl<T: 'static> Mailbox<T> {
                 queue: VecDeque::new(),
                 dead: 0,
                 line: VecDeque::new(),
-                next_in_line: 0,
+                next_seq: 0,
+                taken: 0,
+                taken_upto: 0,
+                batch_dead: 0,
+                serving: false,
                 closed: None,
                 idle: false,
                 woken: false,
-                running: None,
             }),
+            batch: Padded(Mutex::new(Batch {
+                entries: VecDeque::new(),
+                skipped: 0,
+                running: None,
+            })),
+            batch_claimed: Padded(AtomicUsize::new(0)),
             wake: Condvar::new(),
             senders: AtomicUsize::new(0),
             load: std::sync::atomic::AtomicUsize::new(0),
@@ -258,7 +295,7 @@ impl<T: 'static> Mailbox<T> {
 
     /// The call site of the call running now, if any.
     pub(crate) fn running(&self) -> Option<Site> {
-        self.state.lock().running
+        self.batch.lock().running
     }
 
     /// Builds a call of `f` against the object, submitted to the job layer; while `f`
@@ -321,6 +358,7 @@ impl<T: 'static> Mailbox<T> {
         let origin = Origin::new(kind, Some(Arc::clone(&self.name)), site);
         let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
+            seq: 0,
             admitted: None,
             claimed: None,
             claim: ticket.claim_handle(),
@@ -346,7 +384,7 @@ impl<T: 'static> Mailbox<T> {
             id,
             link: Some(link),
             envelope: Some(envelope),
-            place: None,
+            seq: None,
             reply,
             sleep: None,
             timed: kind != Kind::Lease,
@@ -361,7 +399,7 @@ impl<T: 'static> Mailbox<T> {
     fn admit_from_line(&self, state: &mut State<T>, now: Instant) -> bool {
         let free = state.worker_free();
         let mut admitted = false;
-        while state.occupied() < self.capacity {
+        while self.has_room(state) {
             let Some((_, mut envelope)) = state.line.pop_front() else {
                 break;
             };
@@ -374,6 +412,17 @@ impl<T: 'static> Mailbox<T> {
             admitted = true;
         }
         admitted
+    }
+
+    /// True when a live call queued now would not exceed the capacity: live calls in the
+    /// queue and calls of the worker's batch it has not claimed yet. The worker's count of
+    /// claims is read only when the mailbox looks full without it (it is written on every
+    /// claim, by another core); a stale count only sends a caller to the line, from which
+    /// the worker admits it when it takes its next batch.
+    fn has_room(&self, state: &State<T>) -> bool {
+        let upper = state.occupied_upper();
+        upper < self.capacity
+            || upper - self.batch_claimed.load(Ordering::Acquire) < self.capacity
     }
 
     /// Turns a job's outcome into the caller's answer.
@@ -416,12 +465,21 @@ impl<T: 'static> Mailbox<T> {
     /// Fails every queued call with `is_shutdown`; returns how many were live.
     pub(crate) fn abandon_queue(&self) -> usize {
         let mut state = self.state.lock();
+        let mut batch = self.batch.lock();
         let queue = std::mem::take(&mut state.queue);
-        state.dead = 0;
-        // Abandoned under the lock, so that no caller counts a withdrawal of its own.
-        let abandoned = queue.iter().filter(|e| e.claim.abandon()).count();
+        let taken = std::mem::take(&mut batch.entries);
+        (state.dead, state.taken, state.batch_dead, batch.skipped) = (0, 0, 0, 0);
+        self.batch_claimed.store(0, Ordering::Relaxed);
+        // Abandoned under the locks, so that no caller counts a withdrawal of its own and
+        // the worker claims none of them.
+        let abandoned = taken
+            .iter()
+            .chain(&queue)
+            .filter(|e| e.claim.abandon())
+            .count();
+        drop(batch);
         drop(state);
-        drop(queue); // outside the lock: each dropped ticket wakes its caller
+        drop((taken, queue)); // outside the locks: each dropped ticket wakes its caller
         abandoned
     }
 
@@ -429,8 +487,6 @@ impl<T: 'static> Mailbox<T> {
     /// queue is empty and it is closed or has no sender left. Also the bookkeeping of
     /// the call that ended before.
     pub(crate) fn next(&self) -> Option<Envelope<T>> {
-        let mut state = self.state.lock();
-        state.running = None;
         // No spin before the wait: an idle worker that spun for the next call (50 µs, as
         // it did) burned the core the caller's runtime needs on a 2-core machine, its CPU
         // time per awaited call as long as the call's whole round trip (benches/worker.rs
@@ -440,16 +496,22 @@ impl<T: 'static> Mailbox<T> {
         // process (benches/peers.rs), 15-18 µs per awaited call with it, 4.8 µs without,
         // as the peer's.
         loop {
-            if let Some(envelope) = self.claim_queued(&mut state, None) {
+            if let Some(envelope) = self.claim_next(None) {
                 return Some(envelope);
             }
-            if state.closed.is_some() || self.senders.load(Ordering::Acquire) == 0 {
-                return None;
+            let mut state = self.state.lock();
+            loop {
+                if !state.queue.is_empty() || !state.line.is_empty() {
+                    break; // queued after the batch was looked for: take it
+                }
+                if state.closed.is_some() || self.senders.load(Ordering::Acquire) == 0 {
+                    return None;
+                }
+                state.idle = true;
+                self.wake.wait(&mut state);
+                state.idle = false;
+                state.woken = false;
             }
-            state.idle = true;
-            self.wake.wait(&mut state);
-            state.idle = false;
-            state.woken = false;
         }
     }
 
@@ -461,31 +523,58 @@ impl<T: 'static> Mailbox<T> {
     /// this claim's time (the end of the next call's queue wait and the start of its run),
     /// so a worker going from call to call reads the clock once per call, not twice.
     pub(crate) fn try_next(&self, now: Instant) -> Option<Envelope<T>> {
-        let mut state = self.state.lock();
-        state.running = None;
-        self.claim_queued(&mut state, Some(now))
+        self.claim_next(Some(now))
     }
 
-    /// Claims the first live queued call (skipping withdrawn ones); once the mailbox is
-    /// down to half its capacity, admits the callers waiting in line into the free places.
-    fn claim_queued(
-        &self,
-        state: &mut MutexGuard<'_, State<T>>,
-        now: Option<Instant>,
-    ) -> Option<Envelope<T>> {
+    /// Claims the next live call: from the worker's batch, under the batch's own lock
+    /// (callers never take it, so going from call to call passes no cache line back and
+    /// forth with them), or, once the batch is spent, from a new batch: under the
+    /// mailbox lock, the callers in line are admitted into the places the last batch
+    /// freed and the whole queue is taken at once. Withdrawn calls are skipped.
+    fn claim_next(&self, now: Option<Instant>) -> Option<Envelope<T>> {
+        {
+            let mut batch = self.batch.lock();
+            batch.running = None;
+            if let Some(envelope) = self.claim_from(&mut batch, now) {
+                return Some(envelope);
+            }
+        }
         loop {
-            let Some(mut envelope) = state.queue.pop_front() else {
-                // Only withdrawn calls were left: their callers let the line in, but a
-                // line is never left behind an empty queue.
-                if state.line.is_empty() {
-                    return None;
-                }
-                let now = now.unwrap_or_else(Instant::now);
-                self.admit_from_line(state, now);
-                continue;
-            };
+            let mut state = self.state.lock();
+            let mut batch = self.batch.lock();
+            debug_assert!(batch.entries.is_empty());
+            // The last batch is spent: its places are free.
+            (state.taken, state.batch_dead, batch.skipped) = (0, 0, 0);
+            self.batch_claimed.store(0, Ordering::Relaxed);
+            if !state.line.is_empty() {
+                self.admit_from_line(&mut state, now.unwrap_or_else(Instant::now));
+            }
+            if state.queue.is_empty() {
+                state.serving = false;
+                return None;
+            }
+            let state = &mut *state;
+            std::mem::swap(&mut state.queue, &mut batch.entries);
+            state.taken = batch.entries.len();
+            state.taken_upto = batch.entries.back().map_or(0, |e| e.seq + 1);
+            state.batch_dead = std::mem::take(&mut state.dead);
+            state.serving = true;
+            if !state.line.is_empty() {
+                // Into the places left, ready for the next batch.
+                self.admit_from_line(state, now.unwrap_or_else(Instant::now));
+            }
+            if let Some(envelope) = self.claim_from(&mut batch, now) {
+                return Some(envelope);
+            }
+            // Every call of the batch was withdrawn: take the next one.
+        }
+    }
+
+    /// Pops the batch's first live call and claims it, skipping withdrawn ones.
+    fn claim_from(&self, batch: &mut Batch<T>, now: Option<Instant>) -> Option<Envelope<T>> {
+        while let Some(mut envelope) = batch.entries.pop_front() {
             if !envelope.claim.claim() {
-                state.dead -= 1; // withdrawn by its caller: skip it
+                batch.skipped += 1; // withdrawn by its caller: skip it
                 continue;
             }
             let now = now.unwrap_or_else(Instant::now);
@@ -495,13 +584,11 @@ impl<T: 'static> Mailbox<T> {
                     .record(now.saturating_duration_since(admitted));
             }
             envelope.claimed = Some(now);
-            state.running = Some(envelope.claim.origin().site);
-            // In batches (see the module docs); with a capacity of 1, every pop admits.
-            if !state.line.is_empty() && state.occupied() <= self.capacity / 2 {
-                self.admit_from_line(state, now);
-            }
+            batch.running = Some(envelope.claim.origin().site);
+            self.batch_claimed.fetch_add(1, Ordering::Release);
             return Some(envelope);
         }
+        None
     }
 
     /// Counts a call that ran for `took` (or was skipped).
@@ -527,8 +614,10 @@ impl<T: 'static> Mailbox<T> {
     /// The current numbers: (queued, running).
     pub(crate) fn now(&self) -> (usize, usize) {
         let state = self.state.lock();
-        let queued = state.queue.len() - state.dead + state.line.len();
-        (queued, usize::from(state.running.is_some()))
+        let batch = self.batch.lock();
+        let in_batch = batch.entries.len() - (state.batch_dead - batch.skipped);
+        let queued = state.queue.len() - state.dead + in_batch + state.line.len();
+        (queued, usize::from(batch.running.is_some()))
     }
 
     /// For the loom models: the queue, the withdrawn count and the line of waiting
@@ -537,7 +626,10 @@ impl<T: 'static> Mailbox<T> {
     pub(super) fn assert_drained(&self) {
         let state = self.state.lock();
         assert!(state.queue.is_empty(), "calls left in the queue");
+        assert!(self.batch.lock().entries.is_empty(), "calls left in the batch");
         assert_eq!(state.dead, 0, "withdrawn calls miscounted");
+        let claimed = self.batch_claimed.load(Ordering::Relaxed);
+        assert_eq!(state.occupied_upper(), claimed, "batch places miscounted");
         assert!(state.line.is_empty(), "callers left in line");
     }
 
@@ -546,7 +638,7 @@ impl<T: 'static> Mailbox<T> {
     pub(crate) fn mark_stopped(&self) {
         self.close(Closed::Stopped(cause("its thread ended")));
         self.abandon_queue();
-        self.state.lock().running = None;
+        self.batch.lock().running = None;
         self.stopped.store(true, Ordering::Release);
         self.stopped_notify.notify_waiters();
     }
@@ -599,8 +691,8 @@ pub(crate) struct Call<T: 'static, R> {
     link: Option<Sender<T>>,
     /// The call, until its first poll puts it in the queue or in the line.
     envelope: Option<Envelope<T>>,
-    /// Its number in line, if it joined the line (it may have been admitted since).
-    place: Option<u64>,
+    /// Its number, from its first poll (see `State::next_seq`).
+    seq: Option<u64>,
     reply: Reply<R>,
     /// The worker's timeout, on the caller's runtime, from the first poll.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -634,11 +726,12 @@ impl<T: 'static, R> Call<T, R> {
             return Admit::Refused(shared.closed_error(Some(closed)));
         }
         let mut envelope = envelope;
-        if !(state.line.is_empty() && state.occupied() < shared.capacity) {
-            let place = state.next_in_line;
-            state.next_in_line += 1;
-            state.line.push_back((place, envelope));
-            self.place = Some(place);
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        envelope.seq = seq;
+        self.seq = Some(seq);
+        if !(state.line.is_empty() && shared.has_room(&state)) {
+            state.line.push_back((seq, envelope));
             return Admit::Waiting;
         }
         envelope.admitted = Some(now);
@@ -663,21 +756,31 @@ impl<T: 'static, R> Call<T, R> {
     /// caller in line admitted into its place), a running one has its token cancelled.
     fn give_up(&mut self) {
         let shared = &*self.shared;
-        if self.envelope.is_some() {
+        let Some(seq) = self.seq else {
             return; // never polled: it is nowhere yet
-        }
+        };
         let mut state = shared.state.lock();
-        if let Some(place) = self.place.take() {
-            if let Ok(at) = state.line.binary_search_by_key(&place, |(n, _)| *n) {
-                let left = state.line.remove(at);
-                drop(state);
-                drop(left); // outside the lock; it was never submitted
-                return;
-            }
-            // Not in line any more: admitted into the queue (or dropped by a close).
+        if let Ok(at) = state.line.binary_search_by_key(&seq, |(n, _)| *n) {
+            let left = state.line.remove(at);
+            drop(state);
+            drop(left); // outside the lock; it was never submitted
+            return;
         }
+        // Not in line (any more): admitted into the queue (or dropped by a close).
         if self.reply.withdraw() {
             Counters::bump(&shared.counters.withdrawn);
+            if seq < state.taken_upto {
+                // In the worker's batch: it frees its place now, and is skipped there.
+                state.batch_dead += 1;
+                let notify = !state.line.is_empty()
+                    && shared.admit_from_line(&mut state, Instant::now())
+                    && state.needs_notify();
+                drop(state);
+                if notify {
+                    shared.wake.notify_one();
+                }
+                return;
+            }
             state.dead += 1;
             // Withdrawn entries stay queued until popped; compact when they dominate.
             if state.dead > shared.capacity.max(64) {
