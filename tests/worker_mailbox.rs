@@ -157,3 +157,29 @@ fn a_call_withdrawn_from_the_workers_batch_never_runs_and_frees_its_place() {
         assert_eq!((stats.submitted, stats.completed, stats.withdrawn), (7, 6, 1));
     });
 }
+
+/// Tells a channel its thread's name when dropped.
+struct Probe(mpsc::Sender<Option<String>>);
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+    }
+}
+
+#[test]
+fn a_call_made_before_the_last_handle_is_dropped_runs_then_the_object_is_dropped() {
+    within_a_minute(|| {
+        let (tx, dropped) = mpsc::channel();
+        let w = Worker::builder("kept-up")
+            .spawn(move || Ok::<_, std::io::Error>((7u32, Probe(tx.clone()))))
+            .unwrap();
+        let call = w.call(|(n, _): &mut (u32, Probe)| *n);
+        drop(w);
+        // No handle is left, and the call was never polled: it still keeps the worker.
+        assert!(dropped.try_recv().is_err());
+        assert_eq!(futures::executor::block_on(call).unwrap(), 7);
+        let on = dropped.recv_timeout(HANG).expect("the object was not dropped");
+        assert_eq!(on.as_deref(), Some("kept-up"));
+    });
+}

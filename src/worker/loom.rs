@@ -41,7 +41,6 @@ fn mailbox(capacity: usize) -> Arc<Mailbox<Log>> {
 /// A call that appends `n` to the log.
 fn call(mb: &Arc<Mailbox<Log>>, n: u32) -> Call<Log, u32> {
     mb.call(
-        Sender::new(mb),
         Location::caller(),
         false,
         move |log: &mut Log, _| {

@@ -139,13 +139,19 @@ pub(crate) struct Mailbox<T> {
     /// worker as it claims, reset with the batch under both locks; callers read it only
     /// when the mailbox looks full without it.
     batch_claimed: Padded<AtomicUsize>,
+    /// Calls left in the batch as the worker last saw it (only the worker writes it): at
+    /// 0 it goes straight for the next batch. Stale only after `abandon_queue` emptied
+    /// the batch, which the worker then finds empty.
+    batch_left: AtomicUsize,
     /// Wakes the worker thread: a call was queued, the last sender left, or shutdown.
     wake: Condvar,
-    /// Handles, plus calls not yet admitted: the worker thread ends once there are none
-    /// and its queue is empty.
+    /// Handles (and leases): the worker thread ends once there are none, no call is
+    /// alive (`load`) and its queue is empty.
     senders: AtomicUsize,
-    /// Calls routed here and not yet over, for a pool's least-loaded routing.
-    load: std::sync::atomic::AtomicUsize,
+    /// Calls made here and not yet dropped: for a pool's least-loaded routing, and they
+    /// keep the worker up (a call made before the last handle was dropped still runs),
+    /// without a sender of their own (two fewer shared counters touched per call).
+    load: AtomicUsize,
     /// The parent of every call's token; cancelled by `shutdown`.
     pub(crate) shutdown: CancellationToken,
     /// Every call's outcome and timings, for `stats()`.
@@ -249,9 +255,10 @@ impl<T: 'static> Mailbox<T> {
                 running: None,
             })),
             batch_claimed: Padded(AtomicUsize::new(0)),
+            batch_left: AtomicUsize::new(0),
             wake: Condvar::new(),
             senders: AtomicUsize::new(0),
-            load: std::sync::atomic::AtomicUsize::new(0),
+            load: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
@@ -272,6 +279,23 @@ impl<T: 'static> Mailbox<T> {
 
     pub(crate) fn load(&self) -> usize {
         self.load.load(Ordering::Relaxed)
+    }
+
+    /// No handle and no call left: an idle worker thread ends. (SeqCst, with the
+    /// decrements in `Sender::drop` and `Call::drop`: whichever of the last handle and
+    /// the last call goes second sees the other gone, and wakes the worker.)
+    fn unheld(&self) -> bool {
+        self.senders.load(Ordering::SeqCst) == 0 && self.load.load(Ordering::SeqCst) == 0
+    }
+
+    /// The last handle or the last call went away: an idle worker thread ends.
+    fn wake_if_unheld(&self) {
+        if self.unheld() {
+            let notify = self.state.lock().needs_notify();
+            if notify {
+                self.wake.notify_one();
+            }
+        }
     }
 
     pub(crate) fn finished(&self) -> u64 {
@@ -302,7 +326,6 @@ impl<T: 'static> Mailbox<T> {
     /// runs, an interrupt given for this call may stop it.
     pub(crate) fn call<F, R>(
         self: &Arc<Self>,
-        link: Sender<T>,
         site: Site,
         cancellable: bool,
         f: F,
@@ -314,7 +337,7 @@ impl<T: 'static> Mailbox<T> {
         let token = cancellable.then(|| self.shutdown.child_token());
         let id = interrupt::next_id();
         self.make_call(
-            link,
+            None,
             site,
             Kind::Worker,
             token,
@@ -323,8 +346,9 @@ impl<T: 'static> Mailbox<T> {
         )
     }
 
-    /// As [`call`](Self::call), of another kind (a lease's holder) and never interrupted:
-    /// `f` marks its own running parts in the slot, if any.
+    /// As [`call`](Self::call), of another kind (a lease's holder, holding `link` until it
+    /// is admitted) and never interrupted: `f` marks its own running parts in the slot,
+    /// if any.
     pub(crate) fn call_kind<F, R>(
         self: &Arc<Self>,
         link: Sender<T>,
@@ -337,14 +361,14 @@ impl<T: 'static> Mailbox<T> {
         R: Send + 'static,
     {
         let token = Some(self.shutdown.child_token());
-        self.make_call(link, site, kind, token, 0, move |object, _slot, token| {
+        self.make_call(Some(link), site, kind, token, 0, move |object, _slot, token| {
             f(object, token)
         })
     }
 
     fn make_call<F, R>(
         self: &Arc<Self>,
-        link: Sender<T>,
+        link: Option<Sender<T>>,
         site: Site,
         kind: Kind,
         token: Option<CancellationToken>,
@@ -382,7 +406,7 @@ impl<T: 'static> Mailbox<T> {
         Call {
             shared: Arc::clone(self),
             id,
-            link: Some(link),
+            link,
             envelope: Some(envelope),
             seq: None,
             reply,
@@ -504,7 +528,7 @@ impl<T: 'static> Mailbox<T> {
                 if !state.queue.is_empty() || !state.line.is_empty() {
                     break; // queued after the batch was looked for: take it
                 }
-                if state.closed.is_some() || self.senders.load(Ordering::Acquire) == 0 {
+                if state.closed.is_some() || self.unheld() {
                     return None;
                 }
                 state.idle = true;
@@ -532,16 +556,19 @@ impl<T: 'static> Mailbox<T> {
     /// mailbox lock, the callers in line are admitted into the places the last batch
     /// freed and the whole queue is taken at once. Withdrawn calls are skipped.
     fn claim_next(&self, now: Option<Instant>) -> Option<Envelope<T>> {
-        {
+        if self.batch_left.load(Ordering::Relaxed) > 0 {
             let mut batch = self.batch.lock();
             batch.running = None;
-            if let Some(envelope) = self.claim_from(&mut batch, now) {
-                return Some(envelope);
+            let next = self.claim_from(&mut batch, now);
+            self.batch_left.store(batch.entries.len(), Ordering::Relaxed);
+            if next.is_some() {
+                return next;
             }
         }
         loop {
             let mut state = self.state.lock();
             let mut batch = self.batch.lock();
+            batch.running = None;
             debug_assert!(batch.entries.is_empty());
             // The last batch is spent: its places are free.
             (state.taken, state.batch_dead, batch.skipped) = (0, 0, 0);
@@ -563,8 +590,10 @@ impl<T: 'static> Mailbox<T> {
                 // Into the places left, ready for the next batch.
                 self.admit_from_line(state, now.unwrap_or_else(Instant::now));
             }
-            if let Some(envelope) = self.claim_from(&mut batch, now) {
-                return Some(envelope);
+            let next = self.claim_from(&mut batch, now);
+            self.batch_left.store(batch.entries.len(), Ordering::Relaxed);
+            if next.is_some() {
+                return next;
             }
             // Every call of the batch was withdrawn: take the next one.
         }
@@ -644,8 +673,8 @@ impl<T: 'static> Mailbox<T> {
     }
 }
 
-/// A sender's hold on a worker: while any exists (handles, calls not yet admitted), the
-/// worker thread keeps waiting for calls.
+/// A sender's hold on a worker: while any exists (handles, leases), or any call made
+/// through one is alive, the worker thread keeps waiting for calls.
 pub(crate) struct Sender<T: 'static> {
     shared: Arc<Mailbox<T>>,
 }
@@ -671,12 +700,9 @@ impl<T: 'static> Clone for Sender<T> {
 
 impl<T: 'static> Drop for Sender<T> {
     fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // The last sender: an idle worker thread ends (its queue is empty).
-            let notify = self.shared.state.lock().needs_notify();
-            if notify {
-                self.shared.wake.notify_one();
-            }
+        if self.shared.senders.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last sender: an idle worker thread ends once no call is left.
+            self.shared.wake_if_unheld();
         }
     }
 }
@@ -686,8 +712,8 @@ pub(crate) struct Call<T: 'static, R> {
     shared: Arc<Mailbox<T>>,
     /// The call's id in the interrupt slot.
     id: u64,
-    /// Held until the call is admitted by its caller, or until the caller is done with
-    /// it if it waited in line: a call not yet in the queue keeps the worker up.
+    /// A lease holder's hold on the worker, until the call is admitted (or answered, if
+    /// it waited in line). Other calls hold it through `load`.
     link: Option<Sender<T>>,
     /// The call, until its first poll puts it in the queue or in the line.
     envelope: Option<Envelope<T>>,
@@ -881,7 +907,9 @@ impl<T: 'static, R> Call<T, R> {
 
 impl<T: 'static, R> Drop for Call<T, R> {
     fn drop(&mut self) {
-        self.shared.load.fetch_sub(1, Ordering::Relaxed);
+        if self.shared.load.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.shared.wake_if_unheld();
+        }
         if !self.settled {
             // Read before giving up (as a lane's call does): a withdrawn call that the
             // worker drops right after is done too, and was still cancelled.

@@ -155,7 +155,7 @@ impl<T: 'static> WorkerPool<T> {
     {
         let link = self.route();
         link.shared()
-            .call(link.clone(), site, false, move |object, _| f(object))
+            .call(site, false, move |object, _| f(object))
     }
 
     fn on_own_thread(&self) -> bool {
@@ -194,7 +194,7 @@ impl<T: 'static> WorkerPool<T> {
     {
         let link = self.route();
         link.shared()
-            .call(link.clone(), Location::caller(), false, move |object, _| {
+            .call(Location::caller(), false, move |object, _| {
                 f(object)
             })
     }
@@ -228,7 +228,6 @@ impl<T: 'static> WorkerPool<T> {
     {
         let link = self.route();
         link.shared().call(
-            link.clone(),
             Location::caller(),
             true,
             move |object, token| {
