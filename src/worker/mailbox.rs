@@ -59,11 +59,10 @@ type RunCall<T> =
 pub(crate) struct Envelope<T> {
     /// Its number: calls are queued in the order of their numbers (see `State::line`).
     seq: u64,
-    /// When it entered the queue, for the queue-wait distribution.
-    /// (Set at admission, not when the call is made: one clock read per call.)
-    admitted: Option<Instant>,
-    /// When the worker claimed it: the end of its queue wait and the start of its run.
-    claimed: Option<Instant>,
+    /// When it entered the queue, for the queue-wait distribution (set at admission, not
+    /// when the call is made: one clock read per call); once the worker claimed it, when
+    /// it did: the end of its queue wait and the start of its run.
+    stamp: Option<Instant>,
     /// Claimed by the worker, or withdrawn by the caller: exactly one wins.
     claim: Arc<dyn Claim>,
     run: RunCall<T>,
@@ -72,7 +71,7 @@ pub(crate) struct Envelope<T> {
 impl<T> Envelope<T> {
     /// When the worker claimed it (see [`Mailbox::try_next`]).
     pub(crate) fn claimed_at(&self) -> Instant {
-        self.claimed.unwrap_or_else(Instant::now)
+        self.stamp.unwrap_or_else(Instant::now)
     }
 
     /// Runs the call against `object`, calling `done` before the caller sees the outcome.
@@ -379,12 +378,15 @@ impl<T: 'static> Mailbox<T> {
         F: FnOnce(&mut T, &interrupt::Slot, Option<&CancellationToken>) -> R + Send + 'static,
         R: Send + 'static,
     {
+        // The shared counters first, before the new call's memory is written: a locked
+        // increment waits for the stores ahead of it, and those miss the cache.
+        let shared = Arc::clone(self);
+        self.load.fetch_add(1, Ordering::Relaxed);
         let origin = Origin::new(kind, Some(Arc::clone(&self.name)), site);
         let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
             seq: 0,
-            admitted: None,
-            claimed: None,
+            stamp: None,
             claim: ticket.claim_handle(),
             run: Box::new(
                 move |object: &RefCell<Option<T>>,
@@ -402,9 +404,8 @@ impl<T: 'static> Mailbox<T> {
                 },
             ),
         };
-        self.load.fetch_add(1, Ordering::Relaxed);
         Call {
-            shared: Arc::clone(self),
+            shared,
             id,
             link,
             envelope: Some(envelope),
@@ -427,7 +428,7 @@ impl<T: 'static> Mailbox<T> {
             let Some((_, mut envelope)) = state.line.pop_front() else {
                 break;
             };
-            envelope.admitted = Some(now);
+            envelope.stamp = Some(now);
             Counters::bump(&self.counters.submitted);
             if free && !admitted {
                 envelope.claim.runs_soon(); // see `Call::admit`
@@ -607,14 +608,15 @@ impl<T: 'static> Mailbox<T> {
                 continue;
             }
             let now = now.unwrap_or_else(Instant::now);
-            if let Some(admitted) = envelope.admitted {
+            if let Some(admitted) = envelope.stamp.replace(now) {
                 self.counters
                     .queue_wait
                     .record(now.saturating_duration_since(admitted));
             }
-            envelope.claimed = Some(now);
             batch.running = Some(envelope.claim.origin().site);
-            self.batch_claimed.fetch_add(1, Ordering::Release);
+            // Only this thread writes it (under the batch lock): no locked increment.
+            let claimed = self.batch_claimed.load(Ordering::Relaxed);
+            self.batch_claimed.store(claimed + 1, Ordering::Release);
             return Some(envelope);
         }
         None
@@ -760,7 +762,7 @@ impl<T: 'static, R> Call<T, R> {
             state.line.push_back((seq, envelope));
             return Admit::Waiting;
         }
-        envelope.admitted = Some(now);
+        envelope.stamp = Some(now);
         Counters::bump(&shared.counters.submitted);
         if state.worker_free() {
             // The worker is idle and nothing is ahead: the call runs without time passing,
