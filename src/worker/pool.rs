@@ -291,7 +291,7 @@ impl<T: 'static> WorkerPool<T> {
             .map(|link| {
                 let (q, r) = link.shared().now();
                 (queued, running) = (queued + q, running + r);
-                &link.shared().counters
+                &link.shared().counters.0
             })
             .collect();
         crate::stats::Counters::merged(&counters, queued, running)
