@@ -82,7 +82,11 @@ fn a_caller_waiting_for_room_is_admitted_and_run_without_being_polled_again() {
         }));
         let (waiting_waker, wakes) = reporting_waker();
         assert!(poll_with(&mut waiting, &waiting_waker).is_pending());
-        assert_eq!(w.stats().submitted, 2, "the waiting call was admitted early");
+        assert_eq!(
+            w.stats().submitted,
+            2,
+            "the waiting call was admitted early"
+        );
         gate.open();
         // The worker admits it when the place frees up, and runs it: no second poll.
         ran_rx
@@ -154,7 +158,10 @@ fn a_call_withdrawn_from_the_workers_batch_never_runs_and_frees_its_place() {
         let log = futures::executor::block_on(w.call(|log: &mut Log| log.clone())).unwrap();
         assert_eq!(log, ["first", "second", "a", "b", "c"]);
         let stats = w.stats();
-        assert_eq!((stats.submitted, stats.completed, stats.withdrawn), (7, 6, 1));
+        assert_eq!(
+            (stats.submitted, stats.completed, stats.withdrawn),
+            (7, 6, 1)
+        );
     });
 }
 
@@ -163,7 +170,9 @@ struct Probe(mpsc::Sender<Option<String>>);
 
 impl Drop for Probe {
     fn drop(&mut self) {
-        let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+        let _ = self
+            .0
+            .send(std::thread::current().name().map(str::to_owned));
     }
 }
 
@@ -179,7 +188,9 @@ fn a_call_made_before_the_last_handle_is_dropped_runs_then_the_object_is_dropped
         // No handle is left, and the call was never polled: it still keeps the worker.
         assert!(dropped.try_recv().is_err());
         assert_eq!(futures::executor::block_on(call).unwrap(), 7);
-        let on = dropped.recv_timeout(HANG).expect("the object was not dropped");
+        let on = dropped
+            .recv_timeout(HANG)
+            .expect("the object was not dropped");
         assert_eq!(on.as_deref(), Some("kept-up"));
     });
 }

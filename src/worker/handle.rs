@@ -124,8 +124,7 @@ impl<T: 'static> Worker<T> {
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.shared()
-            .call(site, false, move |object, _| f(object))
+        self.shared().call(site, false, move |object, _| f(object))
     }
 
     /// The worker's name (also its thread's name).

@@ -40,14 +40,10 @@ fn mailbox(capacity: usize) -> Arc<Mailbox<Log>> {
 
 /// A call that appends `n` to the log.
 fn call(mb: &Arc<Mailbox<Log>>, n: u32) -> Call<Log, u32> {
-    mb.call(
-        Location::caller(),
-        false,
-        move |log: &mut Log, _| {
-            log.lock().unwrap().push(n);
-            n
-        },
-    )
+    mb.call(Location::caller(), false, move |log: &mut Log, _| {
+        log.lock().unwrap().push(n);
+        n
+    })
 }
 
 /// Polls once (admission, and the reply if it is already in) with a waker that does

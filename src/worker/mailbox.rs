@@ -4,21 +4,31 @@
 //!
 //! How a call travels: [`Call`] is created with its job already submitted to the job
 //! layer (a `Ticket` boxed into an [`Envelope`], the `Reply` kept by the caller). On its
-//! first poll it is *admitted* — pushed into the queue — if the queue has room and
-//! nobody waits before it; otherwise it joins the line of waiters, holding its envelope
-//! and no thread. The worker thread pops calls one at a time; free slots are *granted*
-//! to the first waiters (reserved for them and their tasks woken), so callers are
-//! admitted strictly in order. Pops grant in batches: once the mailbox is down to half
-//! its capacity, as many waiters as there are free slots are granted at once, so a
-//! burst larger than the mailbox costs its callers' executor one wake-up per batch, not
-//! one per call (a slot granted on every pop woke the burst's task for each call, and a
-//! 10k burst ran at a third of the speed of an unbounded channel). Sync callers use the
-//! same future.
+//! first poll it is *admitted* — pushed into the queue — if the mailbox has room and
+//! nobody waits before it; otherwise it joins the line, *with its envelope*, holding no
+//! thread. Whoever frees places admits the first calls in line into them: the worker
+//! thread when it takes its next batch, or a caller whose withdrawal freed a place. A
+//! caller in line is therefore never woken to admit itself: its task already waits for
+//! its reply, and is woken once, with the answer. (Callers used to be granted a place,
+//! woken, and re-polled to push their own call: in a 10k burst through a mailbox of
+//! 1,024, that second wake-up of 9,000 callers made the worker 0.4-0.6× the speed of the
+//! SQLite peers' unbounded channels; it is 0.8× now, see `benches/peers.rs`.) Callers
+//! are admitted strictly in order. Sync callers use the same future.
 //!
-//! A caller that gives up before its call starts leaves no trace: a waiter leaves the
-//! line (passing on a slot granted to it), an admitted call is withdrawn through the job
-//! layer and skipped when popped. Withdrawals and the worker's claims happen under the
-//! mailbox lock, so the count of withdrawn entries still in the queue is exact.
+//! The worker thread takes the whole queue at once as its *batch* (one lock of the
+//! mailbox for many calls: the lock callers take to admit), and claims the batch's calls
+//! one by one under a lock of its own that callers never take. A batch's places count as
+//! taken until they are claimed (claims are counted apart, read by a caller only when
+//! the mailbox looks full without them) or withdrawn, so the bound holds: live calls in
+//! the queue and the batch never exceed the capacity.
+//!
+//! A caller that gives up before its call starts leaves no trace: a caller in line
+//! takes its call out of the line (its place number finds it), an admitted call is
+//! withdrawn through the job layer and skipped when popped, from the queue or from the
+//! batch (its number tells which, for the count of withdrawn entries in each). The
+//! worker claims under the batch lock and the caller withdraws under the mailbox lock;
+//! the job layer makes exactly one of the two win, and shutdown's `abandon_queue` takes
+//! both locks, so the counts stay exact (the loom models in `loom.rs` check them).
 //!
 //! Nothing here needs a tokio runtime, and nothing takes from tokio's cooperative
 //! budget: a burst of ten thousand callers in one `join_all` is not re-polled over and
@@ -328,12 +338,7 @@ impl<T: 'static> Mailbox<T> {
 
     /// Builds a call of `f` against the object, submitted to the job layer; while `f`
     /// runs, an interrupt given for this call may stop it.
-    pub(crate) fn call<F, R>(
-        self: &Arc<Self>,
-        site: Site,
-        cancellable: bool,
-        f: F,
-    ) -> Call<T, R>
+    pub(crate) fn call<F, R>(self: &Arc<Self>, site: Site, cancellable: bool, f: F) -> Call<T, R>
     where
         F: FnOnce(&mut T, Option<&CancellationToken>) -> R + Send + 'static,
         R: Send + 'static,
@@ -365,9 +370,14 @@ impl<T: 'static> Mailbox<T> {
         R: Send + 'static,
     {
         let token = Some(self.shutdown.child_token());
-        self.make_call(Some(link), site, kind, token, 0, move |object, _slot, token| {
-            f(object, token)
-        })
+        self.make_call(
+            Some(link),
+            site,
+            kind,
+            token,
+            0,
+            move |object, _slot, token| f(object, token),
+        )
     }
 
     fn make_call<F, R>(
@@ -451,8 +461,7 @@ impl<T: 'static> Mailbox<T> {
     /// the worker admits it when it takes its next batch.
     fn has_room(&self, state: &State<T>) -> bool {
         let upper = state.occupied_upper();
-        upper < self.capacity
-            || upper - self.batch_claimed.load(Ordering::Acquire) < self.capacity
+        upper < self.capacity || upper - self.batch_claimed.load(Ordering::Acquire) < self.capacity
     }
 
     /// Turns a job's outcome into the caller's answer.
@@ -566,7 +575,8 @@ impl<T: 'static> Mailbox<T> {
             let mut batch = self.batch.lock();
             batch.running = None;
             let next = self.claim_from(&mut batch, now);
-            self.batch_left.store(batch.entries.len(), Ordering::Relaxed);
+            self.batch_left
+                .store(batch.entries.len(), Ordering::Relaxed);
             if next.is_some() {
                 return next;
             }
@@ -597,7 +607,8 @@ impl<T: 'static> Mailbox<T> {
                 self.admit_from_line(state, now.unwrap_or_else(Instant::now));
             }
             let next = self.claim_from(&mut batch, now);
-            self.batch_left.store(batch.entries.len(), Ordering::Relaxed);
+            self.batch_left
+                .store(batch.entries.len(), Ordering::Relaxed);
             if next.is_some() {
                 return next;
             }
@@ -662,7 +673,10 @@ impl<T: 'static> Mailbox<T> {
     pub(super) fn assert_drained(&self) {
         let state = self.state.lock();
         assert!(state.queue.is_empty(), "calls left in the queue");
-        assert!(self.batch.lock().entries.is_empty(), "calls left in the batch");
+        assert!(
+            self.batch.lock().entries.is_empty(),
+            "calls left in the batch"
+        );
         assert_eq!(state.dead, 0, "withdrawn calls miscounted");
         let claimed = self.batch_claimed.load(Ordering::Relaxed);
         assert_eq!(state.occupied_upper(), claimed, "batch places miscounted");
