@@ -172,3 +172,25 @@ fn close_vs_callers() {
         mb.assert_drained();
     });
 }
+
+/// The last handle and the last call go away at the same time: a call made through the
+/// handle (so it holds the worker up, through the load count, without a sender of its
+/// own) is awaited and dropped on one thread while the handle is dropped on another.
+/// The call runs, and the worker thread ends (whichever goes second wakes it; loom
+/// reports a deadlock if neither does).
+#[test]
+fn last_handle_vs_last_call() {
+    check("worker::last_handle_vs_last_call", || {
+        let mb = mailbox(1);
+        let log: Log = Arc::default();
+        let handle = Sender::new(&mb);
+        let worker = start(&mb, &log);
+        let c = call(&mb, 1);
+        let caller = thread::spawn(move || block_on(c).unwrap());
+        drop(handle);
+        assert_eq!(caller.join().unwrap(), 1);
+        worker.join().unwrap();
+        assert_eq!(*log.lock().unwrap(), [1]);
+        mb.assert_drained();
+    });
+}

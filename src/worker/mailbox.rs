@@ -295,20 +295,24 @@ impl<T: 'static> Mailbox<T> {
         self.load.load(Ordering::Relaxed)
     }
 
-    /// No handle and no call left: an idle worker thread ends. (SeqCst, with the
-    /// decrements in `Sender::drop` and `Call::drop`: whichever of the last handle and
-    /// the last call goes second sees the other gone, and wakes the worker.)
+    /// No handle and no call left: an idle worker thread ends. Read under the mailbox
+    /// lock, by the worker and by [`wake_if_unheld`](Self::wake_if_unheld).
     fn unheld(&self) -> bool {
-        self.senders.load(Ordering::SeqCst) == 0 && self.load.load(Ordering::SeqCst) == 0
+        self.senders.load(Ordering::Acquire) == 0 && self.load.load(Ordering::Acquire) == 0
     }
 
-    /// The last handle or the last call went away: an idle worker thread ends.
+    /// The last handle or the last call went away (its count already decremented): an
+    /// idle worker thread ends once neither is left. Checked under the lock: of the last
+    /// handle and the last call, whichever takes the lock second sees both gone (the
+    /// other's decrement came before its unlock), so one of them wakes the worker; loom
+    /// checks it (`last_handle_vs_last_call`). Without the lock, two plain reads could
+    /// each miss the other's decrement.
     fn wake_if_unheld(&self) {
-        if self.unheld() {
-            let notify = self.state.lock().needs_notify();
-            if notify {
-                self.wake.notify_one();
-            }
+        let mut state = self.state.lock();
+        let notify = self.unheld() && state.needs_notify();
+        drop(state);
+        if notify {
+            self.wake.notify_one();
         }
     }
 
@@ -721,7 +725,7 @@ impl<T: 'static> Clone for Sender<T> {
 
 impl<T: 'static> Drop for Sender<T> {
     fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The last sender: an idle worker thread ends once no call is left.
             self.shared.wake_if_unheld();
         }
@@ -928,7 +932,7 @@ impl<T: 'static, R> Call<T, R> {
 
 impl<T: 'static, R> Drop for Call<T, R> {
     fn drop(&mut self) {
-        if self.shared.load.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.shared.load.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.shared.wake_if_unheld();
         }
         if !self.settled {
