@@ -823,21 +823,15 @@ impl<T: 'static, R> Call<T, R> {
             if seq < state.taken_upto {
                 // In the worker's batch: it frees its place now, and is skipped there.
                 state.batch_dead += 1;
-                let notify = !state.line.is_empty()
-                    && shared.admit_from_line(&mut state, Instant::now())
-                    && state.needs_notify();
-                drop(state);
-                if notify {
-                    shared.wake.notify_one();
+            } else {
+                state.dead += 1;
+                // Withdrawn entries stay queued until popped; compact when they dominate.
+                if state.dead > shared.capacity.max(64) {
+                    state.queue.retain(|e| e.claim.is_waiting());
+                    state.dead = 0;
                 }
-                return;
             }
-            state.dead += 1;
-            // Withdrawn entries stay queued until popped; compact when they dominate.
-            if state.dead > shared.capacity.max(64) {
-                state.queue.retain(|e| e.claim.is_waiting());
-                state.dead = 0;
-            }
+            // The freed place goes to the first caller in line.
             let notify = !state.line.is_empty()
                 && shared.admit_from_line(&mut state, Instant::now())
                 && state.needs_notify();
