@@ -442,20 +442,24 @@ impl<T: 'static> Mailbox<T> {
     /// woken to admit itself: its task already waits for the reply.
     fn admit_from_line(&self, state: &mut State<T>, now: Instant) -> bool {
         let free = state.worker_free();
-        let mut admitted = false;
-        while self.has_room(state) {
-            let Some((_, mut envelope)) = state.line.pop_front() else {
-                break;
-            };
+        let taken = state.occupied_upper() - self.batch_claimed.load(Ordering::Acquire);
+        let admitted = self
+            .capacity
+            .saturating_sub(taken)
+            .min(state.line.len());
+        for (at, (_, mut envelope)) in state.line.drain(..admitted).enumerate() {
             envelope.stamp = Some(now);
-            Counters::bump(&self.counters.submitted);
-            if free && !admitted {
+            if free && at == 0 {
                 envelope.claim.runs_soon(); // see `Call::admit`
             }
             state.queue.push_back(envelope);
-            admitted = true;
         }
-        admitted
+        if admitted > 0 {
+            // One count for the lot (before any of them can be claimed).
+            let count = u64::try_from(admitted).unwrap_or(u64::MAX);
+            self.counters.submitted.fetch_add(count, Ordering::Release);
+        }
+        admitted > 0
     }
 
     /// True when a live call queued now would not exceed the capacity: live calls in the
