@@ -443,10 +443,7 @@ impl<T: 'static> Mailbox<T> {
     fn admit_from_line(&self, state: &mut State<T>, now: Instant) -> bool {
         let free = state.worker_free();
         let taken = state.occupied_upper() - self.batch_claimed.load(Ordering::Acquire);
-        let admitted = self
-            .capacity
-            .saturating_sub(taken)
-            .min(state.line.len());
+        let admitted = self.capacity.saturating_sub(taken).min(state.line.len());
         for (at, (_, mut envelope)) in state.line.drain(..admitted).enumerate() {
             envelope.stamp = Some(now);
             if free && at == 0 {
