@@ -19,9 +19,9 @@
 //! - `worker_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.3×.
 //!
 //! Then `idle_worker_cpu`: the CPU time an idle worker thread uses over 1 s of real
-//! time after a call (its spin before it sleeps included), read from
-//! `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its CPU time per
-//! awaited call. (The peers users pick instead of a worker, `tokio-rusqlite` and
+//! time after a call (it does not spin before it sleeps: a few µs of wake-ups at
+//! most), read from `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its
+//! CPU time per awaited call. (The peers users pick instead of a worker, `tokio-rusqlite` and
 //! `async-sqlite`, are in `benches/peers.rs`.)
 //!
 //! Run with: `cargo bench --bench worker` (`ABBA_ONLY=1` skips the criterion rows).

@@ -124,9 +124,7 @@ impl<T: 'static> Worker<T> {
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let link = self.link.clone();
-        self.shared()
-            .call(link, site, false, move |object, _| f(object))
+        self.shared().call(site, false, move |object, _| f(object))
     }
 
     /// The worker's name (also its thread's name).
@@ -172,9 +170,8 @@ impl<T: 'static> Worker<T> {
         F: FnOnce(&mut T) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let link = self.link.clone();
         self.shared()
-            .call(link, Location::caller(), false, move |object, _| f(object))
+            .call(Location::caller(), false, move |object, _| f(object))
     }
 
     /// Runs `f` with the object and a token that is cancelled when the caller drops
@@ -222,9 +219,8 @@ impl<T: 'static> Worker<T> {
         F: FnOnce(&mut T, &CancellationToken) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let link = self.link.clone();
         self.shared()
-            .call(link, Location::caller(), true, move |object, token| {
+            .call(Location::caller(), true, move |object, token| {
                 f(
                     object,
                     token.expect("a cancellable call always has a token"),

@@ -40,15 +40,10 @@ fn mailbox(capacity: usize) -> Arc<Mailbox<Log>> {
 
 /// A call that appends `n` to the log.
 fn call(mb: &Arc<Mailbox<Log>>, n: u32) -> Call<Log, u32> {
-    mb.call(
-        Sender::new(mb),
-        Location::caller(),
-        false,
-        move |log: &mut Log, _| {
-            log.lock().unwrap().push(n);
-            n
-        },
-    )
+    mb.call(Location::caller(), false, move |log: &mut Log, _| {
+        log.lock().unwrap().push(n);
+        n
+    })
 }
 
 /// Polls once (admission, and the reply if it is already in) with a waker that does
@@ -78,53 +73,63 @@ fn start(mb: &Arc<Mailbox<Log>>, log: &Log) -> thread::JoinHandle<()> {
 
 /// Capacity 1, the worker thread serving, a caller that submits two calls `a` then `b`
 /// without waiting (so `b` waits in line, or both do), and the main thread, whose call
-/// `c` is polled once and dropped (withdrawn: from the line, with the slot granted to it
-/// passed on, or from the queue, or its token cancelled if it had started), and the
-/// worker's handle dropped at the end: `a` runs before `b` (FIFO admission and
-/// running), `a` and `b` are each answered exactly once with their own value, `c` runs
-/// at most once, nothing waits forever (loom reports a deadlock), the worker ends, and
-/// the queue, the withdrawn count, the reserved slots and the line are all back to
-/// empty.
+/// `c` is polled once and dropped (withdrawn: from the line, from the queue or from the
+/// worker's batch, or its token cancelled if it had started), and the worker's handle
+/// dropped at the end: `a` runs before `b` (FIFO admission, by the worker for a caller
+/// in line, and running), `a` and `b` are each answered exactly once with their own
+/// value, `c` runs at most once, nothing waits forever (loom reports a deadlock), the
+/// worker ends, and the queue, the batch, the withdrawn counts and the line are all back
+/// to empty.
 #[test]
 fn fifo_withdraw() {
-    check("worker::fifo_withdraw", || {
-        let mb = mailbox(1);
-        let log: Log = Arc::default();
-        let handle = Sender::new(&mb);
-        let worker = start(&mb, &log);
-        let first = {
-            let mb = Arc::clone(&mb);
-            thread::spawn(move || {
-                let mut a = call(&mb, 1);
-                let mut b = call(&mb, 2);
-                let a_now = poll_once(&mut a);
-                let b_now = poll_once(&mut b);
-                (finish(a, a_now).unwrap(), finish(b, b_now).unwrap())
-            })
-        };
-        let mut c = call(&mb, 3);
-        let c_answered = poll_once(&mut c).is_ready();
-        thread::yield_now(); // gives up later, whatever ran meanwhile
-        drop(c);
-        assert_eq!(first.join().unwrap(), (1, 2));
-        drop(handle);
-        worker.join().unwrap();
-        let log = log.lock().unwrap().clone();
-        let at = |n| log.iter().position(|&x| x == n);
-        assert!(at(1) < at(2), "b ran before a: {log:?}");
-        for n in [1, 2, 3] {
-            assert!(
-                log.iter().filter(|&&x| x == n).count() <= 1,
-                "ran twice: {log:?}"
-            );
-        }
-        assert!(at(1).is_some() && at(2).is_some(), "a call lost: {log:?}");
-        if c_answered {
-            assert!(at(3).is_some(), "c answered without running");
-        }
-        assert_eq!(mb.finished(), log.len() as u64, "finished miscounted");
-        mb.assert_drained();
-    });
+    check("worker::fifo_withdraw", || fifo_withdraw_model(1));
+}
+
+/// As [`fifo_withdraw`], with capacity 2: the worker takes `a` and `b` (or `b` and `c`)
+/// as one batch, so `c` can also be withdrawn from the batch, freeing its place there.
+#[test]
+fn batch_withdraw() {
+    check("worker::batch_withdraw", || fifo_withdraw_model(2));
+}
+
+/// The body of [`fifo_withdraw`] and [`batch_withdraw`].
+fn fifo_withdraw_model(capacity: usize) {
+    let mb = mailbox(capacity);
+    let log: Log = Arc::default();
+    let handle = Sender::new(&mb);
+    let worker = start(&mb, &log);
+    let first = {
+        let mb = Arc::clone(&mb);
+        thread::spawn(move || {
+            let mut a = call(&mb, 1);
+            let mut b = call(&mb, 2);
+            let a_now = poll_once(&mut a);
+            let b_now = poll_once(&mut b);
+            (finish(a, a_now).unwrap(), finish(b, b_now).unwrap())
+        })
+    };
+    let mut c = call(&mb, 3);
+    let c_answered = poll_once(&mut c).is_ready();
+    thread::yield_now(); // gives up later, whatever ran meanwhile
+    drop(c);
+    assert_eq!(first.join().unwrap(), (1, 2));
+    drop(handle);
+    worker.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    let at = |n| log.iter().position(|&x| x == n);
+    assert!(at(1) < at(2), "b ran before a: {log:?}");
+    for n in [1, 2, 3] {
+        assert!(
+            log.iter().filter(|&&x| x == n).count() <= 1,
+            "ran twice: {log:?}"
+        );
+    }
+    assert!(at(1).is_some() && at(2).is_some(), "a call lost: {log:?}");
+    if c_answered {
+        assert!(at(3).is_some(), "c answered without running");
+    }
+    assert_eq!(mb.finished(), log.len() as u64, "finished miscounted");
+    mb.assert_drained();
 }
 
 /// Capacity 1, the worker serving, two callers each awaiting one call, and a shutdown
@@ -164,6 +169,28 @@ fn close_vs_callers() {
                 }
             }
         }
+        mb.assert_drained();
+    });
+}
+
+/// The last handle and the last call go away at the same time: a call made through the
+/// handle (so it holds the worker up, through the load count, without a sender of its
+/// own) is awaited and dropped on one thread while the handle is dropped on another.
+/// The call runs, and the worker thread ends (whichever goes second wakes it; loom
+/// reports a deadlock if neither does).
+#[test]
+fn last_handle_vs_last_call() {
+    check("worker::last_handle_vs_last_call", || {
+        let mb = mailbox(1);
+        let log: Log = Arc::default();
+        let handle = Sender::new(&mb);
+        let worker = start(&mb, &log);
+        let c = call(&mb, 1);
+        let caller = thread::spawn(move || block_on(c).unwrap());
+        drop(handle);
+        assert_eq!(caller.join().unwrap(), 1);
+        worker.join().unwrap();
+        assert_eq!(*log.lock().unwrap(), [1]);
         mb.assert_drained();
     });
 }

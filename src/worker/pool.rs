@@ -154,8 +154,7 @@ impl<T: 'static> WorkerPool<T> {
         R: Send + 'static,
     {
         let link = self.route();
-        link.shared()
-            .call(link.clone(), site, false, move |object, _| f(object))
+        link.shared().call(site, false, move |object, _| f(object))
     }
 
     fn on_own_thread(&self) -> bool {
@@ -194,9 +193,7 @@ impl<T: 'static> WorkerPool<T> {
     {
         let link = self.route();
         link.shared()
-            .call(link.clone(), Location::caller(), false, move |object, _| {
-                f(object)
-            })
+            .call(Location::caller(), false, move |object, _| f(object))
     }
 
     /// As [`call`](Self::call), handing `f` a token that is cancelled when the caller
@@ -227,17 +224,13 @@ impl<T: 'static> WorkerPool<T> {
         R: Send + 'static,
     {
         let link = self.route();
-        link.shared().call(
-            link.clone(),
-            Location::caller(),
-            true,
-            move |object, token| {
+        link.shared()
+            .call(Location::caller(), true, move |object, token| {
                 f(
                     object,
                     token.expect("a cancellable call always has a token"),
                 )
-            },
-        )
+            })
     }
 
     /// Runs `f` with the object of the least-loaded worker and blocks until it returns,
@@ -292,7 +285,7 @@ impl<T: 'static> WorkerPool<T> {
             .map(|link| {
                 let (q, r) = link.shared().now();
                 (queued, running) = (queued + q, running + r);
-                &link.shared().counters
+                &link.shared().counters.0
             })
             .collect();
         crate::stats::Counters::merged(&counters, queued, running)
