@@ -496,6 +496,13 @@ impl<T: 'static> Mailbox<T> {
             self.closed.store(true, Ordering::Release);
         }
         let line = std::mem::take(&mut state.line);
+        // Given up under the lock, as `abandon_queue` does: a caller leaving the line
+        // after this must not find its call waiting and withdraw it as if admitted (a
+        // withdrawal counted for a call never submitted, and a dead entry counted in a
+        // queue that does not hold it).
+        for (_, envelope) in &line {
+            envelope.claim.abandon();
+        }
         let notify = state.needs_notify();
         drop(state);
         if notify {
