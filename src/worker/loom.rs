@@ -194,3 +194,45 @@ fn last_handle_vs_last_call() {
         mb.assert_drained();
     });
 }
+
+/// Capacity 1, the worker serving, `a` admitted and `b` polled once (in line while `a`
+/// waits, queued once the worker claimed `a`), then `b`'s caller gives up while another
+/// thread closes the mailbox (as shutdown does, dropping the line's calls after
+/// unlocking): `b` never runs twice and is never counted as withdrawn unless it was
+/// admitted (every call submitted either ran or was withdrawn: a caller leaving a line
+/// that close had taken used to withdraw its call as if admitted), and the mailbox is
+/// empty after.
+#[test]
+fn close_vs_leaving_the_line() {
+    check("worker::close_vs_leaving_the_line", || {
+        let mb = mailbox(1);
+        let log: Log = Arc::default();
+        let handle = Sender::new(&mb);
+        let worker = start(&mb, &log);
+        let mut a = call(&mb, 1);
+        let a_now = poll_once(&mut a);
+        let mut b = call(&mb, 2);
+        let _ = poll_once(&mut b);
+        let closer = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || {
+                mb.close(Closed::ShutDown);
+            })
+        };
+        drop(b);
+        closer.join().unwrap();
+        assert_eq!(finish(a, a_now).unwrap(), 1);
+        drop(handle);
+        worker.join().unwrap();
+        let log = log.lock().unwrap().clone();
+        assert!(log.iter().filter(|&&x| x == 2).count() <= 1, "ran twice: {log:?}");
+        let submitted = mb.counters.submitted.load(std::sync::atomic::Ordering::Relaxed);
+        let withdrawn = mb.counters.withdrawn.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            submitted,
+            mb.finished() + withdrawn,
+            "submitted {submitted}, ran {log:?}, withdrawn {withdrawn}"
+        );
+        mb.assert_drained();
+    });
+}
