@@ -788,3 +788,144 @@ fn callers_leaving_the_line_while_shutdown_drops_it_count_no_withdrawal() {
         }
     });
 }
+
+#[test]
+fn a_call_timing_out_in_the_workers_batch_never_runs_and_admits_the_next_in_line() {
+    within_a_minute(|| {
+        async_bridge::testing::run(async {
+            let w = Worker::builder("batch-timeout")
+                .mailbox(3)
+                .timeout(Duration::from_secs(10))
+                .spawn(|| Ok::<_, std::io::Error>(Vec::new()))
+                .unwrap();
+            let first = w.lease().await.unwrap(); // holds the worker, lets the clock go
+            let mut second = Box::pin(w.lease());
+            assert!(poll_here(&mut second).await.is_pending()); // queued, untimed
+            let mut a = logged(&w, 1);
+            assert!(poll_here(&mut a).await.is_pending()); // queued, times out at 10 s
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let (mut b, mut c) = (logged(&w, 2), logged(&w, 3));
+            assert!(poll_here(&mut b).await.is_pending()); // queued, times out at 15 s
+            assert!(poll_here(&mut c).await.is_pending()); // in line
+            first.finish().await.unwrap();
+            // The worker took the second holder, a and b as its batch, and serves the
+            // second lease: a and b sit in the batch, c in line.
+            let second = second.await.unwrap();
+            let s = w.stats();
+            assert_eq!((s.submitted, s.queued, s.running), (4, 3, 1), "{s:?}");
+            assert!(a.await.unwrap_err().is_timeout());
+            let s = w.stats();
+            // a's place in the batch went to c, admitted by a's own timing out.
+            assert_eq!(counts(&s), (5, 1, 0, 1, 1, 0), "{s:?}");
+            assert_eq!((s.queued, s.running), (2, 1), "{s:?}");
+            second.finish().await.unwrap();
+            assert_eq!(b.await.unwrap(), 2);
+            assert_eq!(c.await.unwrap(), 3);
+            assert_eq!(w.call(|log| log.clone()).await.unwrap(), [2, 3]);
+            let s = w.stats();
+            assert_eq!(counts(&s), (6, 5, 0, 1, 1, 0), "{s:?}");
+        })
+    });
+}
+
+#[test]
+fn the_last_handle_dropped_with_calls_in_the_batch_lets_them_run_then_the_thread_ends() {
+    within_a_minute(|| {
+        let (w, dropped) = probed("last-handle-batch", 3);
+        let g0 = Gate::new();
+        let first = p_gated(&w, 0, &g0);
+        let g1 = Gate::new();
+        let (x_started_tx, x_started) = mpsc::channel();
+        let g1c = g1.clone();
+        let mut x: Boxed<u32> = Box::pin(w.call(move |p: &mut Probed| {
+            p.log.push(10);
+            x_started_tx.send(()).unwrap();
+            g1c.wait();
+            10
+        }));
+        admit(&mut x);
+        let (mut a, mut b) = (p_logged(&w, 1), p_logged(&w, 2));
+        admit(&mut a);
+        admit(&mut b);
+        g0.open();
+        block_on_plain(first).unwrap();
+        x_started.recv_timeout(HANG).unwrap(); // a and b in the batch
+        let mut c = p_logged(&w, 3);
+        admit(&mut c); // queued
+        let mut d = p_logged(&w, 4);
+        admit(&mut d); // in line
+        let read = Box::pin(w.call(|p: &mut Probed| p.log.clone())); // made, not polled
+        drop(w);
+        g1.open();
+        for (n, call) in [(10, x), (1, a), (2, b), (3, c), (4, d)] {
+            assert_eq!(block_on_plain(call).unwrap(), n);
+        }
+        assert_eq!(block_on_plain(read).unwrap(), [0, 10, 1, 2, 3, 4]);
+        assert_eq!(dropped.recv_timeout(HANG).unwrap(), "last-handle-batch");
+    });
+}
+
+#[test]
+fn a_lease_waiting_in_line_keeps_the_worker_up_after_its_last_handle() {
+    within_a_minute(|| {
+        let (w, dropped) = probed("lease-last-handle", 1);
+        let gate = Gate::new();
+        let first = p_gated(&w, 0, &gate);
+        let mut a = p_logged(&w, 1);
+        admit(&mut a); // queued
+        let mut lease = Box::pin(w.lease());
+        assert!(poll_once(&mut lease).is_pending()); // in line
+        drop(w);
+        gate.open();
+        block_on_plain(first).unwrap();
+        assert_eq!(block_on_plain(a).unwrap(), 1);
+        let mut lease = block_on_plain(lease).unwrap();
+        block_on_plain(lease.call(|p| p.log.push(5))).unwrap();
+        assert!(
+            dropped.try_recv().is_err(),
+            "object dropped under a held lease"
+        );
+        drop(lease); // unfinished: the hook runs, then the thread ends
+        assert_eq!(dropped.recv_timeout(HANG).unwrap(), "lease-last-handle");
+    });
+}
+
+/// A withdrawn call's closure is dropped by whoever skips or clears it; if it holds the
+/// worker's last handle, that drop wakes the worker, which takes the mailbox lock: it
+/// must not happen under the lock (the worker thread used to deadlock on itself there,
+/// and the call before never got its answer).
+#[test]
+fn a_withdrawn_call_holding_the_last_handle_is_dropped_outside_the_mailbox_lock() {
+    guarded("the worker skipping a withdrawn call", || {
+        let w = worker("drop-outside-lock", 1);
+        let gate = Gate::new();
+        let first = hold(&w, 0, &gate);
+        let keep = w.clone();
+        let mut a: Boxed<()> = Box::pin(w.call(move |_: &mut Log| drop(keep)));
+        admit(&mut a); // queued
+        drop(w); // a's closure holds the last handle
+        drop(a); // withdrawn: the worker skips it when it takes its next batch
+        gate.open();
+        assert_eq!(block_on_plain(first).unwrap(), 0);
+    });
+}
+
+/// As above, for the withdrawn calls a caller clears from the queue when they dominate it.
+#[test]
+fn withdrawn_calls_cleared_from_the_queue_are_dropped_outside_the_mailbox_lock() {
+    guarded("a caller clearing withdrawn calls", || {
+        let w = worker("compact-outside-lock", 100);
+        let gate = Gate::new();
+        let first = hold(&w, 0, &gate);
+        let keep = w.clone();
+        let mut calls: Vec<Boxed<()>> = vec![Box::pin(w.call(move |_: &mut Log| drop(keep)))];
+        calls.extend((1..80).map(|_| -> Boxed<()> { Box::pin(w.call(|_: &mut Log| ())) }));
+        for call in &mut calls {
+            admit(call); // all queued
+        }
+        drop(w); // the first call's closure holds the last handle
+        drop(calls); // withdrawn, one by one: the queue is cleared of them on the way
+        gate.open();
+        assert_eq!(block_on_plain(first).unwrap(), 0);
+    });
+}

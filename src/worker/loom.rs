@@ -225,9 +225,18 @@ fn close_vs_leaving_the_line() {
         drop(handle);
         worker.join().unwrap();
         let log = log.lock().unwrap().clone();
-        assert!(log.iter().filter(|&&x| x == 2).count() <= 1, "ran twice: {log:?}");
-        let submitted = mb.counters.submitted.load(std::sync::atomic::Ordering::Relaxed);
-        let withdrawn = mb.counters.withdrawn.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            log.iter().filter(|&&x| x == 2).count() <= 1,
+            "ran twice: {log:?}"
+        );
+        let submitted = mb
+            .counters
+            .submitted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let withdrawn = mb
+            .counters
+            .withdrawn
+            .load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
             submitted,
             mb.finished() + withdrawn,
@@ -286,9 +295,18 @@ fn abandon_vs_batch_withdraw() {
                 }
             }
         }
-        assert!(log.iter().filter(|&&x| x == 3).count() <= 1, "ran twice: {log:?}");
-        let submitted = mb.counters.submitted.load(std::sync::atomic::Ordering::Relaxed);
-        let withdrawn = mb.counters.withdrawn.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            log.iter().filter(|&&x| x == 3).count() <= 1,
+            "ran twice: {log:?}"
+        );
+        let submitted = mb
+            .counters
+            .submitted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let withdrawn = mb
+            .counters
+            .withdrawn
+            .load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
             submitted,
             mb.finished() + withdrawn + abandoned,

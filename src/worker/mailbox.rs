@@ -583,10 +583,13 @@ impl<T: 'static> Mailbox<T> {
     /// mailbox lock, the callers in line are admitted into the places the last batch
     /// freed and the whole queue is taken at once. Withdrawn calls are skipped.
     fn claim_next(&self, now: Option<Instant>) -> Option<Envelope<T>> {
+        // Withdrawn calls skipped, dropped after the locks (declared first, dropped last):
+        // a closure may hold the worker's last handle, whose drop takes the mailbox lock.
+        let mut skipped = Vec::new();
         if self.batch_left.load(Ordering::Relaxed) > 0 {
             let mut batch = self.batch.lock();
             batch.running = None;
-            let next = self.claim_from(&mut batch, now);
+            let next = self.claim_from(&mut batch, now, &mut skipped);
             self.batch_left
                 .store(batch.entries.len(), Ordering::Relaxed);
             if next.is_some() {
@@ -618,7 +621,7 @@ impl<T: 'static> Mailbox<T> {
                 // Into the places left, ready for the next batch.
                 self.admit_from_line(state, now.unwrap_or_else(Instant::now));
             }
-            let next = self.claim_from(&mut batch, now);
+            let next = self.claim_from(&mut batch, now, &mut skipped);
             self.batch_left
                 .store(batch.entries.len(), Ordering::Relaxed);
             if next.is_some() {
@@ -628,11 +631,18 @@ impl<T: 'static> Mailbox<T> {
         }
     }
 
-    /// Pops the batch's first live call and claims it, skipping withdrawn ones.
-    fn claim_from(&self, batch: &mut Batch<T>, now: Option<Instant>) -> Option<Envelope<T>> {
+    /// Pops the batch's first live call and claims it, skipping withdrawn ones (into
+    /// `skipped`, for the caller to drop once it holds no lock).
+    fn claim_from(
+        &self,
+        batch: &mut Batch<T>,
+        now: Option<Instant>,
+        skipped: &mut Vec<Envelope<T>>,
+    ) -> Option<Envelope<T>> {
         while let Some(mut envelope) = batch.entries.pop_front() {
             if !envelope.claim.claim() {
                 batch.skipped += 1; // withdrawn by its caller: skip it
+                skipped.push(envelope);
                 continue;
             }
             let now = now.unwrap_or_else(Instant::now);
@@ -826,6 +836,7 @@ impl<T: 'static, R> Call<T, R> {
             return;
         }
         // Not in line (any more): admitted into the queue (or dropped by a close).
+        let mut cleared = VecDeque::new();
         if self.reply.withdraw() {
             Counters::bump(&shared.counters.withdrawn);
             if seq < state.taken_upto {
@@ -835,7 +846,10 @@ impl<T: 'static, R> Call<T, R> {
                 state.dead += 1;
                 // Withdrawn entries stay queued until popped; compact when they dominate.
                 if state.dead > shared.capacity.max(64) {
-                    state.queue.retain(|e| e.claim.is_waiting());
+                    // Dropped after unlocking: a closure may hold the worker's last
+                    // handle, whose drop takes the mailbox lock.
+                    let queue = std::mem::take(&mut state.queue);
+                    (state.queue, cleared) = queue.into_iter().partition(|e| e.claim.is_waiting());
                     state.dead = 0;
                 }
             }
@@ -844,6 +858,7 @@ impl<T: 'static, R> Call<T, R> {
                 && shared.admit_from_line(&mut state, Instant::now())
                 && state.needs_notify();
             drop(state);
+            drop(cleared);
             if notify {
                 shared.wake.notify_one();
             }
