@@ -929,3 +929,50 @@ fn withdrawn_calls_cleared_from_the_queue_are_dropped_outside_the_mailbox_lock()
         assert_eq!(block_on_plain(first).unwrap(), 0);
     });
 }
+
+#[test]
+fn a_sync_caller_timing_out_in_line_never_runs() {
+    within_a_minute(|| {
+        let w = Worker::builder("sync-timeout")
+            .mailbox(1)
+            .timeout(Duration::from_millis(50))
+            .spawn(|| Ok::<_, std::io::Error>(Vec::new()))
+            .unwrap();
+        // The async calls are timed on this runtime; polled by hand once only, they never
+        // see their own timeouts fire.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let entered = rt.enter();
+        let gate = Gate::new();
+        // Held until the sync caller has timed out: no race with the timeout.
+        let first = hold(&w, 0, &gate);
+        let mut a = logged(&w, 1);
+        admit(&mut a); // queued
+        drop(entered);
+        let sync = w.clone();
+        let err = std::thread::spawn(move || sync.call_blocking(|log: &mut Log| log.push(2)))
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        let s = w.stats();
+        assert_eq!(s.timed_out, 1, "{s:?}");
+        assert_eq!(s.submitted, 2, "the timed-out caller was admitted: {s:?}");
+        let mut b = logged(&w, 3);
+        let _entered = rt.enter();
+        admit(&mut b); // in line where the sync caller was
+        assert_eq!(w.stats().queued, 2);
+        gate.open();
+        // Answered, or timed out (the gate was held past 50 ms): not asserted.
+        let _ = block_on_plain(first);
+        let _ = block_on_plain(a);
+        let _ = block_on_plain(b);
+        let log = loop {
+            // Retried: the read itself has the worker's 50 ms timeout.
+            if let Ok(log) = rt.block_on(w.call(|log: &mut Log| log.clone())) {
+                break log;
+            }
+        };
+        assert_eq!(log[0], 0);
+        assert!(!log.contains(&2), "a timed-out caller ran: {log:?}");
+    });
+}

@@ -29,6 +29,9 @@
 //! worker claims under the batch lock and the caller withdraws under the mailbox lock;
 //! the job layer makes exactly one of the two win, and shutdown's `abandon_queue` takes
 //! both locks, so the counts stay exact (the loom models in `loom.rs` check them).
+//! Calls that will never run (skipped, cleared, failed by a close) are given up under
+//! the locks but dropped after them: a call's closure may hold the worker's last
+//! handle, whose drop takes the mailbox lock.
 //!
 //! Nothing here needs a tokio runtime, and nothing takes from tokio's cooperative
 //! budget: a burst of ten thousand callers in one `join_all` is not re-polled over and
