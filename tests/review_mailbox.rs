@@ -976,3 +976,30 @@ fn a_sync_caller_timing_out_in_line_never_runs() {
         assert!(!log.contains(&2), "a timed-out caller ran: {log:?}");
     });
 }
+
+/// Under the virtual-time harness, a call admitted to an idle worker holds the clock until
+/// it is claimed; withdrawn at once (from the queue, or from the line after a withdrawal
+/// admitted it), it must let the clock go, or the next sleep stalls the harness.
+#[test]
+fn calls_withdrawn_at_once_under_virtual_time_do_not_hold_the_clock() {
+    within_a_minute(|| {
+        async_bridge::testing::run(async {
+            let w = Worker::builder("virtual-withdraw")
+                .mailbox(1)
+                .spawn(|| Ok::<_, std::io::Error>(Vec::new()))
+                .unwrap();
+            let start = tokio::time::Instant::now();
+            for round in 0..50u32 {
+                let (mut a, mut b) = (logged(&w, round), logged(&w, 1_000 + round));
+                let _ = poll_here(&mut a).await; // queued (the worker is idle)
+                let _ = poll_here(&mut b).await; // in line, or queued once a was claimed
+                drop(a); // withdrawn, or too late; b takes its place if it waited
+                drop(b);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            assert_eq!(start.elapsed(), Duration::from_secs(50 * 60));
+            let s = w.stats();
+            assert_eq!(s.completed + s.withdrawn, s.submitted, "{s:?}");
+        })
+    });
+}
