@@ -194,3 +194,124 @@ fn last_handle_vs_last_call() {
         mb.assert_drained();
     });
 }
+
+/// Capacity 1, the worker serving, `a` admitted and `b` polled once (in line while `a`
+/// waits, queued once the worker claimed `a`), then `b`'s caller gives up while another
+/// thread closes the mailbox (as shutdown does, dropping the line's calls after
+/// unlocking): `b` never runs twice and is never counted as withdrawn unless it was
+/// admitted (every call submitted either ran or was withdrawn: a caller leaving a line
+/// that close had taken used to withdraw its call as if admitted), and the mailbox is
+/// empty after.
+#[test]
+fn close_vs_leaving_the_line() {
+    check("worker::close_vs_leaving_the_line", || {
+        let mb = mailbox(1);
+        let log: Log = Arc::default();
+        let handle = Sender::new(&mb);
+        let worker = start(&mb, &log);
+        let mut a = call(&mb, 1);
+        let a_now = poll_once(&mut a);
+        let mut b = call(&mb, 2);
+        let _ = poll_once(&mut b);
+        let closer = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || {
+                mb.close(Closed::ShutDown);
+            })
+        };
+        drop(b);
+        closer.join().unwrap();
+        assert_eq!(finish(a, a_now).unwrap(), 1);
+        drop(handle);
+        worker.join().unwrap();
+        let log = log.lock().unwrap().clone();
+        assert!(
+            log.iter().filter(|&&x| x == 2).count() <= 1,
+            "ran twice: {log:?}"
+        );
+        let submitted = mb
+            .counters
+            .submitted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let withdrawn = mb
+            .counters
+            .withdrawn
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            submitted,
+            mb.finished() + withdrawn,
+            "submitted {submitted}, ran {log:?}, withdrawn {withdrawn}"
+        );
+        mb.assert_drained();
+    });
+}
+
+/// Capacity 2, the worker serving; one caller awaits `a` and `b`, the main thread polls
+/// `c` once and gives it up while another thread shuts the mailbox down past its grace
+/// (`close`, then `abandon_queue`, as `shutdown` does): the worker's claims from its
+/// batch, the caller's withdrawal from the queue or the batch, and the abandoning of
+/// both race. Each call is answered once, `Ok` exactly when it ran, every call submitted
+/// ran, was withdrawn or was abandoned (each counted once), and the mailbox is empty
+/// after.
+#[test]
+fn abandon_vs_batch_withdraw() {
+    check("worker::abandon_vs_batch_withdraw", || {
+        let mb = mailbox(2);
+        let log: Log = Arc::default();
+        let handle = Sender::new(&mb);
+        let worker = start(&mb, &log);
+        let first = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || {
+                let mut a = call(&mb, 1);
+                let mut b = call(&mb, 2);
+                let a_now = poll_once(&mut a);
+                let b_now = poll_once(&mut b);
+                (finish(a, a_now), finish(b, b_now))
+            })
+        };
+        let mut c = call(&mb, 3);
+        let _ = poll_once(&mut c);
+        let closer = {
+            let mb = Arc::clone(&mb);
+            thread::spawn(move || {
+                mb.close(Closed::ShutDown);
+                mb.abandon_queue()
+            })
+        };
+        drop(c);
+        let abandoned = closer.join().unwrap() as u64;
+        let (a, b) = first.join().unwrap();
+        drop(handle);
+        worker.join().unwrap();
+        let log = log.lock().unwrap().clone();
+        for (n, answer) in [(1, a), (2, b)] {
+            let ran = log.iter().filter(|&&x| x == n).count();
+            match answer {
+                Ok(value) => assert_eq!((value, ran), (n, 1), "{log:?}"),
+                Err(err) => {
+                    assert!(err.is_shutdown(), "{err}");
+                    assert_eq!(ran, 0, "failed but ran: {log:?}");
+                }
+            }
+        }
+        assert!(
+            log.iter().filter(|&&x| x == 3).count() <= 1,
+            "ran twice: {log:?}"
+        );
+        let submitted = mb
+            .counters
+            .submitted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let withdrawn = mb
+            .counters
+            .withdrawn
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            submitted,
+            mb.finished() + withdrawn + abandoned,
+            "submitted {submitted}, ran {log:?}, withdrawn {withdrawn}, abandoned {abandoned}"
+        );
+        mb.assert_drained();
+    });
+}

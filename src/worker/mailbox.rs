@@ -29,6 +29,9 @@
 //! worker claims under the batch lock and the caller withdraws under the mailbox lock;
 //! the job layer makes exactly one of the two win, and shutdown's `abandon_queue` takes
 //! both locks, so the counts stay exact (the loom models in `loom.rs` check them).
+//! Calls that will never run (skipped, cleared, failed by a close) are given up under
+//! the locks but dropped after them: a call's closure may hold the worker's last
+//! handle, whose drop takes the mailbox lock.
 //!
 //! Nothing here needs a tokio runtime, and nothing takes from tokio's cooperative
 //! budget: a burst of ten thousand callers in one `join_all` is not re-polled over and
@@ -496,6 +499,13 @@ impl<T: 'static> Mailbox<T> {
             self.closed.store(true, Ordering::Release);
         }
         let line = std::mem::take(&mut state.line);
+        // Given up under the lock, as `abandon_queue` does: a caller leaving the line
+        // after this must not find its call waiting and withdraw it as if admitted (a
+        // withdrawal counted for a call never submitted, and a dead entry counted in a
+        // queue that does not hold it).
+        for (_, envelope) in &line {
+            envelope.claim.abandon();
+        }
         let notify = state.needs_notify();
         drop(state);
         if notify {
@@ -576,10 +586,13 @@ impl<T: 'static> Mailbox<T> {
     /// mailbox lock, the callers in line are admitted into the places the last batch
     /// freed and the whole queue is taken at once. Withdrawn calls are skipped.
     fn claim_next(&self, now: Option<Instant>) -> Option<Envelope<T>> {
+        // Withdrawn calls skipped, dropped after the locks (declared first, dropped last):
+        // a closure may hold the worker's last handle, whose drop takes the mailbox lock.
+        let mut skipped = Vec::new();
         if self.batch_left.load(Ordering::Relaxed) > 0 {
             let mut batch = self.batch.lock();
             batch.running = None;
-            let next = self.claim_from(&mut batch, now);
+            let next = self.claim_from(&mut batch, now, &mut skipped);
             self.batch_left
                 .store(batch.entries.len(), Ordering::Relaxed);
             if next.is_some() {
@@ -611,7 +624,7 @@ impl<T: 'static> Mailbox<T> {
                 // Into the places left, ready for the next batch.
                 self.admit_from_line(state, now.unwrap_or_else(Instant::now));
             }
-            let next = self.claim_from(&mut batch, now);
+            let next = self.claim_from(&mut batch, now, &mut skipped);
             self.batch_left
                 .store(batch.entries.len(), Ordering::Relaxed);
             if next.is_some() {
@@ -621,11 +634,18 @@ impl<T: 'static> Mailbox<T> {
         }
     }
 
-    /// Pops the batch's first live call and claims it, skipping withdrawn ones.
-    fn claim_from(&self, batch: &mut Batch<T>, now: Option<Instant>) -> Option<Envelope<T>> {
+    /// Pops the batch's first live call and claims it, skipping withdrawn ones (into
+    /// `skipped`, for the caller to drop once it holds no lock).
+    fn claim_from(
+        &self,
+        batch: &mut Batch<T>,
+        now: Option<Instant>,
+        skipped: &mut Vec<Envelope<T>>,
+    ) -> Option<Envelope<T>> {
         while let Some(mut envelope) = batch.entries.pop_front() {
             if !envelope.claim.claim() {
                 batch.skipped += 1; // withdrawn by its caller: skip it
+                skipped.push(envelope);
                 continue;
             }
             let now = now.unwrap_or_else(Instant::now);
@@ -819,6 +839,7 @@ impl<T: 'static, R> Call<T, R> {
             return;
         }
         // Not in line (any more): admitted into the queue (or dropped by a close).
+        let mut cleared = VecDeque::new();
         if self.reply.withdraw() {
             Counters::bump(&shared.counters.withdrawn);
             if seq < state.taken_upto {
@@ -828,7 +849,10 @@ impl<T: 'static, R> Call<T, R> {
                 state.dead += 1;
                 // Withdrawn entries stay queued until popped; compact when they dominate.
                 if state.dead > shared.capacity.max(64) {
-                    state.queue.retain(|e| e.claim.is_waiting());
+                    // Dropped after unlocking: a closure may hold the worker's last
+                    // handle, whose drop takes the mailbox lock.
+                    let queue = std::mem::take(&mut state.queue);
+                    (state.queue, cleared) = queue.into_iter().partition(|e| e.claim.is_waiting());
                     state.dead = 0;
                 }
             }
@@ -837,6 +861,7 @@ impl<T: 'static, R> Call<T, R> {
                 && shared.admit_from_line(&mut state, Instant::now())
                 && state.needs_notify();
             drop(state);
+            drop(cleared);
             if notify {
                 shared.wake.notify_one();
             }
