@@ -37,7 +37,7 @@ use std::time::Duration;
 pub struct Stats {
     /// Calls submitted (admitted, or turned away at admission). A caller that gave up
     /// while it waited for room in a worker's mailbox was never submitted (it counts as
-    /// `cancelled`).
+    /// `cancelled`, or as `timed_out` when its timeout ended the wait).
     pub submitted: u64,
     /// Callers waiting to start now.
     pub queued: usize,
@@ -50,8 +50,9 @@ pub struct Stats {
     /// Calls that left the queue before they started, because their caller gave up
     /// (dropped the future, or timed out): their closures never ran.
     pub withdrawn: u64,
-    /// Calls turned away at once: the queue was full, or the call came from the
-    /// handle's own closure with no slot free (`is_would_deadlock`).
+    /// Calls turned away at once: the queue was full, the call came from the handle's
+    /// own closure with no slot free (`is_would_deadlock`), or it was made on a
+    /// [`Lease`](crate::Lease) that had ended (`is_lease_ended`).
     pub rejected: u64,
     /// Calls whose caller got a timeout, waiting or running.
     pub timed_out: u64,

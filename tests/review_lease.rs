@@ -426,3 +426,27 @@ fn a_panic_under_a_lease_rebuilds_the_object_with_after_panic_rebuild() {
         })
     });
 }
+
+/// A call on a lease that has ended is turned away at once, and counted so: every
+/// submitted call lands in exactly one outcome (before, it was submitted and nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_refused_by_an_ended_lease_counts_as_rejected() {
+    let worker = Worker::builder("refused")
+        .spawn(|| Ok::<_, std::io::Error>(0_u32))
+        .unwrap();
+    let mut lease = worker.lease().await.unwrap();
+    let err = lease.call(|_| -> () { panic!("ends the lease") }).await.unwrap_err();
+    assert!(err.is_panic(), "{err}");
+    let err = lease.call(|n| *n).await.unwrap_err();
+    assert!(err.is_lease_ended(), "{err}");
+    drop(lease);
+    // The worker serves on; then every call is accounted for.
+    assert_eq!(worker.call(|n| *n + 1).await.unwrap(), 1);
+    let stats = worker.stats();
+    assert_eq!(stats.rejected, 1, "{stats:?}");
+    assert_eq!(
+        stats.submitted,
+        stats.completed + stats.panicked + stats.rejected + stats.withdrawn,
+        "{stats:?}"
+    );
+}

@@ -383,6 +383,7 @@ impl<T: 'static> Lease<T> {
             // Sent on the first poll, like every call: a future never polled never runs.
             Counters::bump(&self.mailbox.counters.submitted);
             if let Err(end) = self.channel.send(job) {
+                Counters::bump(&self.mailbox.counters.rejected);
                 return Err(WorkerError::lease_ended(&self.name, end));
             }
             match reply.await {
