@@ -102,7 +102,7 @@ where
                     let Step::Start(f, site) = mem::replace(&mut this.step, Step::Done) else {
                         unreachable!()
                     };
-                    if let Poll::Pending = this.submit(f, site, cx) {
+                    if this.submit(f, site, cx).is_pending() {
                         return Poll::Pending;
                     }
                 }
