@@ -2,16 +2,19 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem;
 use std::panic::Location;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{self, ready, Poll};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ConfigError;
-use crate::job::{self, Outcome};
+use crate::job::{self, Outcome, Reply};
 use crate::lane::{Lane, OffloadCall, Runner};
-use crate::origin::{Kind, Origin};
+use crate::origin::{Kind, Origin, Site};
 use crate::seam;
 use crate::shutdown::ShutdownReport;
 use crate::Stats;
@@ -29,8 +32,11 @@ use crate::Stats;
 /// dropped before `f` starts, `f` is skipped.
 ///
 /// The future needs no runtime: it can be awaited on any executor. Waiting for it never
-/// blocks a thread, and it does not spend tokio's cooperative budget, so ten thousand of
-/// them awaited together cost about what raw `rayon::spawn` plus a oneshot costs.
+/// blocks a thread, and it does not spend tokio's cooperative budget. Its first poll
+/// hands `f` to rayon and asks to be polled again (a yield) before it registers to be
+/// woken, so that ten thousand of them awaited together (`join_all`) are all submitted
+/// before any is waited for, and most are found finished without a wake-up from a rayon
+/// thread; awaited alone, that costs one more poll.
 ///
 /// # Examples
 ///
@@ -53,20 +59,98 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let site = Location::caller();
-    async move {
+    Compute {
+        step: Step::Start(f, Location::caller()),
+    }
+}
+/// The future of [`compute`]: a hand-written state machine rather than an `async`
+/// block, so that it is only as large as the closure, a call site and a tag (24 bytes
+/// for a closure of one word, where the `async` block took 48): ten thousand of them
+/// joined are ten thousand of the joining stream's task allocations, each that much
+/// larger.
+struct Compute<F, T> {
+    step: Step<F, T>,
+}
+
+enum Step<F, T> {
+    /// Not polled yet: nothing submitted.
+    Start(F, Site),
+    /// Under the virtual-time harness (seam rule 7). Boxed: the call is large, and a
+    /// future that held it inline would be as large on every path.
+    Harness(Pin<Box<OffloadCall<T>>>),
+    /// Submitted: the job's reply.
+    Waiting(Reply<T>),
+    /// The value was returned.
+    Done,
+}
+
+// `F` is moved out on the first poll and never pinned; the other fields are `Unpin`.
+impl<F, T> Unpin for Compute<F, T> {}
+
+impl<F, T> Future for Compute<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<T> {
+        let this = &mut *self;
+        loop {
+            match &mut this.step {
+                Step::Start(..) => {
+                    let Step::Start(f, site) = mem::replace(&mut this.step, Step::Done) else {
+                        unreachable!()
+                    };
+                    if this.submit(f, site, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+                Step::Harness(call) => {
+                    let result = ready!(call.as_mut().poll(cx));
+                    this.step = Step::Done;
+                    return match result {
+                        Ok(value) => Poll::Ready(value),
+                        Err(err) if err.is_panic() => job::resume(err.into_panic()),
+                        Err(err) => panic!("compute under the test harness failed: {err}"),
+                    };
+                }
+                Step::Waiting(reply) => {
+                    let outcome = ready!(Pin::new(reply).poll(cx));
+                    this.step = Step::Done;
+                    return match outcome {
+                        Outcome::Completed(value) => Poll::Ready(value),
+                        Outcome::Panicked(payload) => job::resume(payload),
+                        Outcome::Dropped => {
+                            unreachable!("rayon runs or keeps every job it is given")
+                        }
+                    };
+                }
+                Step::Done => panic!("`compute` future polled after completion"),
+            }
+        }
+    }
+}
+
+impl<F, T> Compute<F, T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    /// The first poll: hands the job to rayon (or to the harness's pool, or runs it
+    /// here on a rayon thread) and moves to the next step. `Pending` when it asked to be
+    /// polled again.
+    fn submit(&mut self, f: F, site: Site, cx: &mut task::Context<'_>) -> Poll<()> {
         let on_rayon = rayon::current_thread_index().is_some();
         if !on_rayon {
             if let Some(pool) = seam::compute_pool() {
-                // Under the virtual-time harness (seam rule 7). Boxed: the call is large,
-                // and a future that held it inline would be as large on every path (a
-                // 10k burst of them then costs allocations outside malloc's fast bins).
-                let call = Box::pin(OffloadCall::new(&pool.lane, site, false, move |_| f()));
-                return match call.await {
-                    Ok(value) => value,
-                    Err(err) if err.is_panic() => job::resume(err.into_panic()),
-                    Err(err) => panic!("compute under the test harness failed: {err}"),
-                };
+                self.step = Step::Harness(Box::pin(OffloadCall::new(
+                    &pool.lane,
+                    site,
+                    false,
+                    move |_| f(),
+                )));
+                return Poll::Ready(());
             }
         }
         let (ticket, reply) = job::pair(Origin::new(Kind::Compute, None, site), None);
@@ -75,16 +159,24 @@ where
             // queue the job on this thread's own pool, whose threads may all be waiting
             // like this one. Run it here instead, as `rayon::join` would.
             ticket.run(|_| f());
-        } else {
-            rayon::spawn(move || {
-                ticket.run(|_| f());
-            });
+            self.step = Step::Waiting(reply);
+            return Poll::Ready(());
         }
-        match reply.await {
-            Outcome::Completed(value) => value,
-            Outcome::Panicked(payload) => job::resume(payload),
-            Outcome::Dropped => unreachable!("rayon runs or keeps every job it is given"),
+        rayon::spawn(move || {
+            ticket.run(|_| f());
+        });
+        let done = reply.is_done();
+        self.step = Step::Waiting(reply);
+        if done {
+            return Poll::Ready(());
         }
+        // Asks to be polled again before it registers to be woken: a caller that polls
+        // many of these together (a `join_all`, a `FuturesUnordered`) submits every job
+        // before it waits for any, and by its second look most have finished, so they
+        // cost no wake-up from a rayon thread (the cross-core half of a hop). Alone, it
+        // costs one more poll of a future that is waiting anyway.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

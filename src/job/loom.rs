@@ -1,5 +1,6 @@
 //! loom models of the job cell: claim, withdraw, abandon, reply and waker (the
-//! `# Invariants` of `job.rs`). Run every model as `.ci/run` does:
+//! `# Invariants` of `job.rs`; the outcome and the caller's waker share the slot's one
+//! lock). Run every model as `.ci/run` does:
 //! `RUSTFLAGS="--cfg async_bridge_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
 //! cargo test --release --features test-util --lib loom -- --nocapture`.
 //!
@@ -8,9 +9,12 @@
 //! internals of tokio-util's `CancellationToken` (an opaque step to loom: it is only
 //! cancelled and read here).
 
+use std::future::Future;
 use std::panic::Location;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use ::loom::future::block_on;
 use ::loom::thread;
@@ -74,6 +78,26 @@ fn reply_waker_no_lost_wakeup() {
         assert!(matches!(outcome, Outcome::Completed(7)));
         assert!(reply.is_done());
         assert!(matches!(block_on(&mut reply), Outcome::Dropped));
+        assert_eq!(runner.join().unwrap(), Ran::Completed);
+    });
+}
+
+/// A reply polled first with one waker (a future polled once by one task, then moved
+/// to another), then awaited with another while its job runs and replies on another
+/// thread: the slot keeps the waker of the last poll that found no outcome, and that
+/// one is woken (invariant 4; a wake that went to the first waker only would leave the
+/// awaiting thread parked for ever, which loom reports as a deadlock).
+#[test]
+fn reply_repolled_with_another_waker() {
+    check("job::reply_repolled_with_another_waker", || {
+        let (ticket, mut reply) = pair::<u32>(origin(), None);
+        let runner = thread::spawn(move || ticket.run(|_| 7));
+        let first = Pin::new(&mut reply).poll(&mut Context::from_waker(Waker::noop()));
+        let outcome = match first {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => block_on(&mut reply),
+        };
+        assert!(matches!(outcome, Outcome::Completed(7)));
         assert_eq!(runner.join().unwrap(), Ran::Completed);
     });
 }
