@@ -435,7 +435,10 @@ async fn a_call_refused_by_an_ended_lease_counts_as_rejected() {
         .spawn(|| Ok::<_, std::io::Error>(0_u32))
         .unwrap();
     let mut lease = worker.lease().await.unwrap();
-    let err = lease.call(|_| -> () { panic!("ends the lease") }).await.unwrap_err();
+    let err = lease
+        .call(|_| -> () { panic!("ends the lease") })
+        .await
+        .unwrap_err();
     assert!(err.is_panic(), "{err}");
     let err = lease.call(|n| *n).await.unwrap_err();
     assert!(err.is_lease_ended(), "{err}");
