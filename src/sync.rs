@@ -29,7 +29,6 @@ pub(crate) use self::loom_impl::*;
 #[cfg(not(all(test, async_bridge_loom)))]
 mod std_impl {
 
-    pub(crate) use futures::task::AtomicWaker;
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 
@@ -181,34 +180,6 @@ mod loom_impl {
 
         pub(crate) fn notify_all(&self) {
             self.inner.notify_all();
-        }
-    }
-
-    /// loom's atomic waker with the API of `futures`'.
-    #[derive(Debug)]
-    pub(crate) struct AtomicWaker {
-        inner: loom::future::AtomicWaker,
-    }
-
-    impl AtomicWaker {
-        pub(crate) fn new() -> Self {
-            AtomicWaker {
-                inner: loom::future::AtomicWaker::new(),
-            }
-        }
-
-        pub(crate) fn register(&self, waker: &Waker) {
-            self.inner.register_by_ref(waker);
-        }
-
-        pub(crate) fn wake(&self) {
-            self.inner.wake();
-        }
-    }
-
-    impl Default for AtomicWaker {
-        fn default() -> Self {
-            AtomicWaker::new()
         }
     }
 
