@@ -14,8 +14,9 @@ use crate::job;
 /// [`Portal`](crate::Portal)'s runtime context entered: tokio timers, IO and
 /// `tokio::spawn` inside it work, driven by the portal's worker threads. The portal is a
 /// small multi-thread runtime started on first use. From a plain thread, a call of a
-/// ready future costs tens of nanoseconds, 1.4–1.5× tokio's `Handle::block_on` on a kept
-/// runtime (README's performance table, `cargo bench --bench facade`).
+/// ready future costs tens of nanoseconds, 0.93–0.96× the time of tokio's
+/// `Handle::block_on` on a kept runtime (README's performance table,
+/// `cargo bench --bench facade`).
 ///
 /// Unlike `Runtime::block_on`, it is safe to call from anywhere it can work:
 ///
