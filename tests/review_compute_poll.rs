@@ -144,7 +144,10 @@ fn never_polled_nothing_is_submitted_and_the_closure_is_dropped_here() {
     };
     drop(job);
     // Dropped right here, on this thread, by the drop of the future: it never went to rayon.
-    assert_eq!(rx.try_recv().unwrap(), std::thread::current().name().unwrap());
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        std::thread::current().name().unwrap()
+    );
     assert_eq!(Arc::strong_count(&ran), 1);
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
@@ -253,14 +256,17 @@ fn polled_once_then_never_again_the_job_runs_and_nothing_leaks() {
         };
         assert!(poll_with(&mut job, &waker).is_pending());
         woken.recv().unwrap(); // the self-wake
-        // The job runs without further polls: its closure is consumed on rayon.
+                               // The job runs without further polls: its closure is consumed on rayon.
         closure_rx.recv().unwrap();
         assert_eq!(Arc::strong_count(&captured), 1);
         // The rayon pool is free for others.
         assert_eq!(block_on_plain(compute(|| 4)), 4);
         // The cell holds the result, never the waker.
         assert_eq!(Arc::strong_count(&counter), 2);
-        assert!(result_rx.try_recv().is_err(), "the finished value was dropped early");
+        assert!(
+            result_rx.try_recv().is_err(),
+            "the finished value was dropped early"
+        );
         drop(job);
         result_rx.recv().unwrap();
         assert_eq!(counter.wakes.load(Ordering::SeqCst), 1);
@@ -344,7 +350,9 @@ fn a_future_moved_from_one_task_to_another_through_select_completes() {
                 }))
             };
             // Task 1 polls it (through `select`, against a ready branch) until it has
-            // registered task 1's waker, then hands it over and ends.
+            // registered task 1's waker, then hands it over and ends (the task's output
+            // is the future itself, on purpose).
+            #[allow(clippy::async_yields_async)]
             let job = tokio::spawn(async move {
                 let job = match futures::future::select(job, std::future::ready(())).await {
                     futures::future::Either::Right(((), job)) => job,
@@ -361,9 +369,23 @@ fn a_future_moved_from_one_task_to_another_through_select_completes() {
             })
             .await
             .unwrap();
-            // Task 2 awaits it; only task 2's waker can bring it back.
-            let awaited = tokio::spawn(job);
-            tokio::task::yield_now().await;
+            // Task 2 awaits it; only task 2's waker can bring it back. The gate opens
+            // once task 2 has polled it (and registered).
+            let (polled_tx, polled_rx) = tokio::sync::oneshot::channel();
+            let awaited = tokio::spawn(async move {
+                let mut job = job;
+                let mut polled_tx = Some(polled_tx);
+                poll_fn(|cx| {
+                    let polled = job.as_mut().poll(cx);
+                    if let Some(tx) = polled_tx.take() {
+                        assert!(polled.is_pending());
+                        tx.send(()).unwrap();
+                    }
+                    polled
+                })
+                .await
+            });
+            polled_rx.await.unwrap();
             gate.open();
             awaited.await.unwrap()
         })
@@ -377,17 +399,21 @@ fn a_future_moved_from_one_task_to_another_through_select_completes() {
 fn swap_races_completion<J, M>(rounds: usize, make: M)
 where
     J: Future<Output = usize> + Unpin,
-    M: Fn(Arc<Barrier>, usize) -> J,
+    M: Fn(Arc<Barrier>, mpsc::Sender<()>, usize) -> J,
 {
     for round in 0..rounds {
         let barrier = Arc::new(Barrier::new(2));
-        let mut job = make(Arc::clone(&barrier), round);
+        let (arrived_tx, arrived) = mpsc::channel();
+        let mut job = make(Arc::clone(&barrier), arrived_tx, round);
         let (_a, waker_a, _woken_a) = counting();
         let (b, waker_b, woken_b) = counting();
         // Poll until registered with A (the job waits at the barrier meanwhile).
         assert!(poll_with(&mut job, &waker_a).is_pending());
         assert!(poll_with(&mut job, &waker_a).is_pending());
-        barrier.wait(); // the job now returns, on its thread, while B polls
+        // The job waits at the barrier first, so that this thread, arriving last, goes
+        // on at once and polls with B while the job's thread is being woken to return.
+        arrived.recv().unwrap();
+        barrier.wait();
         match poll_with(&mut job, &waker_b) {
             Poll::Ready(v) => assert_eq!(v, round),
             Poll::Pending => {
@@ -404,8 +430,9 @@ where
 #[test]
 fn compute_waker_swap_racing_completion_wakes_the_last_waker() {
     within_a_minute(|| {
-        swap_races_completion(500, |barrier, round| {
+        swap_races_completion(500, |barrier, arrived, round| {
             Box::pin(compute(move || {
+                arrived.send(()).unwrap();
                 barrier.wait();
                 round
             }))
@@ -418,8 +445,9 @@ fn unblock_waker_swap_racing_completion_wakes_the_last_waker() {
     within_a_minute(|| {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let _entered = rt.enter();
-        swap_races_completion(300, |barrier, round| {
+        swap_races_completion(300, |barrier, arrived, round| {
             Box::pin(unblock(move || {
+                arrived.send(()).unwrap();
                 barrier.wait();
                 round
             }))
@@ -433,8 +461,9 @@ fn offloader_waker_swap_racing_completion_wakes_the_last_waker() {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let _entered = rt.enter();
         let lane = Offloader::builder("swap").build().unwrap();
-        swap_races_completion(300, |barrier, round| {
+        swap_races_completion(300, |barrier, arrived, round| {
             let call = lane.run(move || {
+                arrived.send(()).unwrap();
                 barrier.wait();
                 round
             });
@@ -447,8 +476,9 @@ fn offloader_waker_swap_racing_completion_wakes_the_last_waker() {
 fn compute_pool_waker_swap_racing_completion_wakes_the_last_waker() {
     within_a_minute(|| {
         let pool = ComputePool::builder("swap").threads(1).build().unwrap();
-        swap_races_completion(300, |barrier, round| {
+        swap_races_completion(300, |barrier, arrived, round| {
             let call = pool.run(move || {
+                arrived.send(()).unwrap();
                 barrier.wait();
                 round
             });
@@ -483,7 +513,9 @@ fn compute_from_a_current_thread_runtime() {
     let total = within_a_minute(move || {
         rt.block_on(async {
             let one = compute(|| 1u64).await;
-            let spawned: Vec<_> = (0..100u64).map(|i| tokio::spawn(compute(move || i))).collect();
+            let spawned: Vec<_> = (0..100u64)
+                .map(|i| tokio::spawn(compute(move || i)))
+                .collect();
             let mut sum = one;
             for handle in spawned {
                 sum += handle.await.unwrap();
@@ -529,9 +561,9 @@ fn compute_under_the_virtual_time_harness() {
             assert_eq!(value, 9);
             opener.join().unwrap();
             // A panic resumes in the caller.
-            let caught = futures::FutureExt::catch_unwind(AssertUnwindSafe(compute(
-                || -> u8 { panic!("virtual") },
-            )))
+            let caught = futures::FutureExt::catch_unwind(AssertUnwindSafe(compute(|| -> u8 {
+                panic!("virtual")
+            })))
             .await
             .unwrap_err();
             assert_eq!(panic_text(&*caught), "virtual");
@@ -671,7 +703,12 @@ fn compute_pool_admission_timeout_and_withdrawal_are_exact_in_stats() {
             assert_eq!(ran.load(Ordering::SeqCst), 1, "the withdrawn job ran");
             let stats = pool.stats();
             assert_eq!(
-                (stats.completed, stats.withdrawn, stats.cancelled, stats.timed_out),
+                (
+                    stats.completed,
+                    stats.withdrawn,
+                    stats.cancelled,
+                    stats.timed_out
+                ),
                 (2, 1, 1, 0)
             );
             assert_eq!((stats.queued, stats.running), (0, 0));
@@ -718,7 +755,12 @@ fn offloader_timeouts_and_cancellations_are_exact_in_stats() {
             drop(dropped);
             let stats = lane.stats();
             assert_eq!(
-                (stats.submitted, stats.timed_out, stats.withdrawn, stats.cancelled),
+                (
+                    stats.submitted,
+                    stats.timed_out,
+                    stats.withdrawn,
+                    stats.cancelled
+                ),
                 (3, 2, 2, 1)
             );
             assert_eq!((stats.running, stats.queued), (1, 0));
@@ -728,7 +770,13 @@ fn offloader_timeouts_and_cancellations_are_exact_in_stats() {
             assert_eq!(ran.load(Ordering::SeqCst), 0, "a withdrawn call ran");
             let stats = lane.stats();
             assert_eq!(
-                (stats.submitted, stats.completed, stats.timed_out, stats.withdrawn, stats.cancelled),
+                (
+                    stats.submitted,
+                    stats.completed,
+                    stats.timed_out,
+                    stats.withdrawn,
+                    stats.cancelled
+                ),
                 (4, 2, 2, 2, 1)
             );
             assert_eq!((stats.running, stats.queued), (0, 0));
