@@ -246,17 +246,23 @@ fn polled_once_then_never_again_the_job_runs_and_nothing_leaks() {
         let (result_tx, result_rx) = mpsc::channel();
         let captured = Arc::new(());
         let (counter, waker, woken) = counting();
+        // Shut until the first poll has returned, so that the poll finds the job running
+        // (a job already done would be returned at once).
+        let gate = Gate::new();
+        let open = OpenOnDrop(gate.clone());
         let mut job = {
             let (probe, captured) = (DropProbe(closure_tx), Arc::clone(&captured));
             Box::pin(compute(move || {
                 let _probe = probe;
                 let _captured = captured;
+                gate.wait();
                 Probed(DropProbe(result_tx))
             }))
         };
         assert!(poll_with(&mut job, &waker).is_pending());
         woken.recv().unwrap(); // the self-wake
-                               // The job runs without further polls: its closure is consumed on rayon.
+        drop(open);
+        // The job runs without further polls: its closure is consumed on rayon.
         closure_rx.recv().unwrap();
         assert_eq!(Arc::strong_count(&captured), 1);
         // The rayon pool is free for others.
