@@ -826,3 +826,66 @@ fn unblock_dropped_before_and_while_running_never_hangs_or_runs_withdrawn() {
         })
     });
 }
+
+/// A waker whose drop opens the job's gate and then drops the runtime the job runs on
+/// (the last handle on it), which waits for the runtime's blocking threads: the job
+/// then ends and delivers its outcome. Stands for any waker whose drop runs code that
+/// waits for the job (the last reference to a task whose future owns such things).
+struct DropsRuntime {
+    gate: Gate,
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl Wake for DropsRuntime {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for DropsRuntime {
+    fn drop(&mut self) {
+        self.gate.open();
+        drop(self.rt.lock().unwrap().take());
+    }
+}
+
+/// A reply re-polled with a new waker drops the waker it replaces: that drop must not
+/// run under the cell's lock, which the job's runner needs to deliver the outcome (an
+/// `AtomicWaker` never held the runner up while a waker was swapped).
+#[test]
+fn a_replaced_waker_is_dropped_outside_the_cells_lock() {
+    guarded("a waker dropped while the job delivers", || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let gate = Gate::new();
+        let _open = OpenOnDrop(gate.clone());
+        let (started_tx, started_rx) = mpsc::channel();
+        let mut job = {
+            let _entered = rt.handle().clone();
+            let _entered = _entered.enter();
+            let gate = gate.clone();
+            let mut job = Box::pin(unblock(move || {
+                started_tx.send(()).unwrap();
+                gate.wait();
+                8
+            }));
+            assert!(poll_with(&mut job, Waker::noop()).is_pending()); // submits
+            job
+        };
+        started_rx.recv().unwrap();
+        let a = Waker::from(Arc::new(DropsRuntime {
+            gate,
+            rt: Mutex::new(Some(rt)),
+        }));
+        assert!(poll_with(&mut job, &a).is_pending()); // registers A
+        drop(a); // the cell holds the last reference to A
+        let (_b, waker_b, woken_b) = counting();
+        // Replaces A: A's drop lets the job end and waits for it.
+        match poll_with(&mut job, &waker_b) {
+            Poll::Ready(v) => assert_eq!(v, 8),
+            Poll::Pending => {
+                woken_b.recv().unwrap();
+                assert_eq!(poll_with(&mut job, &waker_b), Poll::Ready(8));
+            }
+        }
+    });
+}
