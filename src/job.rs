@@ -42,6 +42,7 @@
 //!    outcome in the slot.
 //! 4. The reply checks `DONE` and registers its waker under the same lock, so a reply
 //!    is either answered at once or woken once the outcome is in: no wake-up is lost.
+//!    No waker is woken or dropped under the lock (a waker's drop may run any code).
 //!    (One lock where an `AtomicWaker` beside a locked slot cost the ticket two more
 //!    read-modify-writes per job and the cell 24 more bytes.)
 //! 5. A handle's bookkeeping (`before_reply`) runs after the closure and before the
@@ -387,10 +388,15 @@ impl<T> Future for Reply<T> {
             // Taken once: a reply polled again after it resolved has nothing left.
             return Poll::Ready(slot.outcome.take().unwrap_or(Outcome::Dropped));
         }
-        match &mut slot.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            waker => *waker = Some(cx.waker().clone()),
-        }
+        let replaced = match &mut slot.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => None,
+            waker => waker.replace(cx.waker().clone()),
+        };
+        // A replaced waker is dropped after the lock is let go: its drop may run any code
+        // (the last reference to another task), even code that waits for this job, whose
+        // runner needs the lock to deliver the outcome.
+        drop(slot);
+        drop(replaced);
         Poll::Pending
     }
 }

@@ -177,3 +177,42 @@ fn ticket_dropped_unrun_vs_reply() {
         pool.join().unwrap();
     });
 }
+
+/// A reply registered with one waker on one thread (a task polled it once, as a
+/// `compute` future's second poll does), then moved to another thread and awaited
+/// there with another waker, while its job runs and replies on a third: the first
+/// registration, the second (which replaces it under the slot's lock) and the reply's
+/// taking of the waker race in every order; the awaiting thread is always answered or
+/// woken (invariant 4: a wake that reached only the first waker would leave it parked,
+/// a deadlock loom reports), and the first waker is not kept once the job is done.
+#[test]
+fn reply_registered_then_moved_to_another_thread() {
+    use std::task::Wake;
+
+    struct Counted(AtomicUsize);
+    impl Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    check("job::reply_registered_then_moved_to_another_thread", || {
+        let (ticket, mut reply) = pair::<u32>(origin(), None);
+        let runner = thread::spawn(move || ticket.run(|_| 7));
+        let first = Arc::new(Counted(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&first));
+        let polled = Pin::new(&mut reply).poll(&mut Context::from_waker(&waker));
+        drop(waker);
+        let awaiter = thread::spawn(move || match polled {
+            Poll::Ready(outcome) => (outcome, reply),
+            Poll::Pending => (block_on(&mut reply), reply),
+        });
+        let (outcome, reply) = awaiter.join().unwrap();
+        assert!(matches!(outcome, Outcome::Completed(7)));
+        assert_eq!(runner.join().unwrap(), Ran::Completed);
+        assert!(reply.is_done());
+        // The job is done and its ticket gone: the cell holds no waker of the first poll.
+        assert_eq!(Arc::strong_count(&first), 1, "the first waker was kept");
+        assert!(first.0.load(Ordering::Relaxed) <= 1);
+    });
+}
