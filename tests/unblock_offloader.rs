@@ -527,3 +527,78 @@ fn shutdown_outside_a_runtime_still_waits_at_most_grace() {
     gate.open();
     caller.join().unwrap().unwrap();
 }
+
+/// A runtime shut down in the background when dropped: a test that fails on a
+/// deadlocked drainer must not then wait for that thread.
+struct Background(Option<tokio::runtime::Runtime>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A lane with one busy drainer, on a runtime of its own, and a withdrawn call queued
+/// whose closure owns another call of the same lane, itself queued: dropping that
+/// closure withdraws the owned call, which takes the lane's lock.
+fn lane_with_a_withdrawn_call_owning_another(
+    name: &str,
+) -> (Background, Offloader, Gate, std::thread::JoinHandle<()>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let lane = Offloader::builder(name)
+        .max_concurrency(1)
+        .max_queue(1_000)
+        .handle(rt.handle().clone())
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let holder = lane.run(move || {
+        started_tx.send(()).unwrap();
+        g.wait();
+    });
+    let caller = std::thread::spawn(move || support::block_on_plain(holder).unwrap());
+    started_rx.recv().unwrap();
+    let mut owned = Box::pin(lane.run(|| 2));
+    assert!(poll_once(owned.as_mut()).is_pending()); // queued behind the holder
+    let mut owner = Box::pin(lane.run(move || drop(owned)));
+    assert!(poll_once(owner.as_mut()).is_pending());
+    drop(owner); // withdrawn: its entry, closure and all, stays queued until popped
+    (Background(Some(rt)), lane, gate, caller)
+}
+
+/// A drainer that skips a withdrawn entry drops it after the lane's lock: its closure
+/// may own a call of this lane, whose drop takes that lock (it deadlocked the drainer,
+/// and every later call of the lane waited for ever).
+#[test]
+fn a_withdrawn_entry_skipped_by_a_drainer_is_dropped_outside_the_lanes_lock() {
+    let (_rt, lane, gate, caller) = lane_with_a_withdrawn_call_owning_another("skip-drop");
+    gate.open();
+    within_a_minute(move || caller.join().unwrap());
+    let after = within_a_minute(move || support::block_on_plain(lane.run(|| 5)));
+    assert_eq!(after.unwrap(), 5);
+}
+
+/// The same for the withdrawn entries a caller clears from the queue when they pile up
+/// (more than twice the live ones, plus 64): it deadlocked the withdrawing caller.
+#[test]
+fn withdrawn_entries_cleared_from_the_queue_are_dropped_outside_the_lanes_lock() {
+    let (_rt, lane, gate, caller) = lane_with_a_withdrawn_call_owning_another("clear-drop");
+    let l = lane.clone();
+    within_a_minute(move || {
+        for _ in 0..100 {
+            let mut call = Box::pin(l.run(|| 0));
+            assert!(poll_once(call.as_mut()).is_pending());
+        }
+    });
+    gate.open();
+    within_a_minute(move || caller.join().unwrap());
+    let after = within_a_minute(move || support::block_on_plain(lane.run(|| 5)));
+    assert_eq!(after.unwrap(), 5);
+}

@@ -521,10 +521,12 @@ impl Lane {
     /// The next live entry for the drainer in `slot`, waiting up to [`LINGER`] for one;
     /// `None` after releasing the slot.
     fn next(&self, slot: usize) -> Option<Entry> {
+        // Declared before the guard: dropped after it (see `pop`).
+        let mut dead = Vec::new();
         let mut state = self.state.lock();
         let mut lingered = false;
         loop {
-            if let Some(entry) = self.pop(&mut state, slot, None) {
+            if let Some(entry) = self.pop(&mut state, slot, None, &mut dead) {
                 return Some(entry);
             }
             if state.closed || lingered || matches!(self.runner, Runner::Rayon(_)) {
@@ -548,21 +550,31 @@ impl Lane {
     /// given, is the time the drainer's previous job ended, read just before: it stands
     /// for this claim's time too, so a drainer going from job to job reads the clock once
     /// per job.
-    fn pop(&self, state: &mut State, slot: usize, now: Option<Instant>) -> Option<Entry> {
+    fn pop(
+        &self,
+        state: &mut State,
+        slot: usize,
+        now: Option<Instant>,
+        dead: &mut Vec<Entry>,
+    ) -> Option<Entry> {
         while let Some(mut entry) = state.queue.pop_front() {
-            if entry.claim.claim() {
-                let now = now.unwrap_or_else(Instant::now);
-                if let Some(admitted) = entry.admitted {
-                    self.counters
-                        .queue_wait
-                        .record(now.saturating_duration_since(admitted));
-                }
-                entry.claimed = Some(now);
-                state.queued -= 1;
-                state.running += 1;
-                state.sites[slot] = Some(entry.site());
-                return Some(entry);
+            if !entry.claim.claim() {
+                // Withdrawn: dropped by the caller after the lock (its closure may own
+                // anything, a call of this lane whose drop takes the lock included).
+                dead.push(entry);
+                continue;
             }
+            let now = now.unwrap_or_else(Instant::now);
+            if let Some(admitted) = entry.admitted {
+                self.counters
+                    .queue_wait
+                    .record(now.saturating_duration_since(admitted));
+            }
+            entry.claimed = Some(now);
+            state.queued -= 1;
+            state.running += 1;
+            state.sites[slot] = Some(entry.site());
+            return Some(entry);
         }
         None
     }
@@ -600,9 +612,10 @@ impl Lane {
         // Counted first: whoever sees `running` drop (shutdown) sees this count too.
         self.counters
             .ran(ran, ended.saturating_duration_since(started));
+        let mut dead = Vec::new();
         let mut state = self.state.lock();
         state.sites[slot] = None;
-        let next = self.pop(&mut state, slot, Some(ended));
+        let next = self.pop(&mut state, slot, Some(ended), &mut dead);
         self.end_running(&mut state);
         next
     }
@@ -630,11 +643,19 @@ impl Lane {
         }
         state.queued -= 1;
         Self::wake_reservers(&mut state);
-        // Withdrawn entries stay in the deque until popped; compact when they dominate.
-        if state.queue.len() > 2 * state.queued + 64 {
-            state.queue.retain(|e| e.claim.is_waiting());
-        }
+        // Withdrawn entries stay in the deque until popped; compact when they dominate,
+        // dropping them after the lock (see `pop`).
+        let dead: VecDeque<Entry> = if state.queue.len() > 2 * state.queued + 64 {
+            let (live, withdrawn) = std::mem::take(&mut state.queue)
+                .into_iter()
+                .partition(|e| e.claim.is_waiting());
+            state.queue = live;
+            withdrawn
+        } else {
+            VecDeque::new()
+        };
         drop(state);
+        drop(dead);
         Counters::bump(&self.counters.withdrawn);
         true
     }
@@ -662,11 +683,13 @@ impl Drainer {
             }
         }
         let _restore = Restore(DRAINING.with(|d| d.replace(Arc::as_ptr(lane) as usize)));
+        let mut dead = Vec::new();
         let mut next = {
             let mut state = lane.state.lock();
             state.starting -= 1;
-            lane.pop(&mut state, slot, None)
+            lane.pop(&mut state, slot, None, &mut dead)
         };
+        drop(dead);
         // Its entry may have been withdrawn meanwhile: then it serves the queue, or
         // lingers and leaves.
         loop {
