@@ -250,11 +250,22 @@ fn four_threads_through(capacity: usize) {
                 } else {
                     let mut calls: Vec<_> =
                         (0..PER_THREAD).map(|k| Box::pin(w.call(make(k)))).collect();
-                    for call in &mut calls {
-                        let _ = poll_once(call);
-                    }
-                    for call in calls {
-                        block_on_plain(call).unwrap();
+                    // Each polled once (admitted, or in line); one that already finished
+                    // is not polled again (a future must not be polled after `Ready`).
+                    let done: Vec<bool> = calls
+                        .iter_mut()
+                        .map(|call| match poll_once(call) {
+                            std::task::Poll::Ready(result) => {
+                                result.unwrap();
+                                true
+                            }
+                            std::task::Poll::Pending => false,
+                        })
+                        .collect();
+                    for (call, done) in calls.into_iter().zip(done) {
+                        if !done {
+                            block_on_plain(call).unwrap();
+                        }
                     }
                 }
             })
