@@ -9,10 +9,10 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use async_bridge::compute;
-use support::{block_on_plain, guarded, Gate};
+use support::{block_on_plain, counting, guarded, Gate};
 
 /// Opens its gate when dropped, so that a failing test never leaves a rayon thread
 /// blocked for the tests after it.
@@ -22,33 +22,6 @@ impl Drop for OpenOnDrop {
     fn drop(&mut self) {
         self.0.open();
     }
-}
-
-/// Counts its wakes and reports each on a channel.
-struct Counting {
-    wakes: AtomicUsize,
-    woken: std::sync::Mutex<mpsc::Sender<()>>,
-}
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-        let _ = self.woken.lock().unwrap().send(());
-    }
-}
-
-fn counting() -> (Arc<Counting>, Waker, mpsc::Receiver<()>) {
-    let (tx, rx) = mpsc::channel();
-    let counter = Arc::new(Counting {
-        wakes: AtomicUsize::new(0),
-        woken: std::sync::Mutex::new(tx),
-    });
-    let waker = Waker::from(Arc::clone(&counter));
-    (counter, waker, rx)
 }
 
 #[test]

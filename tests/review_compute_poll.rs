@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use async_bridge::{compute, unblock, ComputePool, Offloader};
-use support::{block_on_plain, guarded, panic_text, within_a_minute, DropProbe, Gate};
+use support::{block_on_plain, counting, guarded, panic_text, within_a_minute, DropProbe, Gate};
 
 /// Tests that occupy every thread of rayon's global pool run one at a time (two of them
 /// each holding half the pool would wait for each other).
@@ -53,38 +53,27 @@ fn occupy_global_pool() -> OpenOnDrop {
     OpenOnDrop(gate)
 }
 
-/// Counts its wakes and reports each on a channel.
-struct Counting {
-    wakes: AtomicUsize,
-    woken: Mutex<mpsc::Sender<()>>,
-}
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-        let _ = self.woken.lock().unwrap().send(());
-    }
-}
-
-fn counting() -> (Arc<Counting>, Waker, mpsc::Receiver<()>) {
-    let (tx, rx) = mpsc::channel();
-    let counter = Arc::new(Counting {
-        wakes: AtomicUsize::new(0),
-        woken: Mutex::new(tx),
-    });
-    let waker = Waker::from(Arc::clone(&counter));
-    (counter, waker, rx)
-}
-
 /// Waits (yielding, never sleeping) until `cond` holds; the caller's guard bounds it.
 fn eventually(cond: impl Fn() -> bool) {
     while !cond() {
         std::thread::yield_now();
     }
+}
+
+/// A `compute` job that says on the channel when it starts, then waits for `gate` and
+/// returns `value`.
+fn gated<T: Send + 'static>(
+    gate: &Gate,
+    value: T,
+) -> (Pin<Box<impl Future<Output = T>>>, mpsc::Receiver<()>) {
+    let (started_tx, started_rx) = mpsc::channel();
+    let gate = gate.clone();
+    let job = Box::pin(compute(move || {
+        started_tx.send(()).unwrap();
+        gate.wait();
+        value
+    }));
+    (job, started_rx)
 }
 
 fn poll_with<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
@@ -214,17 +203,9 @@ fn dropped_while_running_the_result_is_discarded_and_nothing_is_kept() {
     guarded("a compute job whose caller left", || {
         let gate = Gate::new();
         let _open = OpenOnDrop(gate.clone());
-        let (started_tx, started_rx) = mpsc::channel();
         let (result_tx, result_rx) = mpsc::channel();
         let (counter, waker, _woken) = counting();
-        let mut job = {
-            let gate = gate.clone();
-            Box::pin(compute(move || {
-                started_tx.send(()).unwrap();
-                gate.wait();
-                Probed(DropProbe(result_tx))
-            }))
-        };
+        let (mut job, started_rx) = gated(&gate, Probed(DropProbe(result_tx)));
         assert!(poll_with(&mut job, &waker).is_pending());
         started_rx.recv().unwrap();
         assert!(poll_with(&mut job, &waker).is_pending()); // registers
@@ -287,15 +268,7 @@ fn a_future_registered_with_one_waker_then_polled_with_another_wakes_the_last() 
     guarded("a compute future moved between wakers", || {
         let gate = Gate::new();
         let _open = OpenOnDrop(gate.clone());
-        let (started_tx, started_rx) = mpsc::channel();
-        let mut job = {
-            let gate = gate.clone();
-            Box::pin(compute(move || {
-                started_tx.send(()).unwrap();
-                gate.wait();
-                11
-            }))
-        };
+        let (mut job, started_rx) = gated(&gate, 11);
         let (a, waker_a, _woken_a) = counting();
         let (b, waker_b, woken_b) = counting();
         assert!(poll_with(&mut job, &waker_a).is_pending()); // submits, wakes A
@@ -316,15 +289,7 @@ fn a_future_first_polled_with_one_waker_and_registered_with_another_wakes_the_se
     guarded("a compute future's second poll on another waker", || {
         let gate = Gate::new();
         let _open = OpenOnDrop(gate.clone());
-        let (started_tx, started_rx) = mpsc::channel();
-        let mut job = {
-            let gate = gate.clone();
-            Box::pin(compute(move || {
-                started_tx.send(()).unwrap();
-                gate.wait();
-                12
-            }))
-        };
+        let (mut job, started_rx) = gated(&gate, 12);
         let (_a, waker_a, _woken_a) = counting();
         let (_b, waker_b, woken_b) = counting();
         assert!(poll_with(&mut job, &waker_a).is_pending());

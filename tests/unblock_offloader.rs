@@ -430,32 +430,14 @@ fn bad_configuration_is_an_error() {
 
 #[test]
 fn a_runtime_that_shuts_down_under_a_queued_call_still_runs_it_on_the_thread_it_had() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
-    let lane = Offloader::builder("orphan")
-        .max_concurrency(1)
-        .handle(rt.handle().clone())
-        .build()
-        .unwrap();
-    let gate = Gate::new();
-    let g = gate.clone();
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let holder = lane.run(move || {
-        started_tx.send(()).unwrap();
-        g.wait();
-    });
-    let queued = lane.run(|| 1);
-    let caller = std::thread::spawn(move || support::block_on_plain(holder));
-    started_rx.recv().unwrap();
-    let mut queued = Box::pin(queued);
+    let (mut rt, lane, gate, caller) = held_lane("orphan");
+    let mut queued = Box::pin(lane.run(|| 1));
     assert!(poll_once(queued.as_mut()).is_pending()); // admitted: queued behind the holder
     assert_eq!((lane.stats().queued, lane.stats().running), (1, 1));
-    rt.shutdown_background();
+    rt.0.take().unwrap().shutdown_background();
     gate.open();
     // A shutdown kills no thread: the drainer that ran the holder goes on with the queue.
-    caller.join().unwrap().unwrap();
+    caller.join().unwrap();
     let result = within_a_minute(move || support::block_on_plain(queued));
     assert_eq!(result.unwrap(), 1);
 }
@@ -540,19 +522,16 @@ impl Drop for Background {
     }
 }
 
-/// A lane with one busy drainer, on a runtime of its own, and a withdrawn call queued
-/// whose closure owns another call of the same lane, itself queued: dropping that
-/// closure withdraws the owned call, which takes the lane's lock.
-fn lane_with_a_withdrawn_call_owning_another(
-    name: &str,
-) -> (Background, Offloader, Gate, std::thread::JoinHandle<()>) {
+/// A lane of one drainer on a runtime of its own (shut down in the background when
+/// dropped), its drainer held by a call that waits for the gate; the holder's caller
+/// runs on a thread of its own.
+fn held_lane(name: &str) -> (Background, Offloader, Gate, std::thread::JoinHandle<()>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .build()
         .unwrap();
     let lane = Offloader::builder(name)
         .max_concurrency(1)
-        .max_queue(1_000)
         .handle(rt.handle().clone())
         .build()
         .unwrap();
@@ -565,12 +544,22 @@ fn lane_with_a_withdrawn_call_owning_another(
     });
     let caller = std::thread::spawn(move || support::block_on_plain(holder).unwrap());
     started_rx.recv().unwrap();
+    (Background(Some(rt)), lane, gate, caller)
+}
+
+/// [`held_lane`] with a withdrawn call queued whose closure owns another call of the
+/// same lane, itself queued: dropping that closure withdraws the owned call, which takes
+/// the lane's lock.
+fn lane_with_a_withdrawn_call_owning_another(
+    name: &str,
+) -> (Background, Offloader, Gate, std::thread::JoinHandle<()>) {
+    let (rt, lane, gate, caller) = held_lane(name);
     let mut owned = Box::pin(lane.run(|| 2));
     assert!(poll_once(owned.as_mut()).is_pending()); // queued behind the holder
     let mut owner = Box::pin(lane.run(move || drop(owned)));
     assert!(poll_once(owner.as_mut()).is_pending());
     drop(owner); // withdrawn: its entry, closure and all, stays queued until popped
-    (Background(Some(rt)), lane, gate, caller)
+    (rt, lane, gate, caller)
 }
 
 /// A drainer that skips a withdrawn entry drops it after the lane's lock: its closure

@@ -183,3 +183,30 @@ pub fn missed_first_interrupt_is_refired(rt: &tokio::runtime::Runtime) -> bool {
     b_call.abort();
     b_done_rx.recv_timeout(GUARD).unwrap()
 }
+
+/// Counts its wakes and reports each on a channel.
+pub struct Counting {
+    pub wakes: std::sync::atomic::AtomicUsize,
+    woken: Mutex<mpsc::Sender<()>>,
+}
+
+impl Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.woken.lock().unwrap().send(());
+    }
+}
+
+pub fn counting() -> (Arc<Counting>, Waker, mpsc::Receiver<()>) {
+    let (tx, rx) = mpsc::channel();
+    let counter = Arc::new(Counting {
+        wakes: std::sync::atomic::AtomicUsize::new(0),
+        woken: Mutex::new(tx),
+    });
+    let waker = Waker::from(Arc::clone(&counter));
+    (counter, waker, rx)
+}
