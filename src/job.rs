@@ -319,6 +319,13 @@ impl<T> Ticket<T> {
         ran
     }
 
+    /// Turns the job away unrun; its caller gets [`Outcome::Dropped`]. True when the
+    /// caller was still waiting for it, false when it had already withdrawn it. (The
+    /// queue's `abandon` then the ticket's drop: loom's `abandon_vs_withdraw_then_drop`.)
+    pub(crate) fn refuse(self) -> bool {
+        self.cell.transition(WITHDRAWN).is_ok()
+    }
+
     fn reply(&mut self, outcome: Outcome<T>) {
         self.replied = true;
         let waker = {

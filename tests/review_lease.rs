@@ -453,3 +453,78 @@ async fn a_call_refused_by_an_ended_lease_counts_as_rejected() {
         "{stats:?}"
     );
 }
+
+/// Runs a first leased call that signals it started, waits for `go`, then runs `then`;
+/// its future is dropped once it runs (a call dropped while it runs lets it finish; one
+/// dropped before would be withdrawn).
+fn start_a_held_call(
+    lease: &mut async_bridge::Lease<u32>,
+    then: impl FnOnce() + Send + 'static,
+) -> mpsc::Sender<()> {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (in_tx, in_rx) = mpsc::channel::<()>();
+    let mut first = Box::pin(lease.call(move |_| {
+        in_tx.send(()).unwrap();
+        go_rx.recv_timeout(GUARD).unwrap();
+        then();
+    }));
+    assert!(support::poll_once(first.as_mut()).is_pending());
+    in_rx.recv_timeout(GUARD).unwrap();
+    drop(first);
+    go_tx
+}
+
+/// A call still queued on a lease when a call before it panics is turned away, and
+/// counted so (before, the lease dropped it uncounted: submitted and nothing, which CI
+/// caught as a race in the test above when the refused call was queued in time).
+#[test]
+fn a_call_still_queued_when_the_lease_ends_counts_as_rejected() {
+    guarded("queued call on an ending lease", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let worker = Worker::builder("queued-refused")
+            .spawn(|| Ok::<_, std::io::Error>(0_u32))
+            .unwrap();
+        let mut lease = rt.block_on(worker.lease()).unwrap();
+        let go = start_a_held_call(&mut lease, || panic!("ends the lease"));
+        let mut queued = Box::pin(lease.call(|n| *n));
+        assert!(support::poll_once(queued.as_mut()).is_pending()); // sent, behind the first
+        go.send(()).unwrap();
+        let err = rt.block_on(queued).unwrap_err();
+        assert!(err.is_lease_ended(), "{err}");
+        drop(lease);
+        assert_eq!(rt.block_on(worker.call(|n| *n + 1)).unwrap(), 1);
+        let stats = worker.stats();
+        assert_eq!((stats.rejected, stats.withdrawn), (1, 0), "{stats:?}");
+        // The panicked call and its holder (which panics in turn, for the panic policy).
+        assert_eq!((stats.completed, stats.panicked), (1, 2), "{stats:?}");
+        assert_eq!(stats.submitted, 4, "{stats:?}");
+    });
+}
+
+/// A leased call dropped before it started never runs and counts as withdrawn (before,
+/// it was submitted and nothing).
+#[test]
+fn a_leased_call_withdrawn_before_it_starts_counts_as_withdrawn() {
+    guarded("withdrawn leased call", || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let worker = Worker::builder("lease-withdrawn")
+            .spawn(|| Ok::<_, std::io::Error>(0_u32))
+            .unwrap();
+        let mut lease = rt.block_on(worker.lease()).unwrap();
+        let go = start_a_held_call(&mut lease, || {});
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&ran);
+        let queued = lease.call(move |_| counted.fetch_add(1, Ordering::SeqCst));
+        assert!(support::poll_once(queued).is_pending()); // sent, then dropped unstarted
+        go.send(()).unwrap();
+        // The lease's calls run in order: once this one answers, the withdrawn one is past.
+        assert_eq!(rt.block_on(lease.call(|n| *n + 7)).unwrap(), 7);
+        rt.block_on(lease.finish()).unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "a withdrawn call never runs");
+        let stats = worker.stats();
+        assert_eq!((stats.withdrawn, stats.rejected), (1, 0), "{stats:?}");
+        // The first call, the last one and the finished holder.
+        assert_eq!((stats.completed, stats.panicked), (3, 0), "{stats:?}");
+        assert_eq!(stats.submitted, 4, "{stats:?}");
+    });
+}

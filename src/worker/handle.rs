@@ -272,8 +272,9 @@ impl<T: 'static> Worker<T> {
     }
 
     /// A snapshot of the worker's counters, in the [`Stats`](crate::Stats) shape every
-    /// handle shares (`rejected` stays 0: a mailbox makes callers wait, it does not turn
-    /// them away).
+    /// handle shares. A mailbox makes callers wait, it does not turn them away:
+    /// `rejected` counts only the calls a [`Lease`](crate::Lease) turned away because it
+    /// had ended.
     ///
     /// # Examples
     ///

@@ -39,8 +39,9 @@ use crate::stats::Counters;
 /// Runs when a lease ends without being finished, on the object's thread.
 pub(crate) type ReleaseHook<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
 
-/// A leased call, boxed for the channel: runs against the object, false if it panicked.
-type Job<T> = Box<dyn FnOnce(&mut T) -> bool + Send>;
+/// A leased call, boxed for the channel: runs against the object, false if it panicked;
+/// given no object, it is turned away unrun (the lease ended with it still queued).
+type Job<T> = Box<dyn FnOnce(Option<&mut T>) -> bool + Send>;
 
 /// Why a lease ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +151,7 @@ fn serve<T: 'static>(
         };
         match next {
             Ok(job) => {
-                if !job(object) {
+                if !job(Some(object)) {
                     break End::Panicked;
                 }
             }
@@ -202,7 +203,10 @@ fn finish_unclean<T>(
         state.ended = Some(end);
         std::mem::take(&mut state.jobs)
     };
-    drop(dropped); // their callers learn the lease ended
+    // Turned away after the lock: their callers learn the lease ended.
+    for job in dropped {
+        job(None);
+    }
     if let Some(hook) = hook {
         // A panicking hook must not take the worker down; the next caller gets the
         // object as the hook left it.
@@ -353,9 +357,10 @@ impl<T: 'static> Lease<T> {
     /// runs, then the worker's panic policy applies, so `AfterPanic::Rebuild` rebuilds
     /// the object). A future dropped before its call started withdraws it (it never
     /// runs); one dropped while it runs lets it finish. Leased calls count in
-    /// the worker's [`stats`](crate::Worker::stats) (and the lease itself as one running
-    /// call while it is held); the worker's `timeout` does not apply under a lease (its
-    /// `lease_limit` does).
+    /// the worker's [`stats`](crate::Worker::stats), each in one outcome (one withdrawn
+    /// before it started as `withdrawn`; one refused, or still queued when the lease
+    /// ended, as `rejected`), and the lease itself as one running call while it is held;
+    /// the worker's `timeout` does not apply under a lease (its `lease_limit` does).
     ///
     /// # Errors
     ///
@@ -374,9 +379,28 @@ impl<T: 'static> Lease<T> {
         );
         let (ticket, reply): (Ticket<R>, _) = job::pair(origin, None);
         let mailbox = Arc::clone(&self.mailbox);
-        let job: Job<T> = Box::new(move |object: &mut T| {
+        // Every submitted call lands in one outcome: run, withdrawn by its caller, or
+        // turned away by the lease's end.
+        let job: Job<T> = Box::new(move |object: Option<&mut T>| {
+            let counters = &mailbox.counters;
+            let Some(object) = object else {
+                let refused = ticket.refuse();
+                let outcome = if refused {
+                    &counters.rejected
+                } else {
+                    &counters.withdrawn
+                };
+                Counters::bump(outcome);
+                return true;
+            };
             let started = Instant::now();
-            let ran = ticket.run_and(|_| f(object), |ran| mailbox.count(ran, started.elapsed()));
+            let ran = ticket.run_and(
+                |_| f(object),
+                |ran| match ran {
+                    Ran::Skipped => Counters::bump(&counters.withdrawn),
+                    ran => mailbox.count(ran, started.elapsed()),
+                },
+            );
             ran != Ran::Panicked
         });
         async move {
