@@ -732,3 +732,23 @@ fn the_error_is_send_sync_static_and_converts_to_boxed_and_io_errors() {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| err.into_panic())).unwrap_err();
     assert!(panic_text(&*payload).contains("not a panic"));
 }
+
+/// A twin's future is one allocation the size of the carrier's own call: the twin adds
+/// no state of its own to what it boxes (an `async` wrapper kept the call twice, 248
+/// bytes for a 120-byte worker call, past the allocator's fast bins).
+#[test]
+fn a_twin_boxes_no_more_than_the_carriers_call() {
+    let rt = rt();
+    let _enter = rt.enter();
+    let worker = Worker::builder("twin-size").spawn(Legacy::open).unwrap();
+    let twin = AsyncInventory::stock(&worker, 7);
+    let call = worker.call(move |legacy: &mut Legacy| legacy.stock(7));
+    assert!(
+        std::mem::size_of_val(&*twin) <= std::mem::size_of_val(&call),
+        "twin {} bytes, call {} bytes",
+        std::mem::size_of_val(&*twin),
+        std::mem::size_of_val(&call)
+    );
+    drop((twin, call));
+    assert_eq!(rt.block_on(worker.stock(7)).unwrap(), 10);
+}

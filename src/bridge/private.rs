@@ -18,12 +18,17 @@ pub fn twin(site: &'static Location<'static>, method: &'static str, carrier: &'s
 }
 
 /// Awaits a carrier's call and turns its error into a [`CallError`].
-pub async fn finish<F, R, E>(call: F) -> Result<R, CallError>
+///
+/// A map over the call, not an `async fn`: an `async fn` keeps its argument and the
+/// future it awaits in two slots, twice the call's size in the twin's box (248 bytes
+/// for a 120-byte worker call, against 120 here: an allocation small enough for the
+/// allocator's fast bins, which a 10k burst of twins feels).
+pub fn finish<F, R, E>(call: F) -> impl Future<Output = Result<R, CallError>>
 where
     F: Future<Output = Result<R, E>>,
     CallError: From<E>,
 {
-    call.await.map_err(CallError::from)
+    futures::TryFutureExt::map_err(call, CallError::from)
 }
 
 /// A blocking twin's call through `&self`: as [`Blocking::call`], with a panic of the
