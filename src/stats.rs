@@ -52,7 +52,8 @@ pub struct Stats {
     pub withdrawn: u64,
     /// Calls turned away at once: the queue was full, the call came from the handle's
     /// own closure with no slot free (`is_would_deadlock`), or it was made on a
-    /// [`Lease`](crate::Lease) that had ended (`is_lease_ended`).
+    /// [`Lease`](crate::Lease) that had ended, or was still queued on it when it ended
+    /// (`is_lease_ended`).
     pub rejected: u64,
     /// Calls whose caller got a timeout, waiting or running.
     pub timed_out: u64,
