@@ -650,9 +650,11 @@ impl<T: 'static> Mailbox<T> {
             }
             let now = now.unwrap_or_else(Instant::now);
             if let Some(admitted) = envelope.stamp.replace(now) {
+                // Only the worker's thread claims (under the batch lock): no locked
+                // read-modify-write.
                 self.counters
                     .queue_wait
-                    .record(now.saturating_duration_since(admitted));
+                    .record_by_owner(now.saturating_duration_since(admitted));
             }
             batch.running = Some(envelope.claim.origin().site);
             // Only this thread writes it (under the batch lock): no locked increment.
@@ -663,9 +665,12 @@ impl<T: 'static> Mailbox<T> {
         None
     }
 
-    /// Counts a call that ran for `took` (or was skipped).
+    /// Counts a call that ran for `took` (or was skipped). Only on the worker's thread,
+    /// where every call of this mailbox and of its leases ends: the counters it writes
+    /// have that one writer (see [`Counters::ran_by_owner`]).
     pub(crate) fn count(&self, ran: Ran, took: Duration) {
-        self.counters.ran(ran, took);
+        debug_assert!(self.on_own_thread(), "a worker's call counted off its thread");
+        self.counters.ran_by_owner(ran, took);
     }
 
     /// Keeps a lease's channel for shutdown (and forgets the leases that are over).
