@@ -277,6 +277,13 @@ impl<T: Send + 'static> Ticket<T> {
     pub(crate) fn claim_handle(&self) -> Arc<dyn Claim> {
         Arc::clone(&self.cell) as Arc<dyn Claim>
     }
+
+    /// The job's start, borrowed: for a queue whose entry owns the ticket itself (a
+    /// worker's mailbox), which then needs no handle of its own (no reference count
+    /// taken and given back per job).
+    pub(crate) fn claim(&self) -> &dyn Claim {
+        &*self.cell
+    }
 }
 
 impl<T> Ticket<T> {

@@ -62,11 +62,56 @@ use crate::stats::{Counters, Padded};
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::timer;
 
-/// What a queued call does on the worker thread: runs against the object (marked as the
-/// running call in the interrupt slot), calling the worker's bookkeeping (its last
-/// argument) before the caller sees the outcome.
-type RunCall<T> =
-    Box<dyn FnOnce(&RefCell<Option<T>>, &interrupt::Slot, &mut dyn FnMut(Ran)) + Send>;
+/// A queued call's job, type-erased: its ticket and its closure in one box (one
+/// allocation beside the job's cell), its start reached through the ticket.
+trait Queued<T>: Send {
+    /// The job's start: claimed by the worker, or withdrawn by the caller.
+    fn claim(&self) -> &dyn Claim;
+
+    /// Runs the call against the object (marked as the running call in the interrupt
+    /// slot), calling the worker's bookkeeping (`done`) before the caller sees the
+    /// outcome.
+    fn run(
+        self: Box<Self>,
+        object: &RefCell<Option<T>>,
+        slot: &interrupt::Slot,
+        done: &mut dyn FnMut(Ran),
+    );
+}
+
+/// A call's ticket and closure (see [`Queued`]).
+struct Job<R, F> {
+    ticket: job::Ticket<R>,
+    f: F,
+}
+
+impl<T, R, F> Queued<T> for Job<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut T, &interrupt::Slot, Option<&CancellationToken>) -> R + Send,
+{
+    fn claim(&self) -> &dyn Claim {
+        self.ticket.claim()
+    }
+
+    fn run(
+        self: Box<Self>,
+        object: &RefCell<Option<T>>,
+        slot: &interrupt::Slot,
+        done: &mut dyn FnMut(Ran),
+    ) {
+        let Job { ticket, f } = *self;
+        ticket.run_and(
+            |token| {
+                let mut object = object.borrow_mut();
+                // `None` only once the worker has stopped, when no call runs.
+                let object = object.as_mut().expect("the worker's object is there");
+                f(object, slot, token)
+            },
+            done,
+        );
+    }
+}
 
 /// A call on its way to the worker's thread.
 pub(crate) struct Envelope<T> {
@@ -76,15 +121,20 @@ pub(crate) struct Envelope<T> {
     /// when the call is made: one clock read per call); once the worker claimed it, when
     /// it did: the end of its queue wait and the start of its run.
     stamp: Option<Instant>,
-    /// Claimed by the worker, or withdrawn by the caller: exactly one wins.
-    claim: Arc<dyn Claim>,
-    run: RunCall<T>,
+    /// The ticket and the closure. Its start (`claim`): claimed by the worker, or
+    /// withdrawn by the caller, exactly one wins.
+    job: Box<dyn Queued<T>>,
 }
 
 impl<T> Envelope<T> {
     /// When the worker claimed it (see [`Mailbox::try_next`]).
     pub(crate) fn claimed_at(&self) -> Instant {
         self.stamp.unwrap_or_else(Instant::now)
+    }
+
+    /// The job's start.
+    fn claim(&self) -> &dyn Claim {
+        self.job.claim()
     }
 
     /// Runs the call against `object`, calling `done` before the caller sees the outcome.
@@ -94,7 +144,7 @@ impl<T> Envelope<T> {
         slot: &interrupt::Slot,
         done: &mut dyn FnMut(Ran),
     ) {
-        (self.run)(object, slot, done);
+        self.job.run(object, slot, done);
     }
 }
 
@@ -409,22 +459,7 @@ impl<T: 'static> Mailbox<T> {
         let envelope = Envelope {
             seq: 0,
             stamp: None,
-            claim: ticket.claim_handle(),
-            run: Box::new(
-                move |object: &RefCell<Option<T>>,
-                      slot: &interrupt::Slot,
-                      done: &mut dyn FnMut(Ran)| {
-                    ticket.run_and(
-                        |token| {
-                            let mut object = object.borrow_mut();
-                            // `None` only once the worker has stopped, when no call runs.
-                            let object = object.as_mut().expect("the worker's object is there");
-                            f(object, slot, token)
-                        },
-                        done,
-                    );
-                },
-            ),
+            job: Box::new(Job { ticket, f }),
         };
         Call {
             shared,
@@ -450,7 +485,7 @@ impl<T: 'static> Mailbox<T> {
         for (at, (_, mut envelope)) in state.line.drain(..admitted).enumerate() {
             envelope.stamp = Some(now);
             if free && at == 0 {
-                envelope.claim.runs_soon(); // see `Call::admit`
+                envelope.claim().runs_soon(); // see `Call::admit`
             }
             state.queue.push_back(envelope);
         }
@@ -504,7 +539,7 @@ impl<T: 'static> Mailbox<T> {
         // withdrawal counted for a call never submitted, and a dead entry counted in a
         // queue that does not hold it).
         for (_, envelope) in &line {
-            envelope.claim.abandon();
+            envelope.claim().abandon();
         }
         let notify = state.needs_notify();
         drop(state);
@@ -529,7 +564,7 @@ impl<T: 'static> Mailbox<T> {
         let abandoned = taken
             .iter()
             .chain(&queue)
-            .filter(|e| e.claim.abandon())
+            .filter(|e| e.claim().abandon())
             .count();
         drop(batch);
         drop(state);
@@ -643,7 +678,7 @@ impl<T: 'static> Mailbox<T> {
         skipped: &mut Vec<Envelope<T>>,
     ) -> Option<Envelope<T>> {
         while let Some(mut envelope) = batch.entries.pop_front() {
-            if !envelope.claim.claim() {
+            if !envelope.claim().claim() {
                 batch.skipped += 1; // withdrawn by its caller: skip it
                 skipped.push(envelope);
                 continue;
@@ -656,7 +691,7 @@ impl<T: 'static> Mailbox<T> {
                     .queue_wait
                     .record_by_owner(now.saturating_duration_since(admitted));
             }
-            batch.running = Some(envelope.claim.origin().site);
+            batch.running = Some(envelope.claim().origin().site);
             // Only this thread writes it (under the batch lock): no locked increment.
             let claimed = self.batch_claimed.load(Ordering::Relaxed);
             self.batch_claimed.store(claimed + 1, Ordering::Release);
@@ -816,7 +851,7 @@ impl<T: 'static, R> Call<T, R> {
         if state.worker_free() {
             // The worker is idle and nothing is ahead: the call runs without time passing,
             // so under the virtual-time harness it holds the clock from now on.
-            envelope.claim.runs_soon();
+            envelope.claim().runs_soon();
         }
         state.queue.push_back(envelope);
         let notify = state.needs_notify();
@@ -857,7 +892,7 @@ impl<T: 'static, R> Call<T, R> {
                     // Dropped after unlocking: a closure may hold the worker's last
                     // handle, whose drop takes the mailbox lock.
                     let queue = std::mem::take(&mut state.queue);
-                    (state.queue, cleared) = queue.into_iter().partition(|e| e.claim.is_waiting());
+                    (state.queue, cleared) = queue.into_iter().partition(|e| e.claim().is_waiting());
                     state.dead = 0;
                 }
             }
