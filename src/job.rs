@@ -500,7 +500,10 @@ mod tests {
         let (ticket, reply) = pair::<u32>(origin(), None);
         assert!(reply.withdraw());
         let before = TRANSITIONS.with(std::cell::Cell::get);
-        assert_eq!(ticket.run(|_| unreachable!("a withdrawn job ran")), Ran::Skipped);
+        assert_eq!(
+            ticket.run(|_| unreachable!("a withdrawn job ran")),
+            Ran::Skipped
+        );
         assert_eq!(TRANSITIONS.with(std::cell::Cell::get), before);
         let (ticket, _reply) = pair::<u32>(origin(), None);
         assert_eq!(ticket.run(|_| 1), Ran::Completed);

@@ -101,7 +101,10 @@ fn claimed_run_vs_reply_drop() {
             assert_eq!(runs.load(Ordering::Relaxed), 1);
         } else {
             assert_eq!(runs.load(Ordering::Relaxed), 0, "a withdrawn closure ran");
-            assert!(!token.is_cancelled(), "a withdrawn job's token was cancelled");
+            assert!(
+                !token.is_cancelled(),
+                "a withdrawn job's token was cancelled"
+            );
         }
     });
 }

@@ -704,7 +704,10 @@ impl<T: 'static> Mailbox<T> {
     /// where every call of this mailbox and of its leases ends: the counters it writes
     /// have that one writer (see [`Counters::ran_by_owner`]).
     pub(crate) fn count(&self, ran: Ran, took: Duration) {
-        debug_assert!(self.on_own_thread(), "a worker's call counted off its thread");
+        debug_assert!(
+            self.on_own_thread(),
+            "a worker's call counted off its thread"
+        );
         self.counters.ran_by_owner(ran, took);
     }
 
@@ -892,7 +895,8 @@ impl<T: 'static, R> Call<T, R> {
                     // Dropped after unlocking: a closure may hold the worker's last
                     // handle, whose drop takes the mailbox lock.
                     let queue = std::mem::take(&mut state.queue);
-                    (state.queue, cleared) = queue.into_iter().partition(|e| e.claim().is_waiting());
+                    (state.queue, cleared) =
+                        queue.into_iter().partition(|e| e.claim().is_waiting());
                     state.dead = 0;
                 }
             }
