@@ -75,8 +75,14 @@ trait Queued<T>: Send {
         self: Box<Self>,
         object: &RefCell<Option<T>>,
         slot: &interrupt::Slot,
+        id: u64,
         done: &mut dyn FnMut(Ran),
     );
+}
+
+/// The id in the worker's interrupt slot of the call numbered `seq` (0 is "none").
+fn interrupt_id(seq: u64) -> u64 {
+    seq + 1
 }
 
 /// A call's ticket and closure (see [`Queued`]).
@@ -88,7 +94,7 @@ struct Job<R, F> {
 impl<T, R, F> Queued<T> for Job<R, F>
 where
     R: Send + 'static,
-    F: FnOnce(&mut T, &interrupt::Slot, Option<&CancellationToken>) -> R + Send,
+    F: FnOnce(&mut T, &interrupt::Slot, u64, Option<&CancellationToken>) -> R + Send,
 {
     fn claim(&self) -> &dyn Claim {
         self.ticket.claim()
@@ -98,6 +104,7 @@ where
         self: Box<Self>,
         object: &RefCell<Option<T>>,
         slot: &interrupt::Slot,
+        id: u64,
         done: &mut dyn FnMut(Ran),
     ) {
         let Job { ticket, f } = *self;
@@ -106,7 +113,7 @@ where
                 let mut object = object.borrow_mut();
                 // `None` only once the worker has stopped, when no call runs.
                 let object = object.as_mut().expect("the worker's object is there");
-                f(object, slot, token)
+                f(object, slot, id, token)
             },
             done,
         );
@@ -144,7 +151,7 @@ impl<T> Envelope<T> {
         slot: &interrupt::Slot,
         done: &mut dyn FnMut(Ran),
     ) {
-        self.job.run(object, slot, done);
+        self.job.run(object, slot, interrupt_id(self.seq), done);
     }
 }
 
@@ -401,14 +408,13 @@ impl<T: 'static> Mailbox<T> {
         R: Send + 'static,
     {
         let token = cancellable.then(|| self.shutdown.child_token());
-        let id = interrupt::next_id();
         self.make_call(
             None,
             site,
             Kind::Worker,
             token,
-            id,
-            move |object, slot, token| slot.run(id, || f(object, token)),
+            true,
+            move |object, slot, id, token| slot.run(id, || f(object, token)),
         )
     }
 
@@ -432,8 +438,8 @@ impl<T: 'static> Mailbox<T> {
             site,
             kind,
             token,
-            0,
-            move |object, _slot, token| f(object, token),
+            false,
+            move |object, _slot, _id, token| f(object, token),
         )
     }
 
@@ -443,11 +449,11 @@ impl<T: 'static> Mailbox<T> {
         site: Site,
         kind: Kind,
         token: Option<CancellationToken>,
-        id: u64,
+        interruptible: bool,
         f: F,
     ) -> Call<T, R>
     where
-        F: FnOnce(&mut T, &interrupt::Slot, Option<&CancellationToken>) -> R + Send + 'static,
+        F: FnOnce(&mut T, &interrupt::Slot, u64, Option<&CancellationToken>) -> R + Send + 'static,
         R: Send + 'static,
     {
         // The shared counters first, before the new call's memory is written: a locked
@@ -463,7 +469,7 @@ impl<T: 'static> Mailbox<T> {
         };
         Call {
             shared,
-            id,
+            interruptible,
             link,
             envelope: Some(envelope),
             seq: None,
@@ -799,8 +805,10 @@ impl<T: 'static> Drop for Sender<T> {
 /// A call into a worker, awaited by its caller: admission, then the reply.
 pub(crate) struct Call<T: 'static, R> {
     shared: Arc<Mailbox<T>>,
-    /// The call's id in the interrupt slot.
-    id: u64,
+    /// An interrupt given for this call may stop it, under its id in the worker's
+    /// interrupt slot: its number plus one (see [`interrupt_id`]). Numbers are the
+    /// mailbox's own, as is the slot: no process-wide counter is touched per call.
+    interruptible: bool,
     /// A lease holder's hold on the worker, until the call is admitted (or answered, if
     /// it waited in line). Other calls hold it through `load`.
     link: Option<Sender<T>>,
@@ -914,7 +922,9 @@ impl<T: 'static, R> Call<T, R> {
             // Running: cancel its token, and stop it inside the object if the worker
             // has an interrupter (never once it has returned: see `interrupt`).
             self.reply.cancel();
-            shared.interrupt.interrupt(self.id);
+            if self.interruptible {
+                shared.interrupt.interrupt(interrupt_id(seq));
+            }
         }
     }
 
