@@ -182,13 +182,25 @@ struct Slot<T> {
 
 impl<T> Cell<T> {
     fn transition(&self, to: u8) -> Result<(), u8> {
+        #[cfg(all(test, not(async_bridge_loom)))]
+        tests::TRANSITIONS.with(|n| n.set(n.get() + 1));
         self.state
             .compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire)
             .map(drop)
     }
 
     /// Claims the job for running: false when its caller (or its queue) gave it up.
+    ///
+    /// A job its queue already claimed (`STARTED`, which only this job's runner sets, and
+    /// which it leaves only by replying) is started: a plain load tells, and the runner
+    /// skips a second compare-exchange (a locked instruction even when it fails) and a
+    /// second hold of the clock (the claim took it).
     fn start(&self) -> bool {
+        match self.state.load(Ordering::Acquire) {
+            STARTED => return true,
+            WAITING => {}
+            _ => return false,
+        }
         let started = matches!(self.transition(STARTED), Ok(()) | Err(STARTED));
         if started {
             self.hold_clock();
@@ -264,6 +276,13 @@ impl<T: Send + 'static> Ticket<T> {
     /// A type-erased handle on the job's start, sharing the ticket's allocation.
     pub(crate) fn claim_handle(&self) -> Arc<dyn Claim> {
         Arc::clone(&self.cell) as Arc<dyn Claim>
+    }
+
+    /// The job's start, borrowed: for a queue whose entry owns the ticket itself (a
+    /// worker's mailbox), which then needs no handle of its own (no reference count
+    /// taken and given back per job).
+    pub(crate) fn claim(&self) -> &dyn Claim {
+        &*self.cell
     }
 }
 
@@ -436,6 +455,60 @@ pub(crate) fn panic_message(payload: &Panic) -> Option<&str> {
 #[cfg(all(test, not(async_bridge_loom)))]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Compare-exchanges tried on a cell's state by this thread (`Cell::transition`).
+        pub(super) static TRANSITIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn origin() -> Origin {
+        Origin::new(
+            crate::origin::Kind::Worker,
+            None,
+            std::panic::Location::caller(),
+        )
+    }
+
+    /// A job its queue claimed (a mailbox, a lane) is run with one compare-exchange in
+    /// all, the claim's: `run` finds it started with a load (it did a second one, which
+    /// fails and still costs a locked instruction per call); it runs once and answers.
+    #[test]
+    fn a_claimed_job_runs_without_a_second_compare_exchange() {
+        let (ticket, mut reply) = pair_queued::<u32>(origin(), None);
+        let before = TRANSITIONS.with(std::cell::Cell::get);
+        assert!(ticket.claim_handle().claim());
+        assert!(!reply.withdraw(), "a claimed job was withdrawn");
+        let runs = std::cell::Cell::new(0);
+        let ran = ticket.run(|_| {
+            runs.set(runs.get() + 1);
+            7
+        });
+        // The claim's transition and the failed withdrawal: none from `run`.
+        assert_eq!(TRANSITIONS.with(std::cell::Cell::get) - before, 2);
+        assert_eq!((ran, runs.get()), (Ran::Completed, 1));
+        let waker = Waker::noop();
+        assert!(matches!(
+            Pin::new(&mut reply).poll(&mut task::Context::from_waker(waker)),
+            Poll::Ready(Outcome::Completed(7))
+        ));
+    }
+
+    /// A job withdrawn before its runner looks is skipped by `run` without a
+    /// compare-exchange, and one never claimed is started by `run` itself (one).
+    #[test]
+    fn run_skips_a_withdrawn_job_and_starts_an_unclaimed_one() {
+        let (ticket, reply) = pair::<u32>(origin(), None);
+        assert!(reply.withdraw());
+        let before = TRANSITIONS.with(std::cell::Cell::get);
+        assert_eq!(
+            ticket.run(|_| unreachable!("a withdrawn job ran")),
+            Ran::Skipped
+        );
+        assert_eq!(TRANSITIONS.with(std::cell::Cell::get), before);
+        let (ticket, _reply) = pair::<u32>(origin(), None);
+        assert_eq!(ticket.run(|_| 1), Ran::Completed);
+        assert_eq!(TRANSITIONS.with(std::cell::Cell::get) - before, 1);
+    }
 
     /// The waker sits in the outcome's lock, not in an `AtomicWaker` beside it: the cell
     /// of a one-word result is 96 bytes (it was 104), within two cache lines with the

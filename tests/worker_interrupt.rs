@@ -362,3 +362,53 @@ async fn a_lane_shutdown_interrupts_running_calls_and_reports_them() {
     let read = stuck.await.unwrap().unwrap();
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+/// Each worker numbers its own calls, and a call's id in the worker's interrupt slot is
+/// its number (no process-wide counter per call): two workers' first calls share a
+/// number. A caller giving up its running query on one worker interrupts that worker's
+/// query only; the other's runs on until its own caller goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_reaches_only_its_own_worker_though_call_numbers_repeat() {
+    fn counted_worker(name: &str, fires: &Arc<AtomicUsize>) -> Worker<Connection> {
+        let fires = Arc::clone(fires);
+        Worker::builder(name)
+            .interrupter(move |conn: &Connection| {
+                let handle = conn.get_interrupt_handle();
+                let fires = Arc::clone(&fires);
+                move || {
+                    fires.fetch_add(1, Ordering::SeqCst);
+                    handle.interrupt();
+                }
+            })
+            .spawn(Connection::open_in_memory)
+            .unwrap()
+    }
+    let (fires_a, fires_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, b) = (counted_worker("a", &fires_a), counted_worker("b", &fires_b));
+    let endless = |started: tokio::sync::oneshot::Sender<()>| {
+        move |c: &mut Connection| {
+            started.send(()).unwrap();
+            c.query_row(ENDLESS, [], |r| r.get::<_, i64>(0))
+        }
+    };
+    let (started_a, on_a) = tokio::sync::oneshot::channel();
+    let (started_b, on_b) = tokio::sync::oneshot::channel();
+    let running_a = tokio::spawn(a.call(endless(started_a)));
+    let running_b = tokio::spawn(b.call(endless(started_b)));
+    on_a.await.unwrap();
+    on_b.await.unwrap();
+    running_b.abort();
+    let _ = running_b.await;
+    // B is free again once its query was stopped.
+    assert_eq!(b.call(|c| select(c, 2)).await.unwrap().unwrap(), 2);
+    assert!(fires_b.load(Ordering::SeqCst) >= 1);
+    assert_eq!(fires_a.load(Ordering::SeqCst), 0, "B's interrupt reached A");
+    assert!(
+        !running_a.is_finished(),
+        "A's query stopped without its caller"
+    );
+    running_a.abort();
+    let _ = running_a.await;
+    assert_eq!(a.call(|c| select(c, 1)).await.unwrap().unwrap(), 1);
+    assert!(fires_a.load(Ordering::SeqCst) >= 1);
+}

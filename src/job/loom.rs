@@ -65,6 +65,50 @@ fn claim_vs_withdraw() {
     });
 }
 
+/// A runner that claims the job through the type-erased handle and then runs the
+/// ticket, which finds the claim with a plain load and does no second compare-exchange
+/// (`Cell::start`), against the caller dropping its reply: a drop that finds the job
+/// waiting withdraws it, the claim fails and the closure never runs (nor is the token
+/// cancelled); a drop after the claim cancels the token, and the claimed closure runs
+/// exactly once, with the token, and is answered into a cell nobody reads (invariants
+/// 1, 2, 7).
+#[test]
+fn claimed_run_vs_reply_drop() {
+    check("job::claimed_run_vs_reply_drop", || {
+        let token = CancellationToken::new();
+        let (ticket, reply) = pair_queued::<u32>(origin(), Some(token.clone()));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let runner = {
+            let runs = Arc::clone(&runs);
+            thread::spawn(move || {
+                let claimed = ticket.claim_handle().claim();
+                if !claimed {
+                    drop(ticket); // a queue skips a withdrawn call: never run
+                    return (false, Ran::Skipped);
+                }
+                let ran = ticket.run(|token| {
+                    assert!(token.is_some(), "the closure gets the job's token");
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    7
+                });
+                (true, ran)
+            })
+        };
+        drop(reply);
+        let (claimed, ran) = runner.join().unwrap();
+        if claimed {
+            assert_eq!(ran, Ran::Completed, "a claimed job was not run");
+            assert_eq!(runs.load(Ordering::Relaxed), 1);
+        } else {
+            assert_eq!(runs.load(Ordering::Relaxed), 0, "a withdrawn closure ran");
+            assert!(
+                !token.is_cancelled(),
+                "a withdrawn job's token was cancelled"
+            );
+        }
+    });
+}
+
 /// A reply awaited while its job runs on another thread (the runner claims inside
 /// `run`): the outcome is delivered, and the wake-up between the reply's first look and
 /// its waker's registration is not lost (invariants 3, 4); polling again after it

@@ -62,11 +62,63 @@ use crate::stats::{Counters, Padded};
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::timer;
 
-/// What a queued call does on the worker thread: runs against the object (marked as the
-/// running call in the interrupt slot), calling the worker's bookkeeping (its last
-/// argument) before the caller sees the outcome.
-type RunCall<T> =
-    Box<dyn FnOnce(&RefCell<Option<T>>, &interrupt::Slot, &mut dyn FnMut(Ran)) + Send>;
+/// A queued call's job, type-erased: its ticket and its closure in one box (one
+/// allocation beside the job's cell), its start reached through the ticket.
+trait Queued<T>: Send {
+    /// The job's start: claimed by the worker, or withdrawn by the caller.
+    fn claim(&self) -> &dyn Claim;
+
+    /// Runs the call against the object (marked as the running call in the interrupt
+    /// slot), calling the worker's bookkeeping (`done`) before the caller sees the
+    /// outcome.
+    fn run(
+        self: Box<Self>,
+        object: &RefCell<Option<T>>,
+        slot: &interrupt::Slot,
+        id: u64,
+        done: &mut dyn FnMut(Ran),
+    );
+}
+
+/// The id in the worker's interrupt slot of the call numbered `seq` (0 is "none").
+fn interrupt_id(seq: u64) -> u64 {
+    seq + 1
+}
+
+/// A call's ticket and closure (see [`Queued`]).
+struct Job<R, F> {
+    ticket: job::Ticket<R>,
+    f: F,
+}
+
+impl<T, R, F> Queued<T> for Job<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut T, &interrupt::Slot, u64, Option<&CancellationToken>) -> R + Send,
+{
+    fn claim(&self) -> &dyn Claim {
+        self.ticket.claim()
+    }
+
+    fn run(
+        self: Box<Self>,
+        object: &RefCell<Option<T>>,
+        slot: &interrupt::Slot,
+        id: u64,
+        done: &mut dyn FnMut(Ran),
+    ) {
+        let Job { ticket, f } = *self;
+        ticket.run_and(
+            |token| {
+                let mut object = object.borrow_mut();
+                // `None` only once the worker has stopped, when no call runs.
+                let object = object.as_mut().expect("the worker's object is there");
+                f(object, slot, id, token)
+            },
+            done,
+        );
+    }
+}
 
 /// A call on its way to the worker's thread.
 pub(crate) struct Envelope<T> {
@@ -76,15 +128,20 @@ pub(crate) struct Envelope<T> {
     /// when the call is made: one clock read per call); once the worker claimed it, when
     /// it did: the end of its queue wait and the start of its run.
     stamp: Option<Instant>,
-    /// Claimed by the worker, or withdrawn by the caller: exactly one wins.
-    claim: Arc<dyn Claim>,
-    run: RunCall<T>,
+    /// The ticket and the closure. Its start (`claim`): claimed by the worker, or
+    /// withdrawn by the caller, exactly one wins.
+    job: Box<dyn Queued<T>>,
 }
 
 impl<T> Envelope<T> {
     /// When the worker claimed it (see [`Mailbox::try_next`]).
     pub(crate) fn claimed_at(&self) -> Instant {
         self.stamp.unwrap_or_else(Instant::now)
+    }
+
+    /// The job's start.
+    fn claim(&self) -> &dyn Claim {
+        self.job.claim()
     }
 
     /// Runs the call against `object`, calling `done` before the caller sees the outcome.
@@ -94,7 +151,7 @@ impl<T> Envelope<T> {
         slot: &interrupt::Slot,
         done: &mut dyn FnMut(Ran),
     ) {
-        (self.run)(object, slot, done);
+        self.job.run(object, slot, interrupt_id(self.seq), done);
     }
 }
 
@@ -351,14 +408,13 @@ impl<T: 'static> Mailbox<T> {
         R: Send + 'static,
     {
         let token = cancellable.then(|| self.shutdown.child_token());
-        let id = interrupt::next_id();
         self.make_call(
             None,
             site,
             Kind::Worker,
             token,
-            id,
-            move |object, slot, token| slot.run(id, || f(object, token)),
+            true,
+            move |object, slot, id, token| slot.run(id, || f(object, token)),
         )
     }
 
@@ -382,8 +438,8 @@ impl<T: 'static> Mailbox<T> {
             site,
             kind,
             token,
-            0,
-            move |object, _slot, token| f(object, token),
+            false,
+            move |object, _slot, _id, token| f(object, token),
         )
     }
 
@@ -393,11 +449,11 @@ impl<T: 'static> Mailbox<T> {
         site: Site,
         kind: Kind,
         token: Option<CancellationToken>,
-        id: u64,
+        interruptible: bool,
         f: F,
     ) -> Call<T, R>
     where
-        F: FnOnce(&mut T, &interrupt::Slot, Option<&CancellationToken>) -> R + Send + 'static,
+        F: FnOnce(&mut T, &interrupt::Slot, u64, Option<&CancellationToken>) -> R + Send + 'static,
         R: Send + 'static,
     {
         // The shared counters first, before the new call's memory is written: a locked
@@ -409,26 +465,11 @@ impl<T: 'static> Mailbox<T> {
         let envelope = Envelope {
             seq: 0,
             stamp: None,
-            claim: ticket.claim_handle(),
-            run: Box::new(
-                move |object: &RefCell<Option<T>>,
-                      slot: &interrupt::Slot,
-                      done: &mut dyn FnMut(Ran)| {
-                    ticket.run_and(
-                        |token| {
-                            let mut object = object.borrow_mut();
-                            // `None` only once the worker has stopped, when no call runs.
-                            let object = object.as_mut().expect("the worker's object is there");
-                            f(object, slot, token)
-                        },
-                        done,
-                    );
-                },
-            ),
+            job: Box::new(Job { ticket, f }),
         };
         Call {
             shared,
-            id,
+            interruptible,
             link,
             envelope: Some(envelope),
             seq: None,
@@ -450,7 +491,7 @@ impl<T: 'static> Mailbox<T> {
         for (at, (_, mut envelope)) in state.line.drain(..admitted).enumerate() {
             envelope.stamp = Some(now);
             if free && at == 0 {
-                envelope.claim.runs_soon(); // see `Call::admit`
+                envelope.claim().runs_soon(); // see `Call::admit`
             }
             state.queue.push_back(envelope);
         }
@@ -504,7 +545,7 @@ impl<T: 'static> Mailbox<T> {
         // withdrawal counted for a call never submitted, and a dead entry counted in a
         // queue that does not hold it).
         for (_, envelope) in &line {
-            envelope.claim.abandon();
+            envelope.claim().abandon();
         }
         let notify = state.needs_notify();
         drop(state);
@@ -529,7 +570,7 @@ impl<T: 'static> Mailbox<T> {
         let abandoned = taken
             .iter()
             .chain(&queue)
-            .filter(|e| e.claim.abandon())
+            .filter(|e| e.claim().abandon())
             .count();
         drop(batch);
         drop(state);
@@ -643,18 +684,20 @@ impl<T: 'static> Mailbox<T> {
         skipped: &mut Vec<Envelope<T>>,
     ) -> Option<Envelope<T>> {
         while let Some(mut envelope) = batch.entries.pop_front() {
-            if !envelope.claim.claim() {
+            if !envelope.claim().claim() {
                 batch.skipped += 1; // withdrawn by its caller: skip it
                 skipped.push(envelope);
                 continue;
             }
             let now = now.unwrap_or_else(Instant::now);
             if let Some(admitted) = envelope.stamp.replace(now) {
+                // Only the worker's thread claims (under the batch lock): no locked
+                // read-modify-write.
                 self.counters
                     .queue_wait
-                    .record(now.saturating_duration_since(admitted));
+                    .record_by_owner(now.saturating_duration_since(admitted));
             }
-            batch.running = Some(envelope.claim.origin().site);
+            batch.running = Some(envelope.claim().origin().site);
             // Only this thread writes it (under the batch lock): no locked increment.
             let claimed = self.batch_claimed.load(Ordering::Relaxed);
             self.batch_claimed.store(claimed + 1, Ordering::Release);
@@ -663,9 +706,15 @@ impl<T: 'static> Mailbox<T> {
         None
     }
 
-    /// Counts a call that ran for `took` (or was skipped).
+    /// Counts a call that ran for `took` (or was skipped). Only on the worker's thread,
+    /// where every call of this mailbox and of its leases ends: the counters it writes
+    /// have that one writer (see [`Counters::ran_by_owner`]).
     pub(crate) fn count(&self, ran: Ran, took: Duration) {
-        self.counters.ran(ran, took);
+        debug_assert!(
+            self.on_own_thread(),
+            "a worker's call counted off its thread"
+        );
+        self.counters.ran_by_owner(ran, took);
     }
 
     /// Keeps a lease's channel for shutdown (and forgets the leases that are over).
@@ -756,8 +805,10 @@ impl<T: 'static> Drop for Sender<T> {
 /// A call into a worker, awaited by its caller: admission, then the reply.
 pub(crate) struct Call<T: 'static, R> {
     shared: Arc<Mailbox<T>>,
-    /// The call's id in the interrupt slot.
-    id: u64,
+    /// An interrupt given for this call may stop it, under its id in the worker's
+    /// interrupt slot: its number plus one (see [`interrupt_id`]). Numbers are the
+    /// mailbox's own, as is the slot: no process-wide counter is touched per call.
+    interruptible: bool,
     /// A lease holder's hold on the worker, until the call is admitted (or answered, if
     /// it waited in line). Other calls hold it through `load`.
     link: Option<Sender<T>>,
@@ -811,7 +862,7 @@ impl<T: 'static, R> Call<T, R> {
         if state.worker_free() {
             // The worker is idle and nothing is ahead: the call runs without time passing,
             // so under the virtual-time harness it holds the clock from now on.
-            envelope.claim.runs_soon();
+            envelope.claim().runs_soon();
         }
         state.queue.push_back(envelope);
         let notify = state.needs_notify();
@@ -852,7 +903,8 @@ impl<T: 'static, R> Call<T, R> {
                     // Dropped after unlocking: a closure may hold the worker's last
                     // handle, whose drop takes the mailbox lock.
                     let queue = std::mem::take(&mut state.queue);
-                    (state.queue, cleared) = queue.into_iter().partition(|e| e.claim.is_waiting());
+                    (state.queue, cleared) =
+                        queue.into_iter().partition(|e| e.claim().is_waiting());
                     state.dead = 0;
                 }
             }
@@ -870,7 +922,9 @@ impl<T: 'static, R> Call<T, R> {
             // Running: cancel its token, and stop it inside the object if the worker
             // has an interrupter (never once it has returned: see `interrupt`).
             self.reply.cancel();
-            shared.interrupt.interrupt(self.id);
+            if self.interruptible {
+                shared.interrupt.interrupt(interrupt_id(seq));
+            }
         }
     }
 
