@@ -38,7 +38,9 @@
 //!    is refused a place that reservations hold; a call with one is admitted (queued past
 //!    `max_queue` if the drainers are all busy: its place was counted), and a
 //!    reservation given up frees its place. Whatever lowers `queued + running +
-//!    reserved` wakes the tasks waiting to reserve (`reservers`), and so does `closed`.
+//!    reserved` wakes the tasks waiting to reserve (`reservers`), and so does `closed`:
+//!    their wakers are taken under the lock and woken after it is released (a waker may
+//!    call back into the lane).
 
 mod call;
 #[cfg(all(test, async_bridge_loom))]
@@ -311,13 +313,14 @@ impl Lane {
     /// idle drainers so they give their threads back, cancels running tokens. Returns
     /// how many queued calls it abandoned.
     pub(crate) fn close(&self) -> usize {
-        let (abandoned, tickets) = {
+        let (abandoned, tickets, reservers) = {
             let mut state = self.state.lock();
             state.closed = true;
-            Self::wake_reservers(&mut state);
-            Self::abandon_queue(&mut state)
+            let (abandoned, tickets) = Self::abandon_queue(&mut state);
+            (abandoned, tickets, Self::take_reservers(&mut state))
         };
         self.wake.notify_all();
+        Self::wake_reservers(reservers);
         drop(tickets);
         self.shutdown.cancel();
         abandoned
@@ -506,16 +509,26 @@ impl Lane {
 
     /// Gives back a place reserved and not used.
     pub(crate) fn unreserve(&self) {
-        let mut state = self.state.lock();
-        state.reserved -= 1;
-        Self::wake_reservers(&mut state);
+        let reservers = {
+            let mut state = self.state.lock();
+            state.reserved -= 1;
+            Self::take_reservers(&mut state)
+        };
+        Self::wake_reservers(reservers);
     }
 
-    /// Wakes every task waiting to reserve: a place may be free, or the lane closed.
-    fn wake_reservers(state: &mut State) {
-        if !state.reservers.is_empty() {
-            state.reservers.drain(..).for_each(Waker::wake);
-        }
+    /// Takes the wakers of every task waiting to reserve (a place may be free, or the
+    /// lane closed), to be woken by [`wake_reservers`](Self::wake_reservers) once the
+    /// lock is released: a waker may call back into the lane (poll a service of it, read
+    /// its stats), which under the lock would deadlock.
+    fn take_reservers(state: &mut State) -> Vec<Waker> {
+        std::mem::take(&mut state.reservers)
+    }
+
+    /// Wakes the wakers [`take_reservers`](Self::take_reservers) took; call it with the
+    /// lane's lock released.
+    fn wake_reservers(reservers: Vec<Waker>) {
+        reservers.into_iter().for_each(Waker::wake);
     }
 
     /// The next live entry for the drainer in `slot`, waiting up to [`LINGER`] for one;
@@ -590,18 +603,20 @@ impl Lane {
         // without running (its runtime shut down): then nothing would ever run the queue,
         // so its callers are failed rather than left waiting.
         let (_, orphans) = Self::abandon_queue(&mut state);
+        let reservers = Self::take_reservers(&mut state);
         drop(state);
+        Self::wake_reservers(reservers);
         drop(orphans);
     }
 
     /// Empties the queue, giving up its live entries (under the lock, so that a caller
     /// withdrawing at the same moment and this count each entry once). Returns how many
-    /// were live, and the entries, to drop outside the lock.
+    /// were live, and the entries, to drop outside the lock. The places it frees are for
+    /// the caller to announce ([`take_reservers`](Self::take_reservers)).
     pub(super) fn abandon_queue(state: &mut State) -> (usize, VecDeque<Entry>) {
         let entries = std::mem::take(&mut state.queue);
         let abandoned = entries.iter().filter(|e| e.claim.abandon()).count();
         state.queued -= abandoned;
-        Self::wake_reservers(state);
         (abandoned, entries)
     }
 
@@ -616,17 +631,21 @@ impl Lane {
         let mut state = self.state.lock();
         state.sites[slot] = None;
         let next = self.pop(&mut state, slot, Some(ended), &mut dead);
-        self.end_running(&mut state);
+        let reservers = self.end_running(&mut state);
+        drop(state);
+        Self::wake_reservers(reservers);
         next
     }
 
-    /// One closure fewer runs; tells shutdown when none does.
-    pub(super) fn end_running(&self, state: &mut State) {
+    /// One closure fewer runs; tells shutdown when none does. Returns the reservers to
+    /// wake once the lock is released (its place is free).
+    #[must_use = "the reservers are to be woken after the lock"]
+    pub(super) fn end_running(&self, state: &mut State) -> Vec<Waker> {
         state.running -= 1;
-        Self::wake_reservers(state);
         if state.running == 0 {
             self.idle.notify_waiters();
         }
+        Self::take_reservers(state)
     }
 
     /// A caller gives up on its call: withdraws it if it is still queued, freeing its
@@ -642,7 +661,7 @@ impl Lane {
             return false;
         }
         state.queued -= 1;
-        Self::wake_reservers(&mut state);
+        let reservers = Self::take_reservers(&mut state);
         // Withdrawn entries stay in the deque until popped; compact when they dominate,
         // dropping them after the lock (see `pop`).
         let dead: VecDeque<Entry> = if state.queue.len() > 2 * state.queued + 64 {
@@ -655,6 +674,7 @@ impl Lane {
             VecDeque::new()
         };
         drop(state);
+        Self::wake_reservers(reservers);
         drop(dead);
         Counters::bump(&self.counters.withdrawn);
         true
