@@ -511,16 +511,19 @@ async fn poll_ready_from_the_lanes_own_full_closure_is_would_deadlock() {
     assert!(err.is_would_deadlock(), "{err}");
 }
 
+/// A lane service over a plain function.
+type Identity = LaneService<fn(u32) -> u32>;
+
 /// A waker that calls back into the lane when woken: it polls `poll_ready` on a service
 /// of the same lane (which takes the lane's lock) and reports whether it got a place.
 struct CallsBack {
-    svc: std::sync::Mutex<LaneService<fn(u32) -> u32>>,
+    svc: std::sync::Mutex<Identity>,
     ready: std::sync::Mutex<mpsc::Sender<bool>>,
 }
 
 impl CallsBack {
     /// A waker over a new `CallsBack` on `svc`, and where it reports.
-    fn waker(svc: &LaneService<fn(u32) -> u32>) -> (Waker, mpsc::Receiver<bool>) {
+    fn waker(svc: &Identity) -> (Waker, mpsc::Receiver<bool>) {
         let (tx, ready) = mpsc::channel();
         let callback = CallsBack {
             svc: std::sync::Mutex::new(svc.clone()),
@@ -555,7 +558,7 @@ fn a_waker_that_calls_back_into_the_lane_is_woken_outside_its_lock() {
             .handle(rt.handle().clone())
             .build()
             .unwrap();
-        let svc: LaneService<fn(u32) -> u32> = lane.service(std::convert::identity);
+        let svc: Identity = lane.service(std::convert::identity);
         let mut waiting = svc.clone();
 
         // A place given back by dropping a reserved service (`unreserve`).
