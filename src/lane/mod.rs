@@ -41,6 +41,16 @@
 //!    reserved` wakes the tasks waiting to reserve (`reservers`), and so does `closed`:
 //!    their wakers are taken under the lock and woken after it is released (a waker may
 //!    call back into the lane).
+//! 9. At most one drainer spins (`spinning`: a blocking-pool drainer that found the
+//!    queue empty looks again, the lock released, for up to `SPIN` before it sleeps).
+//!    While it does, it counts in `idle` and in `waking` (an idle drainer already on its
+//!    way), and an admission notifies no one: the spinner takes the first entry, and on
+//!    taking it notifies the idle drainers that the entries queued behind it need (the
+//!    admission's rule of invariant 6, applied late). It stops under the lock, in the
+//!    same step as it sees an entry queued (then it pops it) or none (then it waits,
+//!    counted idle, for the next admission's notification): no entry is left queued
+//!    with every drainer asleep, and a burst pays its wake-ups on the drainers' side, not
+//!    the caller's.
 
 mod call;
 #[cfg(all(test, async_bridge_loom))]
@@ -80,6 +90,23 @@ use crate::unblock::OffloadError;
 /// a lane of 4 took a 5th thread (tests/unblock_threads.rs, 2 to 4 failures in 10
 /// runs); at 20 ms none in 12. An idle drainer waits on a condvar: it costs no CPU.
 const LINGER: Duration = Duration::from_millis(20);
+
+/// How long a blocking-pool drainer that found the queue empty keeps looking for the
+/// next call, the lock released, before it waits on the condvar: one drainer at a time
+/// (`State::spinning`), once per look at an empty queue, giving its core away between
+/// looks (invariant 9).
+///
+/// A caller that submits calls a little slower than the drainers run them (a burst
+/// through a `tower::Service`, which builds each call as it polls it, where
+/// `Offloader::run` builds them all before the first is polled) found the drainers
+/// asleep at nearly every call and paid a condvar notification for it: a futex wake on
+/// the caller's thread, and the woken drainer's switch in and, finding nothing more, out.
+/// On 2 cores that was about half of a 10k burst of tiny calls (`tower_burst_10k`:
+/// 1.4–1.9× of the same burst through `Offloader::run`). While a drainer spins,
+/// admissions notify no one: the spinner takes the first call and notifies for the calls
+/// queued behind it, so the wake-ups a burst needs are paid on the drainers' side. A lane
+/// that goes quiet costs one spin, not a spin per linger.
+const SPIN: Duration = Duration::from_micros(20);
 
 /// Where a lane's drainers run.
 pub(crate) enum Runner {
@@ -148,6 +175,9 @@ pub(super) struct State {
     pub(super) reserved: usize,
     /// Tasks waiting for a place to reserve; all woken when one may be free.
     pub(super) reservers: Vec<Waker>,
+    /// A drainer is looking for work before it sleeps (`Lane::spin`; it counts in
+    /// `idle` and in `waking`).
+    pub(super) spinning: bool,
 }
 
 /// A job on its way through the lane.
@@ -416,7 +446,9 @@ impl Lane {
             entry.claim.runs_soon(); // under the harness: it holds the clock from now on
             state.queue.push_back(entry);
             let for_idle = state.queued - state.starting.min(state.queued);
-            if state.waking < for_idle.min(state.idle) {
+            // A spinning drainer takes it without a notification, and wakes drainers
+            // for whatever was queued behind it meanwhile (invariant 9).
+            if !state.spinning && state.waking < for_idle.min(state.idle) {
                 state.waking += 1;
                 self.wake.notify_one();
             }
@@ -538,19 +570,70 @@ impl Lane {
         let mut dead = Vec::new();
         let mut state = self.state.lock();
         let mut lingered = false;
+        // Spun once already (a drainer spins once per look at an empty queue), and
+        // whether it found an entry doing so.
+        let (mut spun, mut found) = (false, false);
         loop {
             if let Some(entry) = self.pop(&mut state, slot, None, &mut dead) {
+                if found {
+                    // Admissions made while it spun notified no one: what was queued
+                    // behind its entry gets the drainers it needs now (invariant 9).
+                    self.wake_for_queue(&mut state);
+                }
                 return Some(entry);
             }
             if state.closed || lingered || matches!(self.runner, Runner::Rayon(_)) {
                 self.release(state, slot);
                 return None;
             }
+            if !spun && !state.spinning {
+                spun = true;
+                found = Self::spin(&mut state);
+                continue;
+            }
+            found = false;
             state.idle += 1;
             lingered = self.wake.wait_for(&mut state, LINGER).timed_out();
             state.idle -= 1;
             // Whether it was this drainer that was woken or not, one fewer is on its way.
             state.waking = state.waking.saturating_sub(1);
+        }
+    }
+
+    /// Looks for a queued entry for up to [`SPIN`] before the drainer sleeps: counted idle
+    /// and already woken (invariant 9), it lets the lock go between looks and gives its
+    /// core away. Returns with the lock held and the spin's counts undone, when an entry
+    /// waits (then `true`), the lane closed or the time is up.
+    fn spin(state: &mut MutexGuard<'_, State>) -> bool {
+        state.spinning = true;
+        state.idle += 1;
+        state.waking += 1;
+        let until = Instant::now() + SPIN;
+        loop {
+            MutexGuard::unlocked(state, spin_pause);
+            // (Under loom: one look, any other thread's steps before it.)
+            if state.queued > 0
+                || state.closed
+                || cfg!(all(test, async_bridge_loom))
+                || Instant::now() >= until
+            {
+                break;
+            }
+        }
+        state.idle -= 1;
+        // As a woken drainer leaving its wait: one fewer is on its way.
+        state.waking = state.waking.saturating_sub(1);
+        state.spinning = false;
+        state.queued > 0
+    }
+
+    /// Notifies as many idle drainers as the queued entries need, beyond those already
+    /// on their way (the admission's rule, for entries admitted while a drainer spun).
+    fn wake_for_queue(&self, state: &mut State) {
+        let for_idle = state.queued - state.starting.min(state.queued);
+        while state.waking < for_idle.min(state.idle) {
+            state.waking += 1;
+            self.wake.notify_one();
         }
     }
 
@@ -679,6 +762,21 @@ impl Lane {
         Counters::bump(&self.counters.withdrawn);
         true
     }
+}
+
+/// A spinning drainer's pause between two looks at the queue: a few spin-loop hints,
+/// then its core to any thread that wants it.
+#[cfg(not(all(test, async_bridge_loom)))]
+fn spin_pause() {
+    for _ in 0..32 {
+        std::hint::spin_loop();
+    }
+    std::thread::yield_now();
+}
+
+#[cfg(all(test, async_bridge_loom))]
+fn spin_pause() {
+    ::loom::thread::yield_now();
 }
 
 /// One `spawn_blocking` task of a lane: runs entries until the queue is empty.
