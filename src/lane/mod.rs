@@ -88,7 +88,8 @@ use crate::unblock::OffloadError;
 /// spawned). 2 ms was enough on an idle machine; under a load average of 6 on 2 cores
 /// the caller's thread was sometimes late by more than that between waves of calls and
 /// a lane of 4 took a 5th thread (tests/unblock_threads.rs, 2 to 4 failures in 10
-/// runs); at 20 ms none in 12. An idle drainer waits on a condvar: it costs no CPU.
+/// runs); at 20 ms none in 12. An idle drainer waits on a condvar (after at most one
+/// [`SPIN`]): it costs no CPU.
 const LINGER: Duration = Duration::from_millis(20);
 
 /// How long a blocking-pool drainer that found the queue empty keeps looking for the
@@ -563,7 +564,8 @@ impl Lane {
         reservers.into_iter().for_each(Waker::wake);
     }
 
-    /// The next live entry for the drainer in `slot`, waiting up to [`LINGER`] for one;
+    /// The next live entry for the drainer in `slot`, spinning up to [`SPIN`] (if no other
+    /// drainer spins) then waiting up to [`LINGER`] for one;
     /// `None` after releasing the slot.
     fn next(&self, slot: usize) -> Option<Entry> {
         // Declared before the guard: dropped after it (see `pop`).
