@@ -70,11 +70,19 @@ use crate::{
 /// ```
 #[must_use = "a service does nothing unless called"]
 pub struct LaneService<F> {
-    lane: Arc<Lane>,
-    f: Arc<F>,
+    /// The lane and the function, behind one reference count: a clone and each call's
+    /// closure take one reference, not one each (in a burst of `svc.clone().oneshot(req)`
+    /// every count is touched on every call).
+    shared: Arc<Shared<F>>,
     site: Site,
     /// A place reserved by `poll_ready`, for the next `call`.
     reserved: bool,
+}
+
+/// What a [`LaneService`] and its clones share.
+struct Shared<F> {
+    lane: Arc<Lane>,
+    f: F,
 }
 
 /// The function of a [`LaneService`] from `service_cancellable`: it takes the request
@@ -114,8 +122,10 @@ impl<F> fmt::Debug for Cancellable<F> {
 impl<F> LaneService<F> {
     fn new(lane: &Arc<Lane>, site: Site, f: F) -> Self {
         LaneService {
-            lane: Arc::clone(lane),
-            f: Arc::new(f),
+            shared: Arc::new(Shared {
+                lane: Arc::clone(lane),
+                f,
+            }),
             site,
             reserved: false,
         }
@@ -125,7 +135,7 @@ impl<F> LaneService<F> {
         if self.reserved {
             return Poll::Ready(Ok(()));
         }
-        let ready = self.lane.poll_reserve(cx, self.site);
+        let ready = self.shared.lane.poll_reserve(cx, self.site);
         if let Poll::Ready(Ok(())) = ready {
             self.reserved = true;
         }
@@ -138,7 +148,7 @@ impl<F> LaneService<F> {
         G: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let call = OffloadCall::new(&self.lane, self.site, cancellable, g);
+        let call = OffloadCall::new(&self.shared.lane, self.site, cancellable, g);
         if std::mem::take(&mut self.reserved) {
             call.with_reservation()
         } else {
@@ -162,8 +172,8 @@ where
     }
 
     fn call(&mut self, req: Req) -> OffloadCall<Resp> {
-        let f = Arc::clone(&self.f);
-        self.offload(false, move |_| f(req))
+        let shared = Arc::clone(&self.shared);
+        self.offload(false, move |_| (shared.f)(req))
     }
 }
 
@@ -182,9 +192,9 @@ where
     }
 
     fn call(&mut self, req: Req) -> OffloadCall<Resp> {
-        let f = Arc::clone(&self.f);
+        let shared = Arc::clone(&self.shared);
         self.offload(true, move |token| {
-            (f.0)(req, token.expect("a cancellable job always has a token"))
+            (shared.f.0)(req, token.expect("a cancellable job always has a token"))
         })
     }
 }
@@ -192,8 +202,7 @@ where
 impl<F> Clone for LaneService<F> {
     fn clone(&self) -> Self {
         LaneService {
-            lane: Arc::clone(&self.lane),
-            f: Arc::clone(&self.f),
+            shared: Arc::clone(&self.shared),
             site: self.site,
             reserved: false,
         }
@@ -203,7 +212,7 @@ impl<F> Clone for LaneService<F> {
 impl<F> Drop for LaneService<F> {
     fn drop(&mut self) {
         if self.reserved {
-            self.lane.unreserve();
+            self.shared.lane.unreserve();
         }
     }
 }
@@ -211,7 +220,7 @@ impl<F> Drop for LaneService<F> {
 impl<F> fmt::Debug for LaneService<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LaneService")
-            .field("lane", &self.lane.name)
+            .field("lane", &self.shared.lane.name)
             .field("reserved", &self.reserved)
             .finish()
     }

@@ -10,11 +10,12 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc};
-use std::task::Poll;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use async_bridge::{
-    BlockingService, ComputePool, OffloadError, Offloader, Worker, WorkerError, WorkerPool,
+    BlockingService, ComputePool, LaneService, OffloadError, Offloader, Worker, WorkerError,
+    WorkerPool,
 };
 use tokio_util::sync::CancellationToken;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
@@ -508,4 +509,84 @@ async fn poll_ready_from_the_lanes_own_full_closure_is_would_deadlock() {
         .unwrap();
     let err = answer.unwrap().unwrap_err();
     assert!(err.is_would_deadlock(), "{err}");
+}
+
+/// A lane service over a plain function.
+type Identity = LaneService<fn(u32) -> u32>;
+
+/// A waker that calls back into the lane when woken: it polls `poll_ready` on a service
+/// of the same lane (which takes the lane's lock) and reports whether it got a place.
+struct CallsBack {
+    svc: std::sync::Mutex<Identity>,
+    ready: std::sync::Mutex<mpsc::Sender<bool>>,
+}
+
+impl CallsBack {
+    /// A waker over a new `CallsBack` on `svc`, and where it reports.
+    fn waker(svc: &Identity) -> (Waker, mpsc::Receiver<bool>) {
+        let (tx, ready) = mpsc::channel();
+        let callback = CallsBack {
+            svc: std::sync::Mutex::new(svc.clone()),
+            ready: std::sync::Mutex::new(tx),
+        };
+        (Waker::from(Arc::new(callback)), ready)
+    }
+}
+
+impl Wake for CallsBack {
+    fn wake(self: Arc<Self>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let ready = self.svc.lock().unwrap().poll_ready(&mut cx).is_ready();
+        let _ = self.ready.lock().unwrap().send(ready);
+    }
+}
+
+/// A task waiting for a place is woken after the lane's lock is released, not under it:
+/// a waker that calls back into the lane (here: `poll_ready` on a service of the same
+/// lane) was woken with the lock held and deadlocked the thread giving the place back
+/// (the one dropping a reserved service, and the drainer ending a call).
+#[test]
+fn a_waker_that_calls_back_into_the_lane_is_woken_outside_its_lock() {
+    support::guarded("a reserver's waker calling back into the lane", || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let lane = Offloader::builder("calls-back")
+            .max_concurrency(1)
+            .max_queue(0)
+            .handle(rt.handle().clone())
+            .build()
+            .unwrap();
+        let svc: Identity = lane.service(std::convert::identity);
+        let mut waiting = svc.clone();
+
+        // A place given back by dropping a reserved service (`unreserve`).
+        let mut held = svc.clone();
+        assert!(support::poll_once(std::future::poll_fn(|cx| held.poll_ready(cx))).is_ready());
+        let (waker, ready) = CallsBack::waker(&svc);
+        assert!(waiting
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        drop(held);
+        assert!(ready.recv().unwrap(), "the woken task found the place free");
+        drop(waker); // its service gives the place back
+
+        // A place freed by a call that ends (the drainer's `end_running`).
+        let gate = Gate::new();
+        let (started_tx, started) = mpsc::channel();
+        let g = gate.clone();
+        let running = rt.spawn(lane.run(move || {
+            started_tx.send(()).unwrap();
+            g.wait();
+        }));
+        started.recv().unwrap();
+        let (waker, ready) = CallsBack::waker(&svc);
+        assert!(waiting
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_pending());
+        gate.open();
+        rt.block_on(running).unwrap().unwrap();
+        assert!(ready.recv().unwrap(), "the woken task found the place free");
+    });
 }

@@ -14,6 +14,9 @@
 //!   is not modelled (a timed-out call gives up exactly as a dropped one, which is).
 //! - shutdown's wait for running closures (tokio's `Notify` and a deadline): the model
 //!   joins the drainers instead and then checks the counts.
+//! - a drainer's spin (invariant 9) is one look at the queue, any other thread's steps
+//!   before it, and an admission always counts on a spinning drainer (the real spin
+//!   looks for up to `SPIN`; the model's look is the spin ending at the worst moment).
 
 use std::future::Future;
 use std::panic::Location;
@@ -29,6 +32,7 @@ use tokio::runtime::Handle;
 use super::call::OffloadCall;
 use super::{Lane, Runner};
 use crate::sync::model::{check, join_spawned, set_timed_waits, TimedWait};
+use crate::sync::{Condvar, Mutex};
 
 /// What ran, in order.
 type Log = Arc<std::sync::Mutex<Vec<u32>>>;
@@ -61,7 +65,8 @@ fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     Pin::new(fut).poll(&mut Context::from_waker(&waker))
 }
 
-/// After every drainer has left: nothing queued, running or held, every slot free.
+/// After every drainer has left: nothing queued, running or held, every slot free, no
+/// drainer spinning.
 fn assert_settled(lane: &Lane) {
     let state = lane.state.lock();
     assert_eq!(state.queued, 0, "queued did not return to 0");
@@ -69,6 +74,7 @@ fn assert_settled(lane: &Lane) {
     assert_eq!(state.drainers, 0, "a drainer slot was not given back");
     assert_eq!(state.idle, 0);
     assert_eq!(state.starting, 0, "a drainer never started");
+    assert!(!state.spinning, "a drainer left spinning");
     assert!(state.queue.is_empty(), "entries left in the queue");
     assert!(
         state.sites.iter().all(Option::is_none),
@@ -281,6 +287,77 @@ fn withdraw_vs_idle_drainer_linger_times_out() {
 fn withdraw_vs_idle_drainer_linger_untimed() {
     withdraw_vs_idle_drainer(
         "lane::withdraw_vs_idle_drainer (linger untimed)",
+        TimedWait::Untimed,
+    );
+}
+
+/// A call that waits until `gate` is open.
+fn waits_for(lane: &Arc<Lane>, gate: &Gate, n: u32) -> OffloadCall<u32> {
+    let gate = Arc::clone(gate);
+    OffloadCall::new(lane, Location::caller(), false, move |_| {
+        let mut open = gate.0.lock();
+        while !*open {
+            gate.1.wait(&mut open);
+        }
+        n
+    })
+}
+
+/// A call that opens `gate`.
+fn opens(lane: &Arc<Lane>, gate: &Gate, n: u32) -> OffloadCall<u32> {
+    let gate = Arc::clone(gate);
+    OffloadCall::new(lane, Location::caller(), false, move |_| {
+        *gate.0.lock() = true;
+        gate.1.notify_all();
+        n
+    })
+}
+
+/// A gate a call waits on: loom's lock and condition variable (a closure blocked on it
+/// with nothing left to open it is a deadlock loom reports).
+type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+/// Two drainer slots, the drainers made idle by two first calls (one of them may be
+/// spinning, invariant 9, at any moment of what follows); then the caller submits `c`,
+/// which waits until `d` has run, and `d`, and awaits both. Checks that admissions made
+/// while a drainer spins, which notify no one, are not left waiting: the spinner takes
+/// `c` and, taking it, must wake the other drainer for `d` queued behind it (otherwise
+/// `c` holds the only running drainer until `d` runs, and `d` waits for a notification
+/// that never comes: with the linger untimed, a deadlock loom reports). Then a
+/// shutdown: every count back to 0, every slot given back, no drainer left spinning.
+///
+/// Only with the linger untimed: with lingers that time out, drainers leave and new
+/// ones are started, more threads than loom models (and a missed notification is then a
+/// call waiting for a linger, not a deadlock).
+fn burst_behind_a_spinner(name: &'static str, how: TimedWait) {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    set_timed_waits(how);
+    check(name, move || {
+        let lane = lane(&handle, 2, 2);
+        let log: Log = Arc::default();
+        let (mut a, mut b) = (call(&lane, &log, 1), call(&lane, &log, 2));
+        let (a_now, b_now) = (poll_once(&mut a), poll_once(&mut b));
+        assert_eq!(finish(a, a_now).unwrap(), 1);
+        assert_eq!(finish(b, b_now).unwrap(), 2);
+        let gate: Gate = Arc::default();
+        let (mut c, mut d) = (waits_for(&lane, &gate, 3), opens(&lane, &gate, 4));
+        let (c_now, d_now) = (poll_once(&mut c), poll_once(&mut d));
+        assert_eq!(finish(c, c_now).unwrap(), 3);
+        assert_eq!(finish(d, d_now).unwrap(), 4);
+        assert_eq!(lane.close(), 0);
+        join_spawned();
+        let completed = lane.counters.completed.load(Ordering::Relaxed);
+        assert_eq!(completed, 4, "completed miscounted");
+        assert_settled(&lane);
+    });
+    set_timed_waits(TimedWait::TimesOut);
+}
+
+#[test]
+fn burst_behind_a_spinner_linger_untimed() {
+    burst_behind_a_spinner(
+        "lane::burst_behind_a_spinner (linger untimed)",
         TimedWait::Untimed,
     );
 }

@@ -38,7 +38,19 @@
 //!    is refused a place that reservations hold; a call with one is admitted (queued past
 //!    `max_queue` if the drainers are all busy: its place was counted), and a
 //!    reservation given up frees its place. Whatever lowers `queued + running +
-//!    reserved` wakes the tasks waiting to reserve (`reservers`), and so does `closed`.
+//!    reserved` wakes the tasks waiting to reserve (`reservers`), and so does `closed`:
+//!    their wakers are taken under the lock and woken after it is released (a waker may
+//!    call back into the lane).
+//! 9. At most one drainer spins (`spinning`: a blocking-pool drainer that found the
+//!    queue empty looks again, the lock released, for up to `SPIN` before it sleeps).
+//!    While it does, it counts in `idle` and in `waking` (an idle drainer already on its
+//!    way), and an admission notifies no one: the spinner takes the first entry, and on
+//!    taking it notifies the idle drainers that the entries queued behind it need (the
+//!    admission's rule of invariant 6, applied late). It stops under the lock, in the
+//!    same step as it sees an entry queued (then it pops it) or none (then it waits,
+//!    counted idle, for the next admission's notification): no entry is left queued
+//!    with every drainer asleep, and a burst pays its wake-ups on the drainers' side, not
+//!    the caller's.
 
 mod call;
 #[cfg(all(test, async_bridge_loom))]
@@ -76,8 +88,26 @@ use crate::unblock::OffloadError;
 /// spawned). 2 ms was enough on an idle machine; under a load average of 6 on 2 cores
 /// the caller's thread was sometimes late by more than that between waves of calls and
 /// a lane of 4 took a 5th thread (tests/unblock_threads.rs, 2 to 4 failures in 10
-/// runs); at 20 ms none in 12. An idle drainer waits on a condvar: it costs no CPU.
+/// runs); at 20 ms none in 12. An idle drainer waits on a condvar (after at most one
+/// [`SPIN`]): it costs no CPU.
 const LINGER: Duration = Duration::from_millis(20);
+
+/// How long a blocking-pool drainer that found the queue empty keeps looking for the
+/// next call, the lock released, before it waits on the condvar: one drainer at a time
+/// (`State::spinning`), once per look at an empty queue, giving its core away between
+/// looks (invariant 9).
+///
+/// A caller that submits calls a little slower than the drainers run them (a burst
+/// through a `tower::Service`, which builds each call as it polls it, where
+/// `Offloader::run` builds them all before the first is polled) found the drainers
+/// asleep at nearly every call and paid a condvar notification for it: a futex wake on
+/// the caller's thread, and the woken drainer's switch in and, finding nothing more, out.
+/// On 2 cores that was about half of a 10k burst of tiny calls (`tower_burst_10k`:
+/// 1.4–1.9× of the same burst through `Offloader::run`). While a drainer spins,
+/// admissions notify no one: the spinner takes the first call and notifies for the calls
+/// queued behind it, so the wake-ups a burst needs are paid on the drainers' side. A lane
+/// that goes quiet costs one spin, not a spin per linger.
+const SPIN: Duration = Duration::from_micros(20);
 
 /// Where a lane's drainers run.
 pub(crate) enum Runner {
@@ -146,6 +176,9 @@ pub(super) struct State {
     pub(super) reserved: usize,
     /// Tasks waiting for a place to reserve; all woken when one may be free.
     pub(super) reservers: Vec<Waker>,
+    /// A drainer is looking for work before it sleeps (`Lane::spin`; it counts in
+    /// `idle` and in `waking`).
+    pub(super) spinning: bool,
 }
 
 /// A job on its way through the lane.
@@ -311,13 +344,14 @@ impl Lane {
     /// idle drainers so they give their threads back, cancels running tokens. Returns
     /// how many queued calls it abandoned.
     pub(crate) fn close(&self) -> usize {
-        let (abandoned, tickets) = {
+        let (abandoned, tickets, reservers) = {
             let mut state = self.state.lock();
             state.closed = true;
-            Self::wake_reservers(&mut state);
-            Self::abandon_queue(&mut state)
+            let (abandoned, tickets) = Self::abandon_queue(&mut state);
+            (abandoned, tickets, Self::take_reservers(&mut state))
         };
         self.wake.notify_all();
+        Self::wake_reservers(reservers);
         drop(tickets);
         self.shutdown.cancel();
         abandoned
@@ -413,7 +447,9 @@ impl Lane {
             entry.claim.runs_soon(); // under the harness: it holds the clock from now on
             state.queue.push_back(entry);
             let for_idle = state.queued - state.starting.min(state.queued);
-            if state.waking < for_idle.min(state.idle) {
+            // A spinning drainer takes it without a notification, and wakes drainers
+            // for whatever was queued behind it meanwhile (invariant 9).
+            if !state.spinning && state.waking < for_idle.min(state.idle) {
                 state.waking += 1;
                 self.wake.notify_one();
             }
@@ -506,38 +542,100 @@ impl Lane {
 
     /// Gives back a place reserved and not used.
     pub(crate) fn unreserve(&self) {
-        let mut state = self.state.lock();
-        state.reserved -= 1;
-        Self::wake_reservers(&mut state);
+        let reservers = {
+            let mut state = self.state.lock();
+            state.reserved -= 1;
+            Self::take_reservers(&mut state)
+        };
+        Self::wake_reservers(reservers);
     }
 
-    /// Wakes every task waiting to reserve: a place may be free, or the lane closed.
-    fn wake_reservers(state: &mut State) {
-        if !state.reservers.is_empty() {
-            state.reservers.drain(..).for_each(Waker::wake);
-        }
+    /// Takes the wakers of every task waiting to reserve (a place may be free, or the
+    /// lane closed), to be woken by [`wake_reservers`](Self::wake_reservers) once the
+    /// lock is released: a waker may call back into the lane (poll a service of it, read
+    /// its stats), which under the lock would deadlock.
+    fn take_reservers(state: &mut State) -> Vec<Waker> {
+        std::mem::take(&mut state.reservers)
     }
 
-    /// The next live entry for the drainer in `slot`, waiting up to [`LINGER`] for one;
+    /// Wakes the wakers [`take_reservers`](Self::take_reservers) took; call it with the
+    /// lane's lock released.
+    fn wake_reservers(reservers: Vec<Waker>) {
+        reservers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The next live entry for the drainer in `slot`, spinning up to [`SPIN`] (if no other
+    /// drainer spins) then waiting up to [`LINGER`] for one;
     /// `None` after releasing the slot.
     fn next(&self, slot: usize) -> Option<Entry> {
         // Declared before the guard: dropped after it (see `pop`).
         let mut dead = Vec::new();
         let mut state = self.state.lock();
         let mut lingered = false;
+        // Spun once already (a drainer spins once per look at an empty queue), and
+        // whether it found an entry doing so.
+        let (mut spun, mut found) = (false, false);
         loop {
             if let Some(entry) = self.pop(&mut state, slot, None, &mut dead) {
+                if found {
+                    // Admissions made while it spun notified no one: what was queued
+                    // behind its entry gets the drainers it needs now (invariant 9).
+                    self.wake_for_queue(&mut state);
+                }
                 return Some(entry);
             }
             if state.closed || lingered || matches!(self.runner, Runner::Rayon(_)) {
                 self.release(state, slot);
                 return None;
             }
+            if !spun && !state.spinning {
+                spun = true;
+                found = Self::spin(&mut state);
+                continue;
+            }
+            found = false;
             state.idle += 1;
             lingered = self.wake.wait_for(&mut state, LINGER).timed_out();
             state.idle -= 1;
             // Whether it was this drainer that was woken or not, one fewer is on its way.
             state.waking = state.waking.saturating_sub(1);
+        }
+    }
+
+    /// Looks for a queued entry for up to [`SPIN`] before the drainer sleeps: counted idle
+    /// and already woken (invariant 9), it lets the lock go between looks and gives its
+    /// core away. Returns with the lock held and the spin's counts undone, when an entry
+    /// waits (then `true`), the lane closed or the time is up.
+    fn spin(state: &mut MutexGuard<'_, State>) -> bool {
+        state.spinning = true;
+        state.idle += 1;
+        state.waking += 1;
+        let until = Instant::now() + SPIN;
+        loop {
+            MutexGuard::unlocked(state, spin_pause);
+            // (Under loom: one look, any other thread's steps before it.)
+            if state.queued > 0
+                || state.closed
+                || cfg!(all(test, async_bridge_loom))
+                || Instant::now() >= until
+            {
+                break;
+            }
+        }
+        state.idle -= 1;
+        // As a woken drainer leaving its wait: one fewer is on its way.
+        state.waking = state.waking.saturating_sub(1);
+        state.spinning = false;
+        state.queued > 0
+    }
+
+    /// Notifies as many idle drainers as the queued entries need, beyond those already
+    /// on their way (the admission's rule, for entries admitted while a drainer spun).
+    fn wake_for_queue(&self, state: &mut State) {
+        let for_idle = state.queued - state.starting.min(state.queued);
+        while state.waking < for_idle.min(state.idle) {
+            state.waking += 1;
+            self.wake.notify_one();
         }
     }
 
@@ -590,18 +688,20 @@ impl Lane {
         // without running (its runtime shut down): then nothing would ever run the queue,
         // so its callers are failed rather than left waiting.
         let (_, orphans) = Self::abandon_queue(&mut state);
+        let reservers = Self::take_reservers(&mut state);
         drop(state);
+        Self::wake_reservers(reservers);
         drop(orphans);
     }
 
     /// Empties the queue, giving up its live entries (under the lock, so that a caller
     /// withdrawing at the same moment and this count each entry once). Returns how many
-    /// were live, and the entries, to drop outside the lock.
+    /// were live, and the entries, to drop outside the lock. The places it frees are for
+    /// the caller to announce ([`take_reservers`](Self::take_reservers)).
     pub(super) fn abandon_queue(state: &mut State) -> (usize, VecDeque<Entry>) {
         let entries = std::mem::take(&mut state.queue);
         let abandoned = entries.iter().filter(|e| e.claim.abandon()).count();
         state.queued -= abandoned;
-        Self::wake_reservers(state);
         (abandoned, entries)
     }
 
@@ -616,17 +716,21 @@ impl Lane {
         let mut state = self.state.lock();
         state.sites[slot] = None;
         let next = self.pop(&mut state, slot, Some(ended), &mut dead);
-        self.end_running(&mut state);
+        let reservers = self.end_running(&mut state);
+        drop(state);
+        Self::wake_reservers(reservers);
         next
     }
 
-    /// One closure fewer runs; tells shutdown when none does.
-    pub(super) fn end_running(&self, state: &mut State) {
+    /// One closure fewer runs; tells shutdown when none does. Returns the reservers to
+    /// wake once the lock is released (its place is free).
+    #[must_use = "the reservers are to be woken after the lock"]
+    pub(super) fn end_running(&self, state: &mut State) -> Vec<Waker> {
         state.running -= 1;
-        Self::wake_reservers(state);
         if state.running == 0 {
             self.idle.notify_waiters();
         }
+        Self::take_reservers(state)
     }
 
     /// A caller gives up on its call: withdraws it if it is still queued, freeing its
@@ -642,7 +746,7 @@ impl Lane {
             return false;
         }
         state.queued -= 1;
-        Self::wake_reservers(&mut state);
+        let reservers = Self::take_reservers(&mut state);
         // Withdrawn entries stay in the deque until popped; compact when they dominate,
         // dropping them after the lock (see `pop`).
         let dead: VecDeque<Entry> = if state.queue.len() > 2 * state.queued + 64 {
@@ -655,10 +759,26 @@ impl Lane {
             VecDeque::new()
         };
         drop(state);
+        Self::wake_reservers(reservers);
         drop(dead);
         Counters::bump(&self.counters.withdrawn);
         true
     }
+}
+
+/// A spinning drainer's pause between two looks at the queue: a few spin-loop hints,
+/// then its core to any thread that wants it.
+#[cfg(not(all(test, async_bridge_loom)))]
+fn spin_pause() {
+    for _ in 0..32 {
+        std::hint::spin_loop();
+    }
+    std::thread::yield_now();
+}
+
+#[cfg(all(test, async_bridge_loom))]
+fn spin_pause() {
+    ::loom::thread::yield_now();
 }
 
 /// One `spawn_blocking` task of a lane: runs entries until the queue is empty.
