@@ -23,6 +23,12 @@
 //! - `offloader_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.5×;
 //! - `compute_burst_10k` / 10k `rayon::spawn` + `futures` oneshot: ≤ 1.1×.
 //!
+//! Then what a lane's drainer costs in CPU (it looks at its queue for up to 20 µs before
+//! it waits): `idle_lane_cpu`, the CPU time of the whole process (every live thread's,
+//! from `/proc/self/task/<tid>/schedstat`) over 1 s of real time after one call; and
+//! `cpu_per_call`, the process's CPU time per awaited call (20,000 calls) through
+//! `Offloader::run` and through `spawn_blocking`.
+//!
 //! Run with: `cargo bench --bench offload` (`ABBA_ONLY=1 cargo bench --bench offload`
 //! skips the criterion rows and prints only the interleaved ratios).
 
@@ -268,6 +274,51 @@ fn interleaved_pass() {
     );
 }
 
+/// The CPU time of the whole process so far: the sum over its live threads (a
+/// blocking-pool thread lives 10 s idle, longer than a measure here).
+fn process_cpu() -> Duration {
+    support::threads()
+        .iter()
+        .filter_map(|(tid, _)| support::task_cpu_time(*tid))
+        .sum()
+}
+
+/// The CPU an idle lane costs over 1 s, and the CPU per awaited call of a lane and of
+/// `spawn_blocking`.
+fn lane_cpu(rt: &tokio::runtime::Runtime) {
+    if support::task_cpu_time(std::process::id()).is_none() {
+        println!("idle_lane_cpu: /proc/self/task not available");
+        return;
+    }
+    let idle_after = |what: &dyn Fn()| {
+        what();
+        let before = process_cpu();
+        std::thread::sleep(Duration::from_secs(1));
+        (process_cpu() - before).as_secs_f64() * 1e6
+    };
+    let pool = idle_after(&|| rt.block_on(rt.spawn_blocking(|| ())).unwrap());
+    let lane = Offloader::builder("idle").build().unwrap();
+    let idle = idle_after(&|| rt.block_on(lane.run(|| ())).unwrap());
+    println!(
+        "idle_lane_cpu {idle:.1} µs over 1 s (the whole process; {pool:.1} µs after a \
+         spawn_blocking call)"
+    );
+    const CALLS: u64 = 20_000;
+    let per_call = |took: Duration| took.as_secs_f64() * 1e6 / CALLS as f64;
+    let cpu_of = |run: &dyn Fn() -> Duration| {
+        let before = process_cpu();
+        let wall = run();
+        (per_call(process_cpu() - before), per_call(wall))
+    };
+    let (lane_cpu, lane_wall) = cpu_of(&|| awaited(rt, CALLS, || lane.run(|| 1)));
+    let (pool_cpu, pool_wall) =
+        cpu_of(&|| awaited(rt, CALLS, || tokio::task::spawn_blocking(|| 1)));
+    println!(
+        "cpu_per_call Offloader::run {lane_cpu:.2} µs ({lane_wall:.2} µs wall), \
+         spawn_blocking {pool_cpu:.2} µs ({pool_wall:.2} µs wall): process CPU per awaited call"
+    );
+}
+
 fn main() {
     if support::criterion_rows() {
         report_queued_memory();
@@ -277,5 +328,8 @@ fn main() {
     // Not under `cargo test --benches` / `--list`: only a real bench run measures.
     if support::measuring() {
         interleaved_pass();
+        if support::selected("lane_cpu") {
+            lane_cpu(&runtime());
+        }
     }
 }
