@@ -494,6 +494,14 @@ impl Lane {
         } else if waiting < self.max_queue || reserved || self.has_room(&state) {
             // (`has_room` here: a drainer that just ran a call and is on its way back to
             // the queue, neither running nor idle, will take it: see invariant 3.)
+            // A drainer on its way back (its call answered, its next look at the queue
+            // not yet taken) claims this entry without time passing when fewer entries
+            // wait before it than drainers are not running: then, as above, it holds the
+            // clock from now on (or the caller, woken by the answer, parks on a queued
+            // call that holds nothing and the clock jumps before the drainer claims it).
+            if state.queued < state.drainers.saturating_sub(state.running) {
+                entry.claim.runs_soon();
+            }
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
