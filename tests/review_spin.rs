@@ -503,3 +503,32 @@ fn in_virtual_time_a_call_made_as_its_drainer_returns_holds_the_clock() {
         });
     });
 }
+
+/// Promise (virtual time, tower): a call through `lane.service(f)` (its place reserved
+/// by `poll_ready`, admitted past `max_queue` with it) made as the lane's drainer spins
+/// or returns to the queue holds the clock from admission, as `run`'s does; reservations
+/// are given back exactly (every call submitted, none rejected).
+#[test]
+fn in_virtual_time_service_calls_hold_the_clock() {
+    use tower::ServiceExt;
+    guarded("virtual-time service rounds", || {
+        testing::run(async {
+            let lane = Offloader::builder("spin-virtual-tower")
+                .max_concurrency(1)
+                .max_queue(0)
+                .build()
+                .unwrap();
+            let mut svc = lane.service(|_: ()| clock::now());
+            let sleeper = tokio::spawn(tokio::time::sleep(Duration::from_secs(3600)));
+            let start = clock::now();
+            for i in 0..1000u32 {
+                let at = svc.ready().await.unwrap().call(()).await.unwrap();
+                assert_eq!(at, start, "round {i}: the clock moved before a call ran");
+            }
+            sleeper.abort();
+            let stats = lane.stats();
+            assert_settled(&stats, 0);
+            assert_eq!((stats.submitted, stats.rejected), (1000, 0), "{stats:?}");
+        });
+    });
+}
