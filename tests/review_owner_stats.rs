@@ -388,3 +388,58 @@ fn a_timed_out_call_is_interrupted_and_the_next_is_not() {
         assert!(fired.load(Ordering::SeqCst) >= 5);
     });
 }
+
+/// Promise (shutdown is bounded and its report exact): a worker shut down with a call
+/// running (gated) and three queued, with no grace, abandons exactly the three (their
+/// callers get `is_shutdown`), reports the running call still running and none
+/// finished; once the gate opens, that call completes and is counted by the worker's
+/// thread: every submitted call lands in one outcome (the three abandoned).
+#[test]
+fn a_shutdown_without_grace_reports_and_counts_exactly() {
+    guarded("worker shutdown", || {
+        let worker = Worker::builder("owner-shutdown")
+            .spawn(|| Ok::<_, std::io::Error>(()))
+            .unwrap();
+        let rt = rt();
+        rt.block_on(async {
+            let gate = Gate::new();
+            let (started_tx, started) = tokio::sync::oneshot::channel();
+            let running = {
+                let gate = gate.clone();
+                tokio::spawn(worker.call(move |_| {
+                    started_tx.send(()).unwrap();
+                    gate.wait();
+                    5
+                }))
+            };
+            started.await.unwrap();
+            let queued: Vec<_> = (0..3)
+                .map(|i| tokio::spawn(worker.call(move |_| i)))
+                .collect();
+            while worker.stats().queued < 3 {
+                tokio::task::yield_now().await;
+            }
+            let report = worker.shutdown(Duration::ZERO).await;
+            assert!(!report.is_complete(), "{report:?}");
+            assert_eq!(
+                (report.finished(), report.abandoned()),
+                (0, 3),
+                "{report:?}"
+            );
+            assert_eq!(report.still_running().len(), 1, "{report:?}");
+            for q in queued {
+                assert!(q.await.unwrap().unwrap_err().is_shutdown());
+            }
+            gate.open();
+            assert_eq!(running.await.unwrap().unwrap(), 5);
+        });
+        let stats = worker.stats();
+        assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
+        assert_eq!(stats.submitted, 4, "{stats:?}");
+        assert_eq!(
+            (stats.completed, stats.withdrawn, stats.rejected),
+            (1, 0, 0),
+            "{stats:?}"
+        );
+    });
+}

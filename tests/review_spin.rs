@@ -532,3 +532,58 @@ fn in_virtual_time_service_calls_hold_the_clock() {
         });
     });
 }
+
+/// Promise (virtual time): the same for every other offload kind a test may loop on —
+/// a `ComputePool` (rayon drainers, which return to the queue too), the free `compute`
+/// and `unblock`, a `Worker` and a lease's calls: each call made right after the
+/// previous answer holds the clock; a one-hour timer beside them never fires.
+#[test]
+fn in_virtual_time_every_kind_holds_the_clock_between_calls() {
+    guarded("virtual-time rounds of every kind", || {
+        testing::run(async {
+            let pool = ComputePool::builder("spin-virtual-compute")
+                .threads(1)
+                .build()
+                .unwrap();
+            let worker = async_bridge::Worker::builder("spin-virtual-worker")
+                .spawn(|| Ok::<_, std::io::Error>(()))
+                .unwrap();
+            let sleeper = tokio::spawn(tokio::time::sleep(Duration::from_secs(3600)));
+            let start = clock::now();
+            for i in 0..300u32 {
+                assert_eq!(
+                    pool.run(clock::now).await.unwrap(),
+                    start,
+                    "compute pool, {i}"
+                );
+                assert_eq!(
+                    async_bridge::compute(clock::now).await,
+                    start,
+                    "compute, {i}"
+                );
+                assert_eq!(
+                    async_bridge::unblock(clock::now).await,
+                    start,
+                    "unblock, {i}"
+                );
+                assert_eq!(
+                    worker.call(|_| clock::now()).await.unwrap(),
+                    start,
+                    "worker, {i}"
+                );
+            }
+            let mut lease = worker.lease().await.unwrap();
+            for i in 0..300u32 {
+                assert_eq!(
+                    lease.call(|_| clock::now()).await.unwrap(),
+                    start,
+                    "lease, {i}"
+                );
+            }
+            lease.finish().await.unwrap();
+            assert_eq!(clock::now(), start);
+            sleeper.abort();
+            assert_settled(&pool.stats(), 0);
+        });
+    });
+}

@@ -27,6 +27,9 @@
 //!    `running` drops, so whoever sees `running == 0` sees the counts too.
 //! 5. A drainer claims the next entry before the job it just ran replies (seam rule 3:
 //!    `done` pops under the same lock, called from the job layer's `before_reply`).
+//!    An entry admitted while fewer live entries wait than drainers are not running
+//!    (idle, starting, or on their way back to the queue) is claimed without time
+//!    passing: it holds the virtual clock from its admission (`runs_soon`, seam rule 2).
 //! 6. `waking <= idle`: an idle drainer is notified only while fewer drainers are on
 //!    their way than entries wait, so a burst of pushes costs one wake-up per drainer
 //!    needed, not one per push.
