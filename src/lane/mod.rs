@@ -27,6 +27,9 @@
 //!    `running` drops, so whoever sees `running == 0` sees the counts too.
 //! 5. A drainer claims the next entry before the job it just ran replies (seam rule 3:
 //!    `done` pops under the same lock, called from the job layer's `before_reply`).
+//!    An entry admitted while fewer live entries wait than drainers are not running
+//!    (idle, starting, or on their way back to the queue) is claimed without time
+//!    passing: it holds the virtual clock from its admission (`runs_soon`, seam rule 2).
 //! 6. `waking <= idle`: an idle drainer is notified only while fewer drainers are on
 //!    their way than entries wait, so a burst of pushes costs one wake-up per drainer
 //!    needed, not one per push.
@@ -494,6 +497,14 @@ impl Lane {
         } else if waiting < self.max_queue || reserved || self.has_room(&state) {
             // (`has_room` here: a drainer that just ran a call and is on its way back to
             // the queue, neither running nor idle, will take it: see invariant 3.)
+            // A drainer on its way back (its call answered, its next look at the queue
+            // not yet taken) claims this entry without time passing when fewer entries
+            // wait before it than drainers are not running: then, as above, it holds the
+            // clock from now on (or the caller, woken by the answer, parks on a queued
+            // call that holds nothing and the clock jumps before the drainer claims it).
+            if state.queued < state.drainers.saturating_sub(state.running) {
+                entry.claim.runs_soon();
+            }
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
