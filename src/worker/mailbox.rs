@@ -12,7 +12,7 @@
 //! its reply, and is woken once, with the answer. (Callers used to be granted a place,
 //! woken, and re-polled to push their own call: in a 10k burst through a mailbox of
 //! 1,024, that second wake-up of 9,000 callers made the worker 0.4-0.6× the speed of the
-//! SQLite peers' unbounded channels; it is 0.82–0.88× now, see `benches/peers.rs`.) Callers
+//! SQLite peers' unbounded channels; it is 0.82–0.94× now, see `benches/peers.rs`.) Callers
 //! are admitted strictly in order. Sync callers use the same future.
 //!
 //! The worker thread takes the whole queue at once as its *batch* (one lock of the
