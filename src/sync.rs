@@ -46,19 +46,15 @@ mod std_impl {
         drop(handle.spawn_blocking(f));
     }
 
-    /// A lane drainer's pause between two looks at its queue before it sleeps: a few
-    /// spin-loop hints, then its core to any thread that wants it.
+    /// A pause between two looks of a thread looking for work before it sleeps (a lane's
+    /// drainer, a worker): a few spin-loop hints, then its core to any thread that wants
+    /// it.
     pub(crate) fn spin_pause() {
         for _ in 0..32 {
             std::hint::spin_loop();
         }
-        yield_now();
+        std::thread::yield_now();
     }
-
-    /// Gives the core to any thread that wants it (a worker's pause between two looks for
-    /// its next call: at once, with no spin-loop hints first, which cost the caller it
-    /// just answered 1–3 µs a call when the two shared a vCPU).
-    pub(crate) use std::thread::yield_now;
 }
 
 #[cfg(all(test, async_bridge_loom))]
@@ -74,8 +70,6 @@ mod loom_impl {
     pub(crate) fn spin_pause() {
         loom::thread::yield_now();
     }
-
-    pub(crate) use loom::thread::yield_now;
 
     /// loom's mutex with `parking_lot`'s API: `lock` returns the guard.
     #[derive(Debug)]

@@ -631,7 +631,7 @@ impl<T: 'static> Mailbox<T> {
     fn look_for_work(&self) {
         let until = Instant::now() + LOOK;
         loop {
-            crate::sync::yield_now();
+            crate::sync::spin_pause();
             let state = self.state.lock();
             if !state.queue.is_empty()
                 || !state.line.is_empty()
