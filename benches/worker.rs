@@ -19,8 +19,8 @@
 //! - `worker_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.3×.
 //!
 //! Then `idle_worker_cpu`: the CPU time an idle worker thread uses over 1 s of real
-//! time after a call (it looks for the next call for up to 20 µs, yielding, then
-//! sleeps: at most that, once), read from `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its
+//! time after a call (it does not spin before it sleeps: a few µs of wake-ups at
+//! most), read from `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its
 //! CPU time per awaited call. (The peers users pick instead of a worker, `tokio-rusqlite` and
 //! `async-sqlite`, are in `benches/peers.rs`.)
 //!

@@ -45,16 +45,6 @@ mod std_impl {
     ) {
         drop(handle.spawn_blocking(f));
     }
-
-    /// A pause between two looks of a thread looking for work before it sleeps (a lane's
-    /// drainer, a worker): a few spin-loop hints, then its core to any thread that wants
-    /// it.
-    pub(crate) fn spin_pause() {
-        for _ in 0..32 {
-            std::hint::spin_loop();
-        }
-        std::thread::yield_now();
-    }
 }
 
 #[cfg(all(test, async_bridge_loom))]
@@ -65,11 +55,6 @@ mod loom_impl {
     use std::time::Duration;
 
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
-
-    /// A pause between two looks for work: any other thread's steps may come first.
-    pub(crate) fn spin_pause() {
-        loom::thread::yield_now();
-    }
 
     /// loom's mutex with `parking_lot`'s API: `lock` returns the guard.
     #[derive(Debug)]

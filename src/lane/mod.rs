@@ -79,7 +79,7 @@ use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
 use crate::shutdown::{InterruptedCall, ShutdownReport};
 use crate::stats::{Counters, Stats};
-use crate::sync::{self, Condvar, Mutex, MutexGuard};
+use crate::sync::{Condvar, Mutex, MutexGuard};
 use crate::timer::{self, Deadline};
 use crate::unblock::OffloadError;
 
@@ -623,7 +623,7 @@ impl Lane {
         state.waking += 1;
         let until = Instant::now() + SPIN;
         loop {
-            MutexGuard::unlocked(state, sync::spin_pause);
+            MutexGuard::unlocked(state, spin_pause);
             // (Under loom: one look, any other thread's steps before it.)
             if state.queued > 0
                 || state.closed
@@ -775,6 +775,21 @@ impl Lane {
         Counters::bump(&self.counters.withdrawn);
         true
     }
+}
+
+/// A spinning drainer's pause between two looks at the queue: a few spin-loop hints,
+/// then its core to any thread that wants it.
+#[cfg(not(all(test, async_bridge_loom)))]
+fn spin_pause() {
+    for _ in 0..32 {
+        std::hint::spin_loop();
+    }
+    std::thread::yield_now();
+}
+
+#[cfg(all(test, async_bridge_loom))]
+fn spin_pause() {
+    ::loom::thread::yield_now();
 }
 
 /// One `spawn_blocking` task of a lane: runs entries until the queue is empty.

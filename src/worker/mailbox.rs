@@ -62,21 +62,6 @@ use crate::stats::{Counters, Padded};
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::timer;
 
-/// How long the worker's thread looks for its next call before it sleeps, once each time
-/// it finds its mailbox empty (`Mailbox::next`), giving its core away between looks.
-///
-/// On this project's 2-core VM a thread that sleeps lets its vCPU halt, and waking a
-/// halted vCPU costs tens of µs: with the worker asleep between awaited calls every call
-/// paid that twice (the call to the worker, the answer to the caller), 45 µs a call in
-/// the placement where the two threads sit on different vCPUs, 4.6–5.9× `spawn_blocking`
-/// (benches/worker.rs, `worker_per_call`). Looking for 20 µs keeps the worker's vCPU
-/// awake for the next call: 1.8–2.5×, the same CPU per call, and the same figures with
-/// both cores busy (where no vCPU halts). An earlier spin of 50 µs that did not yield
-/// took the core the caller's runtime needed when the two shared it (15–18 µs a call
-/// against async-sqlite's 4.8 µs); this one yields between looks. A worker that goes
-/// quiet spends one look, then sleeps.
-const LOOK: Duration = Duration::from_micros(20);
-
 /// A queued call's job, type-erased: its ticket and its closure in one box (one
 /// allocation beside the job's cell), its start reached through the ticket.
 trait Queued<T>: Send {
@@ -597,7 +582,14 @@ impl<T: 'static> Mailbox<T> {
     /// queue is empty and it is closed or has no sender left. Also the bookkeeping of
     /// the call that ended before.
     pub(crate) fn next(&self) -> Option<Envelope<T>> {
-        let mut looked = false;
+        // No spin before the wait: an idle worker that spun for the next call (50 µs, as
+        // it did) burned the core the caller's runtime needs on a 2-core machine, its CPU
+        // time per awaited call as long as the call's whole round trip (benches/worker.rs
+        // prints it), and under load awaited calls were 4-5x slower with it. On an idle
+        // machine it saved a cross-core wake-up where the VM placed the threads badly, but
+        // cost 3-4x where it did not: beside async-sqlite's plain dedicated thread in one
+        // process (benches/peers.rs), 15-18 µs per awaited call with it, 4.8 µs without,
+        // as the peer's.
         loop {
             if let Some(envelope) = self.claim_next(None) {
                 return Some(envelope);
@@ -610,35 +602,10 @@ impl<T: 'static> Mailbox<T> {
                 if state.closed.is_some() || self.unheld() {
                     return None;
                 }
-                if !looked {
-                    // Not `idle` while it looks: callers queue without notifying.
-                    looked = true;
-                    drop(state);
-                    self.look_for_work();
-                    state = self.state.lock();
-                    continue;
-                }
                 state.idle = true;
                 self.wake.wait(&mut state);
                 state.idle = false;
                 state.woken = false;
-            }
-        }
-    }
-
-    /// Looks at the queue and the line for up to [`LOOK`], giving the core away between
-    /// looks, until a call waits or the time is up (one look under loom).
-    fn look_for_work(&self) {
-        let until = Instant::now() + LOOK;
-        loop {
-            crate::sync::spin_pause();
-            let state = self.state.lock();
-            if !state.queue.is_empty()
-                || !state.line.is_empty()
-                || cfg!(all(test, async_bridge_loom))
-                || Instant::now() >= until
-            {
-                return;
             }
         }
     }
