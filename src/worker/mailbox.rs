@@ -42,8 +42,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
+use std::thread::current as current_thread;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -188,6 +189,10 @@ pub(crate) struct Mailbox<T> {
     /// The worker's group: the worker alone, or every worker of one pool. A thread of
     /// the group calling into it would wait for itself.
     group: u64,
+    /// The thread serving this mailbox (set by `enter_thread`), for the check that its
+    /// single-writer counters have one writer: a pool's siblings share the group, not
+    /// the mailbox.
+    server: std::sync::Mutex<Option<std::thread::ThreadId>>,
     capacity: usize,
     /// Fails a call not done within it, waiting plus running.
     pub(crate) timeout: Option<Duration>,
@@ -304,6 +309,7 @@ impl<T: 'static> Mailbox<T> {
         Arc::new(Mailbox {
             name,
             group,
+            server: std::sync::Mutex::new(None),
             capacity,
             timeout: settings.timeout,
             lease_limit: settings.lease_limit,
@@ -349,6 +355,16 @@ impl<T: 'static> Mailbox<T> {
     /// Marks the calling thread as this worker's.
     pub(crate) fn enter_thread(&self) {
         thread::enter_group(self.group);
+        *self.server() = Some(current_thread().id());
+    }
+
+    /// True on the thread serving this mailbox (not on a pool sibling's).
+    fn is_server(&self) -> bool {
+        *self.server() == Some(current_thread().id())
+    }
+
+    fn server(&self) -> std::sync::MutexGuard<'_, Option<std::thread::ThreadId>> {
+        self.server.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn load(&self) -> usize {
@@ -710,10 +726,7 @@ impl<T: 'static> Mailbox<T> {
     /// where every call of this mailbox and of its leases ends: the counters it writes
     /// have that one writer (see [`Counters::ran_by_owner`]).
     pub(crate) fn count(&self, ran: Ran, took: Duration) {
-        debug_assert!(
-            self.on_own_thread(),
-            "a worker's call counted off its thread"
-        );
+        debug_assert!(self.is_server(), "a worker's call counted off its thread");
         self.counters.ran_by_owner(ran, took);
     }
 
