@@ -605,7 +605,12 @@ impl<T: 'static> Mailbox<T> {
         // machine it saved a cross-core wake-up where the VM placed the threads badly, but
         // cost 3-4x where it did not: beside async-sqlite's plain dedicated thread in one
         // process (benches/peers.rs), 15-18 µs per awaited call with it, 4.8 µs without,
-        // as the peer's.
+        // as the peer's. A 20 µs look that yielded between looks (as a lane's drainer
+        // does) cost nothing where the threads shared a vCPU and made awaited calls 3x
+        // faster where they did not, but bimodal: its window just above the ~17 µs round
+        // trip, anything that lengthened a call made the worker sleep again (turning the
+        // ledger on then cost 1.1-2.2x, against nothing without the look:
+        // benches/ledger.rs, `ledger_twin`).
         loop {
             if let Some(envelope) = self.claim_next(None) {
                 return Some(envelope);
