@@ -273,6 +273,14 @@ pub(crate) struct Ticket<T> {
 }
 
 impl<T: Send + 'static> Ticket<T> {
+    /// Turns the job away unrun; its caller gets [`Outcome::Dropped`]. True when the
+    /// caller was still waiting for it, false when it had already withdrawn it: the
+    /// queue's [`abandon`](Claim::abandon), then the ticket's drop (loom's
+    /// `abandon_vs_withdraw_then_drop`).
+    pub(crate) fn refuse(self) -> bool {
+        self.cell.abandon()
+    }
+
     /// A type-erased handle on the job's start, sharing the ticket's allocation.
     pub(crate) fn claim_handle(&self) -> Arc<dyn Claim> {
         Arc::clone(&self.cell) as Arc<dyn Claim>
@@ -336,13 +344,6 @@ impl<T> Ticket<T> {
         before_reply(ran);
         self.reply(outcome);
         ran
-    }
-
-    /// Turns the job away unrun; its caller gets [`Outcome::Dropped`]. True when the
-    /// caller was still waiting for it, false when it had already withdrawn it. (The
-    /// queue's `abandon` then the ticket's drop: loom's `abandon_vs_withdraw_then_drop`.)
-    pub(crate) fn refuse(self) -> bool {
-        self.cell.transition(WITHDRAWN).is_ok()
     }
 
     fn reply(&mut self, outcome: Outcome<T>) {

@@ -110,27 +110,48 @@ impl Default for Histogram {
     }
 }
 
-impl Histogram {
-    pub(crate) fn record(&self, d: Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = (64 - nanos.leading_zeros() as usize).min(BUCKETS - 1);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        // Most samples are not a new maximum: a load costs less than a read-modify-write.
-        if nanos > self.max.load(Ordering::Relaxed) {
-            self.max.fetch_max(nanos, Ordering::Relaxed);
+/// Who writes a counter or a histogram: any thread (locked read-modify-writes), or one
+/// thread alone, its owner (a worker's, written by its thread: a load and a store per
+/// field; a concurrent reader sees each field before or after the write, and a second
+/// writer would lose counts).
+#[derive(Clone, Copy)]
+pub(crate) enum Writers {
+    Any,
+    Owner,
+}
+
+impl Writers {
+    /// Adds one to `counter`, with `order` on the write.
+    #[inline]
+    fn add_one(self, counter: &AtomicU64, order: Ordering) {
+        match self {
+            Writers::Any => {
+                counter.fetch_add(1, order);
+            }
+            // On x86 every locked instruction is a full barrier, waiting for the stores
+            // ahead of it: the owner needs none.
+            Writers::Owner => counter.store(counter.load(Ordering::Relaxed) + 1, order),
         }
     }
+}
 
-    /// As [`record`](Self::record), for a histogram that one thread alone ever writes
-    /// (a worker's, written by its thread): a load and a store per field, no locked
-    /// read-modify-write. A concurrent reader sees each bucket before or after the
-    /// sample, as with `record`; a second writer would lose samples.
-    pub(crate) fn record_by_owner(&self, d: Duration) {
+impl Histogram {
+    pub(crate) fn record(&self, d: Duration) {
+        self.record_as(d, Writers::Any);
+    }
+
+    pub(crate) fn record_as(&self, d: Duration, writers: Writers) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let bucket = (64 - nanos.leading_zeros() as usize).min(BUCKETS - 1);
-        Counters::bump_by_owner(&self.buckets[bucket]);
+        writers.add_one(&self.buckets[bucket], Ordering::Relaxed);
+        // Most samples are not a new maximum: a load costs less than a read-modify-write.
         if nanos > self.max.load(Ordering::Relaxed) {
-            self.max.store(nanos, Ordering::Relaxed);
+            match writers {
+                Writers::Any => {
+                    self.max.fetch_max(nanos, Ordering::Relaxed);
+                }
+                Writers::Owner => self.max.store(nanos, Ordering::Relaxed),
+            }
         }
     }
 
@@ -221,42 +242,25 @@ impl Counters {
         counter.fetch_add(1, Ordering::Release)
     }
 
-    /// [`bump`](Self::bump) for a counter that one thread alone ever writes: a load and
-    /// a store, no locked read-modify-write (on x86 every locked instruction is a full
-    /// barrier, waiting for the stores ahead of it). Release, as `bump`.
-    #[inline]
-    pub(crate) fn bump_by_owner(counter: &AtomicU64) {
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
-    }
-
     /// Closures that returned or panicked.
     pub(crate) fn finished(&self) -> u64 {
         self.completed.load(Ordering::Relaxed) + self.panicked.load(Ordering::Relaxed)
     }
 
-    /// Counts a closure that ended after `took`.
-    pub(crate) fn ran(&self, ran: crate::job::Ran, took: Duration) {
-        match ran {
-            crate::job::Ran::Completed => Self::bump(&self.completed),
-            crate::job::Ran::Panicked => Self::bump(&self.panicked),
+    /// Counts a closure that ended after `took`, its `completed`, `panicked` and
+    /// `run_time` written by `writers`: `Owner` for a worker's, whose calls all end on
+    /// its one thread (its leases' calls too; its `queue_wait`, recorded as that thread
+    /// claims a call, is its own too). Written before the caller sees its answer (the
+    /// reply's release publishes them), so `Stats` stays exact when the caller looks.
+    pub(crate) fn ran(&self, ran: crate::job::Ran, took: Duration, writers: Writers) {
+        let outcome = match ran {
+            crate::job::Ran::Completed => &self.completed,
+            crate::job::Ran::Panicked => &self.panicked,
             crate::job::Ran::Skipped => return,
-        }
-        self.run_time.record(took);
-    }
-
-    /// As [`ran`](Self::ran), for counters whose `completed`, `panicked` and `run_time`
-    /// one thread alone writes: a worker's, whose calls all end on its one thread (its
-    /// leases' calls too); `queue_wait`, recorded as that thread claims a call, is
-    /// written with [`Histogram::record_by_owner`] there. Written before the caller sees
-    /// its answer (the reply's release publishes them), so `Stats` stays exact when the
-    /// caller looks.
-    pub(crate) fn ran_by_owner(&self, ran: crate::job::Ran, took: Duration) {
-        match ran {
-            crate::job::Ran::Completed => Self::bump_by_owner(&self.completed),
-            crate::job::Ran::Panicked => Self::bump_by_owner(&self.panicked),
-            crate::job::Ran::Skipped => return,
-        }
-        self.run_time.record_by_owner(took);
+        };
+        // Release, as `bump`.
+        writers.add_one(outcome, Ordering::Release);
+        self.run_time.record_as(took, writers);
     }
 
     /// The snapshot, with the current `queued` and `running` given.

@@ -78,7 +78,7 @@ use crate::interrupt::{self, Interrupter};
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
 use crate::shutdown::{InterruptedCall, ShutdownReport};
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Stats, Writers};
 use crate::sync::{Condvar, Mutex, MutexGuard};
 use crate::timer::{self, Deadline};
 use crate::unblock::OffloadError;
@@ -722,7 +722,7 @@ impl Lane {
         let ended = Instant::now();
         // Counted first: whoever sees `running` drop (shutdown) sees this count too.
         self.counters
-            .ran(ran, ended.saturating_duration_since(started));
+            .ran(ran, ended.saturating_duration_since(started), Writers::Any);
         let mut dead = Vec::new();
         let mut state = self.state.lock();
         state.sites[slot] = None;

@@ -62,6 +62,27 @@ fn finish<F: Future + Unpin>(fut: F, first: Poll<F::Output>) -> F::Output {
 }
 
 /// Starts the worker loop on a loom thread, as `thread::start` does on an OS thread.
+/// A mailbox of `capacity` with its worker thread serving it and one handle (`Sender`).
+struct Served {
+    mb: Arc<Mailbox<Log>>,
+    log: Log,
+    handle: Sender<Log>,
+    worker: thread::JoinHandle<()>,
+}
+
+fn serving(capacity: usize) -> Served {
+    let mb = mailbox(capacity);
+    let log: Log = Arc::default();
+    let handle = Sender::new(&mb);
+    let worker = start(&mb, &log);
+    Served {
+        mb,
+        log,
+        handle,
+        worker,
+    }
+}
+
 fn start(mb: &Arc<Mailbox<Log>>, log: &Log) -> thread::JoinHandle<()> {
     let (mb, log) = (Arc::clone(mb), Arc::clone(log));
     thread::spawn(move || {
@@ -94,10 +115,12 @@ fn batch_withdraw() {
 
 /// The body of [`fifo_withdraw`] and [`batch_withdraw`].
 fn fifo_withdraw_model(capacity: usize) {
-    let mb = mailbox(capacity);
-    let log: Log = Arc::default();
-    let handle = Sender::new(&mb);
-    let worker = start(&mb, &log);
+    let Served {
+        mb,
+        log,
+        handle,
+        worker,
+    } = serving(capacity);
     let first = {
         let mb = Arc::clone(&mb);
         thread::spawn(move || {
@@ -140,10 +163,12 @@ fn fifo_withdraw_model(capacity: usize) {
 #[test]
 fn close_vs_callers() {
     check("worker::close_vs_callers", || {
-        let mb = mailbox(1);
-        let log: Log = Arc::default();
-        let handle = Sender::new(&mb);
-        let worker = start(&mb, &log);
+        let Served {
+            mb,
+            log,
+            handle,
+            worker,
+        } = serving(1);
         let callers: Vec<_> = [1, 2]
             .into_iter()
             .map(|n| {
@@ -181,10 +206,12 @@ fn close_vs_callers() {
 #[test]
 fn last_handle_vs_last_call() {
     check("worker::last_handle_vs_last_call", || {
-        let mb = mailbox(1);
-        let log: Log = Arc::default();
-        let handle = Sender::new(&mb);
-        let worker = start(&mb, &log);
+        let Served {
+            mb,
+            log,
+            handle,
+            worker,
+        } = serving(1);
         let c = call(&mb, 1);
         let caller = thread::spawn(move || block_on(c).unwrap());
         drop(handle);
@@ -205,10 +232,12 @@ fn last_handle_vs_last_call() {
 #[test]
 fn close_vs_leaving_the_line() {
     check("worker::close_vs_leaving_the_line", || {
-        let mb = mailbox(1);
-        let log: Log = Arc::default();
-        let handle = Sender::new(&mb);
-        let worker = start(&mb, &log);
+        let Served {
+            mb,
+            log,
+            handle,
+            worker,
+        } = serving(1);
         let mut a = call(&mb, 1);
         let a_now = poll_once(&mut a);
         let mut b = call(&mb, 2);
@@ -256,10 +285,12 @@ fn close_vs_leaving_the_line() {
 #[test]
 fn abandon_vs_batch_withdraw() {
     check("worker::abandon_vs_batch_withdraw", || {
-        let mb = mailbox(2);
-        let log: Log = Arc::default();
-        let handle = Sender::new(&mb);
-        let worker = start(&mb, &log);
+        let Served {
+            mb,
+            log,
+            handle,
+            worker,
+        } = serving(2);
         let first = {
             let mb = Arc::clone(&mb);
             thread::spawn(move || {

@@ -59,7 +59,7 @@ use super::WorkerError;
 use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
 use crate::origin::{Kind, Origin, Site};
-use crate::stats::{Counters, Padded};
+use crate::stats::{Counters, Padded, Writers};
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
 use crate::timer;
 
@@ -716,7 +716,7 @@ impl<T: 'static> Mailbox<T> {
                 // read-modify-write.
                 self.counters
                     .queue_wait
-                    .record_by_owner(now.saturating_duration_since(admitted));
+                    .record_as(now.saturating_duration_since(admitted), Writers::Owner);
             }
             batch.running = Some(envelope.claim().origin().site);
             // Only this thread writes it (under the batch lock): no locked increment.
@@ -729,10 +729,10 @@ impl<T: 'static> Mailbox<T> {
 
     /// Counts a call that ran for `took` (or was skipped). Only on the worker's thread,
     /// where every call of this mailbox and of its leases ends: the counters it writes
-    /// have that one writer (see [`Counters::ran_by_owner`]).
+    /// have that one writer (see [`Counters::ran`]).
     pub(crate) fn count(&self, ran: Ran, took: Duration) {
         debug_assert!(self.is_server(), "a worker's call counted off its thread");
-        self.counters.ran_by_owner(ran, took);
+        self.counters.ran(ran, took, Writers::Owner);
     }
 
     /// Keeps a lease's channel for shutdown (and forgets the leases that are over).
