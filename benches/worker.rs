@@ -18,10 +18,11 @@
 //! - `worker_per_call` (2,000 awaited calls a batch) / `spawn_blocking`: ≤ 1.0×;
 //! - `worker_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.3×.
 //!
-//! Then `idle_worker_cpu`: the CPU time an idle worker thread uses over 1 s of real
-//! time after a call (it does not spin before it sleeps: a few µs of wake-ups at
-//! most), read from `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its
-//! CPU time per awaited call. (The peers users pick instead of a worker, `tokio-rusqlite` and
+//! Then `idle_worker_cpu`: the CPU time a worker thread uses over 1 s of real time from
+//! one call on, the call included (after it the thread looks for a next call for up to
+//! 20 µs, yielding, then sleeps: see `Worker::call`, "Waiting for the reply"), read from
+//! `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its CPU time per
+//! awaited call. (The peers users pick instead of a worker, `tokio-rusqlite` and
 //! `async-sqlite`, are in `benches/peers.rs`.)
 //!
 //! Run with: `cargo bench --bench worker` (`ABBA_ONLY=1` skips the criterion rows).
@@ -190,9 +191,10 @@ fn worker_cpu(rt: &tokio::runtime::Runtime) {
         return;
     };
     let cpu = || support::task_cpu_time(tid).unwrap_or_default();
-    // Idle: one call, then a second of nothing.
-    rt.block_on(worker.call(|_| ())).unwrap();
+    // Idle: one call, then a second of nothing (the call, and the look for a next one
+    // that follows it, counted in).
     let before = cpu();
+    rt.block_on(worker.call(|_| ())).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let idle = cpu() - before;
     println!(

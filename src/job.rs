@@ -108,7 +108,7 @@ pub(crate) enum Ran {
 /// dropped after the job started; pass a child of a lane's token to have shutdown cancel
 /// it too.
 pub(crate) fn pair<T>(origin: Origin, cancel: Option<CancellationToken>) -> (Ticket<T>, Reply<T>) {
-    pair_with(origin, cancel, false)
+    pair_with(origin, cancel, false, true)
 }
 
 /// As [`pair`], for a job that waits in a queue of its handle (a lane, a mailbox)
@@ -118,17 +118,28 @@ pub(crate) fn pair_queued<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
 ) -> (Ticket<T>, Reply<T>) {
-    pair_with(origin, cancel, true)
+    pair_with(origin, cancel, true, true)
+}
+
+/// As [`pair_queued`], for a worker's mailbox, whose thread counts the job's crossing in
+/// the ledger itself, from the times it keeps for its stats: the job reads no clock for
+/// the ledger.
+pub(crate) fn pair_in_mailbox<T>(
+    origin: Origin,
+    cancel: Option<CancellationToken>,
+) -> (Ticket<T>, Reply<T>) {
+    pair_with(origin, cancel, true, false)
 }
 
 fn pair_with<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
     queued: bool,
+    ledger_times: bool,
 ) -> (Ticket<T>, Reply<T>) {
     let participant = seam::enter_job(&origin, queued);
     let context = Context::capture();
-    let paired = ledger::is_enabled().then(Instant::now);
+    let paired = (ledger_times && ledger::is_enabled()).then(Instant::now);
     let cell = Arc::new(Cell {
         starter: participant.as_ref().map(|p| p.starter()),
         origin,

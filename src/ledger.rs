@@ -29,11 +29,13 @@
 //! assert!(unblocks.unwrap().count() >= 3);
 //! ```
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -84,10 +86,26 @@ impl Hasher for AddrHasher {
 
 type Fast<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
 
-/// The tally of each kind and call site. Tallies are updated under the read lock (they
-/// are atomics); the write lock is taken only to add a site.
+/// The tally of each kind and call site. Tallies are atomics, found under the read lock
+/// (or in a thread's cache, [`LAST`]); the write lock is taken only to add a site.
 static SITES: RwLock<Option<Sites>> = RwLock::new(None);
-type Sites = Fast<(Kind, Addr), (Site, Tally)>;
+type Sites = Fast<Key, (Site, Arc<Tally>)>;
+type Key = (Kind, Addr);
+/// Bumped by [`reset`], after it emptied [`SITES`]: a tally a thread cached before is not
+/// counted in again.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The tally this thread last counted a crossing in, under its key and generation. A
+    /// thread that crosses at one site over and over (a worker's thread answering calls
+    /// from one place, a loop) counts without the shared lock: taking the read lock is a
+    /// write to a line every crossing thread shares, which cost a twin call on a worker a
+    /// tenth of its time once the call took about a µs (`benches/ledger.rs`,
+    /// `ledger_twin`).
+    static LAST: RefCell<Option<(Key, u64, Arc<Tally>)>> = const { RefCell::new(None) };
+    /// The twin site this thread last noted (twin sites are never forgotten).
+    static LAST_TWIN: Cell<Addr> = const { Cell::new(0) };
+}
 /// The call sites of twin methods (`#[bridge]`), each with its method's name and its
 /// carrier's kind, as the twins report them when called. A twin call crosses through its
 /// carrier (a worker, a lane, a facade), which counts it under its own kind at the
@@ -145,6 +163,7 @@ pub fn is_enabled() -> bool {
 /// ```
 pub fn reset() {
     *SITES.write() = None;
+    GENERATION.fetch_add(1, Ordering::Release);
 }
 
 /// The counts of one call site.
@@ -164,7 +183,11 @@ struct Tally {
 #[inline]
 pub(crate) fn twin_call(site: Site, method: &'static str, carrier: &'static str) {
     if is_enabled() {
-        note_twin(site, method, carrier);
+        let key = addr(site);
+        let noted = LAST_TWIN.try_with(|last| last.replace(key) == key);
+        if !noted.unwrap_or(false) {
+            note_twin(site, method, carrier);
+        }
     }
 }
 
@@ -187,16 +210,35 @@ fn note_twin(site: Site, method: &'static str, carrier: &'static str) {
 /// Counts one crossing (called by the job layer and the facade entry when enabled).
 pub(crate) fn record(kind: Kind, site: Site, waited: Duration, ran: Duration, from_async: bool) {
     let key = (kind, addr(site));
+    let generation = GENERATION.load(Ordering::Acquire);
     let add = |tally: &Tally| tally.add(waited, ran, from_async);
+    let cached = LAST.try_with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((k, g, tally)) if *k == key && *g == generation => add(tally),
+            _ => {
+                let tally = shared_tally(key, site);
+                add(&tally);
+                *last = Some((key, generation, tally));
+            }
+        }
+    });
+    if cached.is_err() {
+        add(&shared_tally(key, site)); // the thread's locals are gone (it is ending)
+    }
+}
+
+/// The tally of `key` in [`SITES`], added if it is new.
+fn shared_tally(key: Key, site: Site) -> Arc<Tally> {
     if let Some((_, tally)) = SITES.read().as_ref().and_then(|sites| sites.get(&key)) {
-        return add(tally);
+        return Arc::clone(tally);
     }
     let mut sites = SITES.write();
     let (_, tally) = sites
         .get_or_insert_with(Fast::default)
         .entry(key)
-        .or_insert_with(|| (site, Tally::default()));
-    add(tally);
+        .or_insert_with(|| (site, Arc::default()));
+    Arc::clone(tally)
 }
 
 impl Tally {

@@ -148,6 +148,7 @@ mod interrupt;
 mod job;
 mod lane;
 pub mod ledger;
+mod look;
 mod origin;
 mod seam;
 #[cfg(feature = "tower")]

@@ -45,6 +45,10 @@ mod std_impl {
     ) {
         drop(handle.spawn_blocking(f));
     }
+
+    /// Gives the core to any thread that wants it (a thread looking for work between two
+    /// looks, before it sleeps).
+    pub(crate) use std::thread::yield_now;
 }
 
 #[cfg(all(test, async_bridge_loom))]
@@ -55,6 +59,7 @@ mod loom_impl {
     use std::time::Duration;
 
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
+    pub(crate) use loom::thread::yield_now;
 
     /// loom's mutex with `parking_lot`'s API: `lock` returns the guard.
     #[derive(Debug)]

@@ -84,4 +84,21 @@ fn ledger_counts_are_exact_under_concurrency_and_baselines_fail_closed() {
         .collect::<String>();
     let verdict = run.check_against(&huge);
     eprintln!("overflowing baseline count: {verdict:?}");
+
+    // A thread that counted at a site before a reset counts there again after it: a
+    // worker's thread keeps the tally it last counted in, which a reset must retire.
+    let worker = async_bridge::Worker::builder("recount")
+        .spawn(|| Ok::<_, std::io::Error>(()))
+        .unwrap();
+    let line = line!() + 4;
+    for round in 0..3 {
+        ledger::reset();
+        for _ in 0..5 {
+            rt.block_on(worker.call(|_| ())).unwrap();
+        }
+        let run = async_bridge::ledger();
+        let at_line = |c: &&async_bridge::Crossing| c.kind() == "worker" && c.site().line() == line;
+        let counted = run.crossings().iter().find(at_line).map(|c| c.count());
+        assert_eq!(counted, Some(5), "round {round}: {run}");
+    }
 }

@@ -779,17 +779,11 @@ impl Lane {
 
 /// A spinning drainer's pause between two looks at the queue: a few spin-loop hints,
 /// then its core to any thread that wants it.
-#[cfg(not(all(test, async_bridge_loom)))]
 fn spin_pause() {
     for _ in 0..32 {
         std::hint::spin_loop();
     }
-    std::thread::yield_now();
-}
-
-#[cfg(all(test, async_bridge_loom))]
-fn spin_pause() {
-    ::loom::thread::yield_now();
+    crate::sync::yield_now();
 }
 
 /// One `spawn_blocking` task of a lane: runs entries until the queue is empty.

@@ -146,6 +146,20 @@ impl<T: 'static> Worker<T> {
     /// call starts leaves no trace: `f` never runs. One dropped while `f` runs lets `f`
     /// finish. The future needs no runtime: it can be awaited on any executor.
     ///
+    /// # Waiting for the reply
+    ///
+    /// A call that finds the worker idle runs at once, and while the worker's recent
+    /// callers had their answers within 20 µs of their calls, its caller first looks for
+    /// its answer rather than let its thread sleep: for up to 20 µs the future yields
+    /// (tokio's `yield_now`: the executor runs its other tasks first) and is polled
+    /// again. The worker's thread likewise looks for its next call for up to 20 µs
+    /// before it sleeps. On a virtual machine, where a sleeping thread lets its vCPU halt
+    /// and waking a halted vCPU takes 20 µs or more, this makes an awaited call of a
+    /// quick closure take 1–2 µs instead of 45, for less CPU than the wake-ups cost. Both
+    /// looks stop by themselves when the answers or the calls come slower than that
+    /// (four slow ones in a row), so a worker whose calls take milliseconds, or an idle
+    /// one, costs no CPU looking.
+    ///
     /// # Examples
     ///
     /// ```

@@ -40,7 +40,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -58,9 +58,10 @@ use super::thread;
 use super::WorkerError;
 use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
+use crate::look::Look;
 use crate::origin::{Kind, Origin, Site};
 use crate::stats::{Counters, Padded, Writers};
-use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex};
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
 use crate::timer;
 
 /// A queued call's job, type-erased: its ticket and its closure in one box (one
@@ -129,6 +130,11 @@ pub(crate) struct Envelope<T> {
     /// when the call is made: one clock read per call); once the worker claimed it, when
     /// it did: the end of its queue wait and the start of its run.
     stamp: Option<Instant>,
+    /// How long it waited in the queue, once claimed.
+    queued: Duration,
+    /// When its caller first polled it (it may have waited in line before its admission),
+    /// for what its caller waited (the ledger, `look_for_reply`).
+    polled: Option<Instant>,
     /// The ticket and the closure. Its start (`claim`): claimed by the worker, or
     /// withdrawn by the caller, exactly one wins.
     job: Box<dyn Queued<T>>,
@@ -138,6 +144,20 @@ impl<T> Envelope<T> {
     /// When the worker claimed it (see [`Mailbox::try_next`]).
     pub(crate) fn claimed_at(&self) -> Instant {
         self.stamp.unwrap_or_else(Instant::now)
+    }
+
+    /// How long its caller waited for it to start, in line and in the queue (once
+    /// claimed).
+    pub(crate) fn waited(&self) -> Duration {
+        self.polled.map_or(self.queued, |at| {
+            self.claimed_at().saturating_duration_since(at)
+        })
+    }
+
+    /// Its kind and call site.
+    pub(crate) fn site(&self) -> (Kind, Site) {
+        let origin = self.claim().origin();
+        (origin.kind, origin.site)
     }
 
     /// The job's start.
@@ -204,6 +224,11 @@ pub(crate) struct Mailbox<T> {
     leases: Mutex<Vec<Weak<lease::Channel<T>>>>,
     /// Which call runs now, and the object's interrupter.
     pub(crate) interrupt: Arc<interrupt::Slot>,
+    /// How long the worker's thread looks for its next call before it sleeps, and a
+    /// caller whose call it runs at once for the reply (`crate::look`). Only the worker's
+    /// thread writes them, and only when they change.
+    look_for_call: Look,
+    pub(crate) look_for_reply: Look,
     // Fields written on every call sit alone on their cache lines (`Padded`), apart from
     // each other and from the read-mostly ones above and below: the worker's writes
     // (`batch_claimed`, `batch_left`, the counters) and the callers' (`load`) sharing a
@@ -316,6 +341,8 @@ impl<T: 'static> Mailbox<T> {
             release_hook: settings.release_hook,
             leases: Mutex::new(Vec::new()),
             interrupt: Arc::default(),
+            look_for_call: Look::new(),
+            look_for_reply: Look::new(),
             state: Padded(Mutex::new(State {
                 queue: VecDeque::new(),
                 dead: 0,
@@ -477,10 +504,12 @@ impl<T: 'static> Mailbox<T> {
         let shared = Arc::clone(self);
         self.load.fetch_add(1, Ordering::Relaxed);
         let origin = Origin::new(kind, Some(Arc::clone(&self.name)), site);
-        let (ticket, reply) = job::pair_queued(origin, token);
+        let (ticket, reply) = job::pair_in_mailbox(origin, token);
         let envelope = Envelope {
             seq: 0,
             stamp: None,
+            queued: Duration::ZERO,
+            polled: None,
             job: Box::new(Job { ticket, f }),
         };
         Call {
@@ -492,6 +521,7 @@ impl<T: 'static> Mailbox<T> {
             reply,
             sleep: None,
             timed: kind != Kind::Lease,
+            look_until: None,
             settled: false,
         }
     }
@@ -598,21 +628,20 @@ impl<T: 'static> Mailbox<T> {
     /// queue is empty and it is closed or has no sender left. Also the bookkeeping of
     /// the call that ended before.
     pub(crate) fn next(&self) -> Option<Envelope<T>> {
-        // No spin before the wait: an idle worker that spun for the next call (50 µs, as
-        // it did) burned the core the caller's runtime needs on a 2-core machine, its CPU
-        // time per awaited call as long as the call's whole round trip (benches/worker.rs
-        // prints it), and under load awaited calls were 4-5x slower with it. On an idle
-        // machine it saved a cross-core wake-up where the VM placed the threads badly, but
-        // cost 3-4x where it did not: beside async-sqlite's plain dedicated thread in one
-        // process (benches/peers.rs), 15-18 µs per awaited call with it, 4.8 µs without,
-        // as the peer's. A 20 µs look that yielded between looks (as a lane's drainer
-        // does) cost nothing where the threads shared a vCPU and made awaited calls 3x
-        // faster where they did not, but bimodal: its window just above the ~17 µs round
-        // trip, anything that lengthened a call made the worker sleep again (turning the
-        // ledger on then cost 1.1-2.2x, against nothing without the look:
-        // benches/ledger.rs, `ledger_twin`).
+        // Before it sleeps, the thread looks for the next call for as long as
+        // `look_for_call` says (20 µs while calls follow each other closely, nothing once
+        // they come slower than that: see `crate::look`), so that an awaited caller that
+        // calls again at once finds it awake. When it first found nothing to run, to
+        // learn how long the wait for the next call was:
+        let mut since = None;
         loop {
             if let Some(envelope) = self.claim_next(None) {
+                if let Some(since) = since {
+                    // Its admission, from two stamps it carries: no clock read.
+                    let admitted = envelope.claimed_at().checked_sub(envelope.queued);
+                    let waited = admitted.map(|at| at.saturating_duration_since(since));
+                    self.look_for_call.saw(waited.unwrap_or_default());
+                }
                 return Some(envelope);
             }
             let mut state = self.state.lock();
@@ -623,10 +652,39 @@ impl<T: 'static> Mailbox<T> {
                 if state.closed.is_some() || self.unheld() {
                     return None;
                 }
+                if since.is_none() {
+                    let now = Instant::now();
+                    since = Some(now);
+                    let window = self.look_for_call.window();
+                    if !window.is_zero() || cfg!(all(test, async_bridge_loom)) {
+                        // Not `idle` while it looks: callers queue without notifying.
+                        MutexGuard::unlocked(&mut state, || self.look(now + window));
+                        continue;
+                    }
+                }
                 state.idle = true;
                 self.wake.wait(&mut state);
                 state.idle = false;
                 state.woken = false;
+            }
+        }
+    }
+
+    /// Looks at the queue and the line until a call waits in either, the mailbox closes,
+    /// nothing holds the worker any more or `until` passes, giving the core away between
+    /// looks (under loom: one look, any other thread's steps before it).
+    fn look(&self, until: Instant) {
+        loop {
+            crate::sync::yield_now();
+            let state = self.state.lock();
+            if !state.queue.is_empty()
+                || !state.line.is_empty()
+                || state.closed.is_some()
+                || self.unheld()
+                || cfg!(all(test, async_bridge_loom))
+                || Instant::now() >= until
+            {
+                return;
             }
         }
     }
@@ -712,11 +770,12 @@ impl<T: 'static> Mailbox<T> {
             }
             let now = now.unwrap_or_else(Instant::now);
             if let Some(admitted) = envelope.stamp.replace(now) {
+                envelope.queued = now.saturating_duration_since(admitted);
                 // Only the worker's thread claims (under the batch lock): no locked
                 // read-modify-write.
                 self.counters
                     .queue_wait
-                    .record_as(now.saturating_duration_since(admitted), Writers::Owner);
+                    .record_as(envelope.queued, Writers::Owner);
             }
             batch.running = Some(envelope.claim().origin().site);
             // Only this thread writes it (under the batch lock): no locked increment.
@@ -839,6 +898,9 @@ pub(crate) struct Call<T: 'static, R> {
     sleep: Option<Pin<Box<Sleep>>>,
     /// False for a lease's holder: the worker's timeout is per call, not per lease.
     timed: bool,
+    /// Admitted to a free worker, it runs at once: until then the caller looks for its
+    /// reply, waking itself, rather than let its thread sleep (`look_for_reply`).
+    look_until: Option<Instant>,
     /// The caller has its answer.
     settled: bool,
 }
@@ -867,6 +929,7 @@ impl<T: 'static, R> Call<T, R> {
             return Admit::Refused(shared.closed_error(Some(closed)));
         }
         let mut envelope = envelope;
+        envelope.polled = Some(now);
         let seq = state.next_seq;
         state.next_seq += 1;
         envelope.seq = seq;
@@ -881,6 +944,10 @@ impl<T: 'static, R> Call<T, R> {
             // The worker is idle and nothing is ahead: the call runs without time passing,
             // so under the virtual-time harness it holds the clock from now on.
             envelope.claim().runs_soon();
+            let window = shared.look_for_reply.window();
+            if !window.is_zero() && !cfg!(all(test, async_bridge_loom)) {
+                self.look_until = Some(now + window);
+            }
         }
         state.queue.push_back(envelope);
         let notify = state.needs_notify();
@@ -992,7 +1059,17 @@ impl<T: 'static, R> Future for Call<T, R> {
                 this.link = None;
                 Poll::Ready(this.shared.answer(outcome))
             }
-            Poll::Pending => this.poll_timeout(cx),
+            Poll::Pending => {
+                let pending = this.poll_timeout(cx);
+                if pending.is_pending() && this.looking() {
+                    // Polled again soon: tokio's yield, which on a runtime's worker wakes
+                    // the task once the worker's other tasks ran, without waking a sibling
+                    // worker to steal it (a plain wake-up of itself would); elsewhere at once.
+                    let yielded = pin!(tokio::task::yield_now()).poll(cx);
+                    debug_assert!(yielded.is_pending());
+                }
+                pending
+            }
         }
     }
 }
@@ -1002,6 +1079,17 @@ impl<T: 'static, R> Call<T, R> {
     /// is dropped. For a lease's holder, which must not be interrupted on the way out.
     pub(crate) fn detach(mut self) {
         self.settled = true;
+    }
+
+    /// True while the caller still looks for its reply (see `look_until`).
+    fn looking(&mut self) -> bool {
+        match self.look_until {
+            Some(until) if Instant::now() < until => true,
+            _ => {
+                self.look_until = None;
+                false
+            }
+        }
     }
 
     /// Pending, unless the timeout fired: then the call is given up (withdrawn, or its

@@ -13,6 +13,7 @@ use super::{AfterPanic, WorkerError};
 use crate::error::ConfigError;
 use crate::interrupt::TakeInterrupter;
 use crate::job::{self, Ran};
+use crate::ledger;
 
 /// Builds the worker's object, on its thread.
 pub(crate) type Maker<T> = Box<dyn FnMut() -> Result<T, Cause> + Send>;
@@ -116,10 +117,20 @@ pub(super) fn serve<T: 'static>(
     let mut claimed = None;
     while let Some(envelope) = claimed.take().or_else(|| shared.next()) {
         let mut broken = false;
-        let started = envelope.claimed_at();
+        let (started, waited, (kind, site)) =
+            (envelope.claimed_at(), envelope.waited(), envelope.site());
         envelope.run(&object, &shared.interrupt, &mut |ran| {
             let mut ended = std::time::Instant::now();
-            shared.count(ran, ended.saturating_duration_since(started));
+            let took = ended.saturating_duration_since(started);
+            shared.count(ran, took);
+            if ran != Ran::Skipped {
+                // What its caller waited, the wake-up aside: before the reply, so that
+                // the caller's next call looks (or not) by it.
+                shared.look_for_reply.saw(waited + took);
+                if ledger::is_enabled() {
+                    ledger::record(kind, site, waited, took, false);
+                }
+            }
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
                 // (a lock file, a device, an exclusive connection).
