@@ -1053,23 +1053,26 @@ impl<T: 'static, R> Future for Call<T, R> {
                 }
             }
         }
+        // While it looks, a reply not given yet is seen with one load, without the lock
+        // its runner takes to give it; the waker is left with the reply once the look ends.
+        if this.look_until.is_some() && !this.reply.is_done() && this.looking() {
+            let pending = this.poll_timeout(cx);
+            if pending.is_pending() {
+                // Polled again soon: tokio's yield, which on a runtime's worker wakes the
+                // task once the worker's other tasks ran, without waking a sibling worker
+                // to steal it (a plain wake-up of itself would); elsewhere at once.
+                let yielded = pin!(tokio::task::yield_now()).poll(cx);
+                debug_assert!(yielded.is_pending());
+            }
+            return pending;
+        }
         match Pin::new(&mut this.reply).poll(cx) {
             Poll::Ready(outcome) => {
                 this.settled = true;
                 this.link = None;
                 Poll::Ready(this.shared.answer(outcome))
             }
-            Poll::Pending => {
-                let pending = this.poll_timeout(cx);
-                if pending.is_pending() && this.looking() {
-                    // Polled again soon: tokio's yield, which on a runtime's worker wakes
-                    // the task once the worker's other tasks ran, without waking a sibling
-                    // worker to steal it (a plain wake-up of itself would); elsewhere at once.
-                    let yielded = pin!(tokio::task::yield_now()).poll(cx);
-                    debug_assert!(yielded.is_pending());
-                }
-                pending
-            }
+            Poll::Pending => this.poll_timeout(cx),
         }
     }
 }
