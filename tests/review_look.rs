@@ -419,3 +419,44 @@ fn stats_stay_exact_with_calls_in_line_and_withdrawn_beside_looks() {
         assert_eq!(stats.cancelled, 100 + 50, "{stats:?}");
     });
 }
+
+/// Promise (no hang): a call awaited by a foreign executor that itself runs inside a
+/// tokio task (futures' `block_on` called from a task, which a runtime would flag, but
+/// which must not hang) is answered: the look's yield hands its wake-up to tokio's
+/// deferred list, which nobody runs while that task blocks, so the answer's own wake-up
+/// must still reach the foreign executor. The closure outlasts the look's window.
+#[test]
+fn a_foreign_executor_inside_a_tokio_task_is_answered() {
+    guarded("foreign executor in a task", || {
+        let w = worker("look-foreign");
+        for flavour in ["current", "multi"] {
+            let rt = if flavour == "current" {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+            }
+            .enable_all()
+            .build()
+            .unwrap();
+            let w = w.clone();
+            rt.block_on(async move {
+                tokio::spawn(async move {
+                    for i in 0..100u64 {
+                        let slow = futures::executor::block_on(w.call(move |_| {
+                            past_the_window();
+                            i
+                        }));
+                        assert_eq!(slow.unwrap(), i);
+                        let quick = futures::executor::block_on(w.call(move |_| i));
+                        assert_eq!(quick.unwrap(), i);
+                    }
+                })
+                .await
+                .unwrap();
+            });
+        }
+        let stats = w.stats();
+        assert_eq!(stats.completed, 400, "{stats:?}");
+        assert_settled(&stats);
+    });
+}
