@@ -178,10 +178,7 @@ fn the_ledgers_thread_caches_count_exactly_across_resets_toggles_and_thread_exit
     assert!(before <= THREADS as u64 * EACH * 5);
     barrier.wait();
     barrier.wait();
-    assert_eq!(
-        count("facade", a),
-        before + THREADS as u64 * EACH
-    );
+    assert_eq!(count("facade", a), before + THREADS as u64 * EACH);
     threads.into_iter().for_each(|t| t.join().unwrap());
     resetter.join().unwrap();
 
@@ -262,8 +259,12 @@ fn the_ledgers_thread_caches_count_exactly_across_resets_toggles_and_thread_exit
             sites
         });
         for (site, method) in sites {
-            let crossing = at("twin", site)
-                .unwrap_or_else(|| panic!("round {round}: no twin at {site}: {}", async_bridge::ledger()));
+            let crossing = at("twin", site).unwrap_or_else(|| {
+                panic!(
+                    "round {round}: no twin at {site}: {}",
+                    async_bridge::ledger()
+                )
+            });
             assert_eq!(crossing.count(), 10, "round {round}, {method}");
             assert_eq!(crossing.twin(), Some(method), "round {round}");
         }
@@ -341,12 +342,30 @@ fn the_ledgers_thread_caches_count_exactly_across_resets_toggles_and_thread_exit
         ("lease", lease_site),
         ("worker", leased_site),
     ] {
-        assert_eq!(count(kind, site), 20, "{kind} at {site}: {}", async_bridge::ledger());
+        assert_eq!(
+            count(kind, site),
+            20,
+            "{kind} at {site}: {}",
+            async_bridge::ledger()
+        );
     }
-    assert_eq!(count("worker", withdrawn_site), 0, "{}", async_bridge::ledger());
-    assert_eq!(count("worker", refused_site), 0, "{}", async_bridge::ledger());
+    assert_eq!(
+        count("worker", withdrawn_site),
+        0,
+        "{}",
+        async_bridge::ledger()
+    );
+    assert_eq!(
+        count("worker", refused_site),
+        0,
+        "{}",
+        async_bridge::ledger()
+    );
     let (_, line_wait_max) = at("worker", line_site).unwrap().queue_wait();
-    assert!(line_wait_max >= Duration::from_micros(40), "{line_wait_max:?}");
+    assert!(
+        line_wait_max >= Duration::from_micros(40),
+        "{line_wait_max:?}"
+    );
     let stats = w.stats();
     // Stats: the same calls (three each round, a panic, one under a lease and the lease).
     assert_eq!((stats.completed, stats.panicked), (20 * 5, 20), "{stats:?}");

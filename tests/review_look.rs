@@ -71,11 +71,12 @@ fn a_looking_caller_is_answered_on_every_executor() {
             .build()
             .unwrap();
         current.block_on(rounds(&w, ROUNDS));
-        current.block_on({
-            let w = w.clone();
-            async move { tokio::spawn(async move { rounds(&w, ROUNDS).await }).await }
-        })
-        .unwrap();
+        current
+            .block_on({
+                let w = w.clone();
+                async move { tokio::spawn(async move { rounds(&w, ROUNDS).await }).await }
+            })
+            .unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&current, {
             let w = w.clone();
@@ -415,7 +416,11 @@ fn stats_stay_exact_with_calls_in_line_and_withdrawn_beside_looks() {
         assert_settled(&stats);
         // Per round: 3 + first + in_line, and queued on odd rounds; then one.
         assert_eq!(stats.completed, 100 * 5 + 50 + 1, "{stats:?}");
-        assert_eq!(stats.completed, ran.load(Ordering::SeqCst) + 301, "{stats:?}");
+        assert_eq!(
+            stats.completed,
+            ran.load(Ordering::SeqCst) + 301,
+            "{stats:?}"
+        );
         assert_eq!(stats.cancelled, 100 + 50, "{stats:?}");
     });
 }
