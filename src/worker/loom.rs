@@ -198,6 +198,38 @@ fn close_vs_callers() {
     });
 }
 
+/// One caller makes a call, awaits it, and at once makes another (through its own
+/// handle), while the main thread drops the other handle: the second call is admitted
+/// while the worker thread returns from the first, looks for its next call (without
+/// being `idle`, so the caller does not notify it), or sleeps, or in between. It is never
+/// left unserved with the worker asleep (loom reports a deadlock), both run in order,
+/// and the worker ends once the caller's handle goes too.
+#[test]
+fn a_call_behind_the_workers_look() {
+    check("worker::a_call_behind_the_workers_look", || {
+        let Served {
+            mb,
+            log,
+            handle,
+            worker,
+        } = serving(1);
+        let caller = {
+            let (mb, own) = (Arc::clone(&mb), handle.clone());
+            thread::spawn(move || {
+                let first = block_on(call(&mb, 1)).unwrap();
+                let second = block_on(call(&mb, 2)).unwrap();
+                drop(own);
+                (first, second)
+            })
+        };
+        drop(handle);
+        assert_eq!(caller.join().unwrap(), (1, 2));
+        worker.join().unwrap();
+        assert_eq!(*log.lock().unwrap(), [1, 2]);
+        mb.assert_drained();
+    });
+}
+
 /// The last handle and the last call go away at the same time: a call made through the
 /// handle (so it holds the worker up, through the load count, without a sender of its
 /// own) is awaited and dropped on one thread while the handle is dropped on another.
