@@ -43,7 +43,7 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::thread::current as current_thread;
 use std::time::{Duration, Instant};
 
@@ -522,6 +522,7 @@ impl<T: 'static> Mailbox<T> {
             sleep: None,
             timed: kind != Kind::Lease,
             look_until: None,
+            look_waker: None,
             settled: false,
         }
     }
@@ -656,7 +657,9 @@ impl<T: 'static> Mailbox<T> {
                     let now = Instant::now();
                     since = Some(now);
                     let window = self.look_for_call.window();
-                    if !window.is_zero() || cfg!(all(test, async_bridge_loom)) {
+                    if (!window.is_zero() && crate::look::cores_to_spare())
+                        || cfg!(all(test, async_bridge_loom))
+                    {
                         // Not `idle` while it looks: callers queue without notifying.
                         MutexGuard::unlocked(&mut state, || self.look(now + window));
                         continue;
@@ -901,6 +904,8 @@ pub(crate) struct Call<T: 'static, R> {
     /// Admitted to a free worker, it runs at once: until then the caller looks for its
     /// reply, waking itself, rather than let its thread sleep (`look_for_reply`).
     look_until: Option<Instant>,
+    /// The waker the reply holds from the look's first poll.
+    look_waker: Option<Waker>,
     /// The caller has its answer.
     settled: bool,
 }
@@ -945,7 +950,7 @@ impl<T: 'static, R> Call<T, R> {
             // so under the virtual-time harness it holds the clock from now on.
             envelope.claim().runs_soon();
             let window = shared.look_for_reply.window();
-            if !window.is_zero() && !cfg!(all(test, async_bridge_loom)) {
+            if !window.is_zero() && crate::look::cores_to_spare() {
                 self.look_until = Some(now + window);
             }
         }
@@ -1054,27 +1059,38 @@ impl<T: 'static, R> Future for Call<T, R> {
             }
         }
         // While it looks, a reply not given yet is seen with one load, without the lock
-        // its runner takes to give it; the waker is left with the reply once the look ends.
-        if this.look_until.is_some() && !this.reply.is_done() && this.looking() {
-            let pending = this.poll_timeout(cx);
-            if pending.is_pending() {
-                // Polled again soon: tokio's yield, which on a runtime's worker wakes the
-                // task once the worker's other tasks ran, without waking a sibling worker
-                // to steal it (a plain wake-up of itself would); elsewhere at once.
-                let yielded = pin!(tokio::task::yield_now()).poll(cx);
-                debug_assert!(yielded.is_pending());
+        // its runner takes to give it, once the reply holds this poll's waker (a look's
+        // yield may never wake the task: a foreign executor blocking a tokio worker
+        // thread holds the runtime's deferred wake-ups, so the reply's must be there).
+        let holds_waker = (this.look_waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
+        if !holds_waker || this.reply.is_done() {
+            match Pin::new(&mut this.reply).poll(cx) {
+                Poll::Ready(outcome) => {
+                    this.settled = true;
+                    this.link = None;
+                    return Poll::Ready(this.shared.answer(outcome));
+                }
+                Poll::Pending if this.look_until.is_some() => {
+                    this.look_waker = Some(cx.waker().clone());
+                }
+                Poll::Pending => {}
             }
-            return pending;
         }
-        match Pin::new(&mut this.reply).poll(cx) {
-            Poll::Ready(outcome) => {
-                this.settled = true;
-                this.link = None;
-                Poll::Ready(this.shared.answer(outcome))
-            }
-            Poll::Pending => this.poll_timeout(cx),
+        let pending = this.poll_timeout(cx);
+        if pending.is_pending() && this.looking() {
+            look_again(cx);
         }
+        pending
     }
+}
+
+/// A looking caller's pause: polled again soon, through tokio's yield, which on a
+/// runtime's worker wakes the task once the worker's other tasks ran, without waking a
+/// sibling worker to steal it (a plain wake-up of itself would); elsewhere at once. It
+/// keeps its core (see `crate::look` for why, and why a single core has no looks).
+fn look_again(cx: &mut Context<'_>) {
+    let yielded = pin!(tokio::task::yield_now()).poll(cx);
+    debug_assert!(yielded.is_pending());
 }
 
 impl<T: 'static, R> Call<T, R> {
