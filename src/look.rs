@@ -18,6 +18,12 @@
 //! task 3–4× slower on two (1.4–3.7 µs → 6–11 µs). With no looks one core is as before:
 //! 4.5 µs from `block_on`, 8.3 µs from a task.
 //!
+//! Both sides look, or the hop still pays one halted wake-up: a look of the worker's
+//! thread alone (tried before) left the caller asleep, a round trip of about 17 µs
+//! against its 20 µs window, and whatever lengthened a call (the ledger on) made the
+//! worker sleep again; a 50 µs spin of the worker alone that did not yield took the core
+//! its caller needed when the two shared one.
+//!
 //! But looking only pays while the waits are short: a caller whose calls run for 200 µs
 //! would spend a look's whole window on each of them for nothing. So the window follows
 //! the waits, as Linux's haltpoll cpuidle governor follows a CPU's idle periods: a wait

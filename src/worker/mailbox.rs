@@ -902,7 +902,8 @@ pub(crate) struct Call<T: 'static, R> {
     /// False for a lease's holder: the worker's timeout is per call, not per lease.
     timed: bool,
     /// Admitted to a free worker, it runs at once: until then the caller looks for its
-    /// reply, waking itself, rather than let its thread sleep (`look_for_reply`).
+    /// reply, polled again after each yield, rather than let its thread sleep
+    /// (`look_for_reply`).
     look_until: Option<Instant>,
     /// The waker the reply holds from the look's first poll.
     look_waker: Option<Waker>,
