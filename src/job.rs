@@ -59,7 +59,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{self, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -121,9 +121,9 @@ pub(crate) fn pair_queued<T>(
     pair_with(origin, cancel, true, true)
 }
 
-/// As [`pair_queued`], for a worker's mailbox, whose thread counts the job's crossing in
-/// the ledger itself, from the times it keeps for its stats: the job reads no clock for
-/// the ledger.
+/// As [`pair_queued`], for a worker's mailbox, whose thread keeps the times of its calls
+/// for its stats and hands them to the ledger ([`Timing`], from `run_and`'s
+/// `before_reply`): the job reads no clock of its own for the ledger.
 pub(crate) fn pair_in_mailbox<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
@@ -305,6 +305,11 @@ impl<T: Send + 'static> Ticket<T> {
     }
 }
 
+/// How long a job waited to start and how long it ran, as measured by a runner that
+/// times its jobs anyway (a worker's thread), for the ledger; `None` from the others,
+/// whose jobs the job layer times itself while the ledger is on.
+pub(crate) type Timing = Option<(Duration, Duration)>;
+
 impl<T> Ticket<T> {
     /// Runs `f` on this thread unless the caller has already gone away, and delivers the
     /// outcome to the caller before returning.
@@ -314,13 +319,14 @@ impl<T> Ticket<T> {
     where
         F: FnOnce(Option<&CancellationToken>) -> T,
     {
-        self.run_and(f, |_| {})
+        self.run_and(f, |_| None)
     }
 
     /// As [`run`](Self::run), calling `before_reply` once `f` has returned or panicked
     /// (or was skipped) and before the caller can see the outcome, so that a handle's
-    /// own bookkeeping is up to date by the time its caller looks.
-    pub(crate) fn run_and<F>(mut self, f: F, before_reply: impl FnOnce(Ran)) -> Ran
+    /// own bookkeeping is up to date by the time its caller looks. What `before_reply`
+    /// returns is the runner's [`Timing`] of the job, for the ledger.
+    pub(crate) fn run_and<F>(mut self, f: F, before_reply: impl FnOnce(Ran) -> Timing) -> Ran
     where
         F: FnOnce(Option<&CancellationToken>) -> T,
     {
@@ -343,16 +349,19 @@ impl<T> Ticket<T> {
             Some(context) => context.enter(work),
             None => work(),
         };
-        if let (Some(paired), Some(started)) = (self.paired, started) {
-            let origin = &self.cell.origin;
-            let (waited, ran) = (started - paired, started.elapsed());
-            ledger::record(origin.kind, origin.site, waited, ran, false);
-        }
+        let own = match (self.paired, started) {
+            (Some(paired), Some(started)) => Some((started - paired, started.elapsed())),
+            _ => None,
+        };
         let (ran, outcome) = match result {
             Ok(value) => (Ran::Completed, Outcome::Completed(value)),
             Err(payload) => (Ran::Panicked, Outcome::Panicked(payload)),
         };
-        before_reply(ran);
+        let runners = before_reply(ran);
+        if let Some((waited, took)) = own.or_else(|| runners.filter(|_| ledger::is_enabled())) {
+            let origin = &self.cell.origin;
+            ledger::record(origin.kind, origin.site, waited, took, false);
+        }
         self.reply(outcome);
         ran
     }

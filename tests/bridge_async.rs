@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use async_bridge::{bridge, CallError, Offloaded, Offloader, Worker, WorkerPool};
-use support::{panic_text, Gate};
+use support::{panic_text, rt, Gate};
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub struct OutOfStock;
@@ -38,14 +38,6 @@ pub trait Inventory {
 
 /// The SKU whose lookup panics in every implementation below.
 const CURSED: u32 = 666;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 // --- A `!Send` legacy implementation ---------------------------------------------------
 

@@ -12,10 +12,10 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_bridge::{clock, testing, Portal, Stats, Worker, WorkerPool};
-use support::{guarded, Gate};
+use async_bridge::{clock, testing, Portal, Worker, WorkerPool};
+use support::{assert_settled, guarded, past_the_window, Gate};
 use tower::{Service, ServiceExt};
 
 type Io<T> = std::io::Result<T>;
@@ -24,24 +24,6 @@ const ROUNDS: u64 = 300;
 
 fn worker(name: &str) -> Worker<u64> {
     Worker::builder(name).spawn(|| Io::Ok(0)).unwrap()
-}
-
-/// Every call submitted is in exactly one outcome, and none is left.
-fn assert_settled(stats: &Stats) {
-    assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
-    assert_eq!(
-        stats.submitted,
-        stats.completed + stats.panicked + stats.withdrawn + stats.rejected,
-        "{stats:?}"
-    );
-}
-
-/// Holds the calling thread for longer than a look's window (a lower bound only).
-fn past_the_window() {
-    let start = Instant::now();
-    while start.elapsed() <= Duration::from_micros(40) {
-        std::hint::spin_loop();
-    }
 }
 
 /// Back-to-back calls, each of which the worker answers at once: both sides look.

@@ -13,26 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use async_bridge::{AfterPanic, Stats, Worker, WorkerPool};
-use support::{guarded, Gate};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Every submitted call is in exactly one outcome once the worker is quiet.
-fn assert_settled(stats: &Stats) {
-    assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
-    assert_eq!(
-        stats.submitted,
-        stats.completed + stats.panicked + stats.withdrawn + stats.rejected,
-        "{stats:?}"
-    );
-}
+use async_bridge::{AfterPanic, Worker, WorkerPool};
+use support::{assert_settled, guarded, rt, Gate};
 
 /// Silences the panics the tests provoke on purpose (their messages only).
 fn quiet_panics() {
@@ -258,12 +240,17 @@ struct Interruptible {
 /// The interrupts fired, as a count and as messages.
 type Fired = (Arc<AtomicUsize>, Arc<Mutex<mpsc::Receiver<()>>>);
 
-fn interruptible_worker(name: &str) -> (Worker<Interruptible>, Fired) {
+/// A worker whose interrupter counts and reports each interrupt, with a timeout if given.
+fn interruptible_worker(name: &str, timeout: Option<Duration>) -> (Worker<Interruptible>, Fired) {
     let fired = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();
     let tx = Arc::new(Mutex::new(tx));
     let (f, t) = (fired.clone(), tx.clone());
-    let worker = Worker::builder(name)
+    let mut builder = Worker::builder(name);
+    if let Some(after) = timeout {
+        builder = builder.timeout(after);
+    }
+    let worker = builder
         .interrupter(|obj: &Interruptible| {
             let (fired, tx) = (obj.fired.clone(), obj.tx.clone());
             move || {
@@ -288,7 +275,7 @@ fn interruptible_worker(name: &str) -> (Worker<Interruptible>, Fired) {
 #[test]
 fn a_late_drop_of_a_finished_call_does_not_interrupt_the_next_one() {
     guarded("late drops", || {
-        let (worker, (fired, interrupts)) = interruptible_worker("owner-interrupt");
+        let (worker, (fired, interrupts)) = interruptible_worker("owner-interrupt", None);
         let rt = rt();
         rt.block_on(async {
             for round in 0..50 {
@@ -339,27 +326,8 @@ fn a_late_drop_of_a_finished_call_does_not_interrupt_the_next_one() {
 #[test]
 fn a_timed_out_call_is_interrupted_and_the_next_is_not() {
     guarded("timeouts and interrupts", || {
-        let fired = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = mpsc::channel();
-        let tx = Arc::new(Mutex::new(tx));
-        let (f, t) = (fired.clone(), tx.clone());
-        let worker = Worker::builder("owner-timeout")
-            .timeout(Duration::from_secs(1))
-            .interrupter(|obj: &Interruptible| {
-                let (fired, tx) = (obj.fired.clone(), obj.tx.clone());
-                move || {
-                    fired.fetch_add(1, Ordering::SeqCst);
-                    let _ = tx.lock().unwrap().send(());
-                }
-            })
-            .spawn(move || {
-                Ok::<_, std::io::Error>(Interruptible {
-                    fired: f.clone(),
-                    tx: t.clone(),
-                })
-            })
-            .unwrap();
-        let rx = Arc::new(Mutex::new(rx));
+        let timeout = Some(Duration::from_secs(1));
+        let (worker, (fired, rx)) = interruptible_worker("owner-timeout", timeout);
         let rt = rt();
         rt.block_on(async {
             for _ in 0..5 {

@@ -15,16 +15,8 @@ use std::task::Context;
 use std::time::Duration;
 
 use async_bridge::{clock, testing, ComputePool, Offloader, Stats};
-use support::{guarded, Gate};
+use support::{guarded, rt, Gate};
 use tower::Service;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Every submitted call is in exactly one outcome once the lane is quiet.
 fn assert_settled(stats: &Stats, abandoned: u64) {

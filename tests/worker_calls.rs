@@ -13,18 +13,10 @@ use std::task::Poll;
 
 use async_bridge::{AfterPanic, Worker, WorkerError};
 use futures::future::join_all;
-use support::{block_on_plain, panic_text, within_a_minute, DropProbe, Gate};
+use support::{block_on_plain, panic_text, rt, within_a_minute, DropProbe, Gate};
 use tokio_util::sync::CancellationToken;
 
 type Io<T> = std::io::Result<T>;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Polls a future once with the current task's waker (so that it is woken later).
 async fn poll_now<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {

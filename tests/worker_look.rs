@@ -10,23 +10,12 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_bridge::Worker;
-use support::{counting, within_a_minute, Gate};
+use support::{counting, past_the_window, within_a_minute, Gate, LOOK_WINDOW as WINDOW};
 
 type Io<T> = std::io::Result<T>;
-
-/// The widest window of a look (`look::MAX` inside the crate).
-const WINDOW: Duration = Duration::from_micros(20);
-
-/// Holds the calling thread for longer than a look's window (a lower bound only).
-fn past_the_window() {
-    let start = Instant::now();
-    while start.elapsed() <= 2 * WINDOW {
-        std::hint::spin_loop();
-    }
-}
 
 /// Polls `call` until it stops waking itself (it stopped looking), with a counting waker;
 /// returns how many times it woke itself, and the waker's counter and channel.

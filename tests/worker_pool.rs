@@ -9,17 +9,9 @@ use std::sync::{mpsc, Arc};
 
 use async_bridge::{AfterPanic, WorkerPool};
 use futures::future::join_all;
-use support::{panic_text, within_a_minute, Gate};
+use support::{panic_text, rt, within_a_minute, Gate};
 
 type Io<T> = std::io::Result<T>;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn each_worker_has_its_own_object_on_its_own_named_thread() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_bridge::{AfterPanic, Worker, WorkerPool};
 use futures::future::try_join_all;
 use rusqlite::{params, Connection};
-use support::{panic_text, within_a_minute};
+use support::{panic_text, rt, within_a_minute};
 
 /// A database file with a unique name under the temp dir, removed (with its WAL files)
 /// when dropped.
@@ -67,14 +67,6 @@ fn count(path: &Path) -> i64 {
     Connection::open(path)
         .unwrap()
         .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
-        .unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
         .unwrap()
 }
 

@@ -264,7 +264,10 @@ impl Lane {
                         Some(own) => slot.run_with(id, Some(own), || f(token)),
                         None => f(token),
                     },
-                    done,
+                    |ran| {
+                        done(ran);
+                        None // timed by the job layer
+                    },
                 );
             }),
         };

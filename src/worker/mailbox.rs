@@ -78,7 +78,7 @@ trait Queued<T>: Send {
         object: &RefCell<Option<T>>,
         slot: &interrupt::Slot,
         id: u64,
-        done: &mut dyn FnMut(Ran),
+        done: &mut dyn FnMut(Ran) -> job::Timing,
     );
 }
 
@@ -107,7 +107,7 @@ where
         object: &RefCell<Option<T>>,
         slot: &interrupt::Slot,
         id: u64,
-        done: &mut dyn FnMut(Ran),
+        done: &mut dyn FnMut(Ran) -> job::Timing,
     ) {
         let Job { ticket, f } = *self;
         ticket.run_and(
@@ -154,23 +154,18 @@ impl<T> Envelope<T> {
         })
     }
 
-    /// Its kind and call site.
-    pub(crate) fn site(&self) -> (Kind, Site) {
-        let origin = self.claim().origin();
-        (origin.kind, origin.site)
-    }
-
     /// The job's start.
     fn claim(&self) -> &dyn Claim {
         self.job.claim()
     }
 
-    /// Runs the call against `object`, calling `done` before the caller sees the outcome.
+    /// Runs the call against `object`, calling `done` before the caller sees the outcome
+    /// (which returns the call's times, for the ledger).
     pub(crate) fn run(
         self,
         object: &RefCell<Option<T>>,
         slot: &interrupt::Slot,
-        done: &mut dyn FnMut(Ran),
+        done: &mut dyn FnMut(Ran) -> job::Timing,
     ) {
         self.job.run(object, slot, interrupt_id(self.seq), done);
     }

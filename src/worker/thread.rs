@@ -13,7 +13,6 @@ use super::{AfterPanic, WorkerError};
 use crate::error::ConfigError;
 use crate::interrupt::TakeInterrupter;
 use crate::job::{self, Ran};
-use crate::ledger;
 
 /// Builds the worker's object, on its thread.
 pub(crate) type Maker<T> = Box<dyn FnMut() -> Result<T, Cause> + Send>;
@@ -117,8 +116,7 @@ pub(super) fn serve<T: 'static>(
     let mut claimed = None;
     while let Some(envelope) = claimed.take().or_else(|| shared.next()) {
         let mut broken = false;
-        let (started, waited, (kind, site)) =
-            (envelope.claimed_at(), envelope.waited(), envelope.site());
+        let (started, waited) = (envelope.claimed_at(), envelope.waited());
         envelope.run(&object, &shared.interrupt, &mut |ran| {
             let mut ended = std::time::Instant::now();
             let took = ended.saturating_duration_since(started);
@@ -127,9 +125,6 @@ pub(super) fn serve<T: 'static>(
                 // What its caller waited, the wake-up aside: before the reply, so that
                 // the caller's next call looks (or not) by it.
                 shared.look_for_reply.saw(waited + took);
-                if ledger::is_enabled() {
-                    ledger::record(kind, site, waited, took, false);
-                }
             }
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
@@ -163,6 +158,7 @@ pub(super) fn serve<T: 'static>(
             if !broken {
                 claimed = shared.try_next(ended);
             }
+            Some((waited, took)) // for the ledger (see `job::pair_in_mailbox`)
         });
         if broken {
             shared.abandon_queue();

@@ -9,6 +9,38 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
+/// A multi-thread runtime with two workers (the CI machine has two cores).
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Every call a handle's `stats()` counted as submitted is in exactly one outcome, and
+/// none is left queued or running.
+pub fn assert_settled(stats: &async_bridge::Stats) {
+    assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
+    assert_eq!(
+        stats.submitted,
+        stats.completed + stats.panicked + stats.withdrawn + stats.rejected,
+        "{stats:?}"
+    );
+}
+
+/// The widest window of a worker's look (`look::MAX` inside the crate).
+pub const LOOK_WINDOW: Duration = Duration::from_micros(20);
+
+/// Holds the calling thread for longer than a look's window (a lower bound only: a
+/// loaded machine makes it longer, never shorter).
+pub fn past_the_window() {
+    let start = std::time::Instant::now();
+    while start.elapsed() <= 2 * LOOK_WINDOW {
+        std::hint::spin_loop();
+    }
+}
+
 /// A gate that blocked closures wait on until the test opens it.
 #[derive(Clone, Default)]
 pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
