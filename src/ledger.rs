@@ -207,8 +207,8 @@ fn note_twin(site: Site, method: &'static str, carrier: &'static str) {
         .insert(key, (site, method, carrier));
 }
 
-/// Counts one crossing (called when enabled by the job layer, a worker's thread for its
-/// mailbox's calls, and the facade entry).
+/// Counts one crossing (called when enabled by the job layer, with its own times or a
+/// worker thread's, and by the facade entry).
 pub(crate) fn record(kind: Kind, site: Site, waited: Duration, ran: Duration, from_async: bool) {
     let key = (kind, addr(site));
     let generation = GENERATION.load(Ordering::Acquire);
