@@ -108,38 +108,30 @@ pub(crate) enum Ran {
 /// dropped after the job started; pass a child of a lane's token to have shutdown cancel
 /// it too.
 pub(crate) fn pair<T>(origin: Origin, cancel: Option<CancellationToken>) -> (Ticket<T>, Reply<T>) {
-    pair_with(origin, cancel, false, true)
+    pair_with(origin, cancel, false)
 }
 
 /// As [`pair`], for a job that waits in a queue of its handle (a lane, a mailbox)
 /// behind other jobs of that handle: under the virtual-time harness it holds the clock
-/// only from the moment a runner [claims](Claim::claim) it (seam rule 2).
+/// only from the moment a runner [claims](Claim::claim) it (seam rule 2). Its runner
+/// keeps the times of its jobs for its stats anyway (a lane's drainers, a worker's
+/// thread) and hands them to the ledger ([`Timing`], from `run_and`'s `before_reply`):
+/// the job reads no clock of its own for the ledger.
 pub(crate) fn pair_queued<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
 ) -> (Ticket<T>, Reply<T>) {
-    pair_with(origin, cancel, true, true)
-}
-
-/// As [`pair_queued`], for a worker's mailbox, whose thread keeps the times of its calls
-/// for its stats and hands them to the ledger ([`Timing`], from `run_and`'s
-/// `before_reply`): the job reads no clock of its own for the ledger.
-pub(crate) fn pair_in_mailbox<T>(
-    origin: Origin,
-    cancel: Option<CancellationToken>,
-) -> (Ticket<T>, Reply<T>) {
-    pair_with(origin, cancel, true, false)
+    pair_with(origin, cancel, true)
 }
 
 fn pair_with<T>(
     origin: Origin,
     cancel: Option<CancellationToken>,
     queued: bool,
-    ledger_times: bool,
 ) -> (Ticket<T>, Reply<T>) {
     let participant = seam::enter_job(&origin, queued);
     let context = Context::capture();
-    let paired = (ledger_times && ledger::is_enabled()).then(Instant::now);
+    let paired = (!queued && ledger::is_enabled()).then(Instant::now);
     let cell = Arc::new(Cell {
         starter: participant.as_ref().map(|p| p.starter()),
         origin,
@@ -306,8 +298,8 @@ impl<T: Send + 'static> Ticket<T> {
 }
 
 /// How long a job waited to start and how long it ran, as measured by a runner that
-/// times its jobs anyway (a worker's thread), for the ledger; `None` from the others,
-/// whose jobs the job layer times itself while the ledger is on.
+/// times its jobs anyway (a lane's drainer, a worker's thread), for the ledger; `None`
+/// from the others, whose jobs the job layer times itself while the ledger is on.
 pub(crate) type Timing = Option<(Duration, Duration)>;
 
 impl<T> Ticket<T> {

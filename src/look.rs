@@ -36,9 +36,14 @@
 // std's atomic even under loom: a window is a heuristic of real time, not a state the
 // models explore (under loom a worker looks once whatever its window, and a caller not
 // at all), and loom's would make a model's steps depend on the clock.
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::job::{Outcome, Reply};
 
 /// The widest window, and the longest wait that opens it: about the wake-up of a halted
 /// vCPU. A caller's wait covered by it is a call that runs in a few µs.
@@ -95,6 +100,64 @@ impl Look {
 
 fn nanos(d: Duration) -> usize {
     d.as_nanos() as usize
+}
+
+/// A caller's look for its reply: armed at admission when its call runs at once, it has
+/// the caller's task polled again after each yield, rather than let its thread sleep,
+/// until the reply is in or the window has passed.
+#[derive(Debug, Default)]
+pub(crate) struct ReplyLook {
+    /// When the look ends; `None` when it is not armed or has ended.
+    until: Option<Instant>,
+    /// The waker the reply holds from the look's first poll.
+    waker: Option<Waker>,
+}
+
+impl ReplyLook {
+    /// Arms the look for a call admitted at `admitted` that runs at once, for as long as
+    /// `look`'s window says (not at all on a single core).
+    pub(crate) fn arm(&mut self, look: &Look, admitted: Instant) {
+        let window = look.window();
+        if !window.is_zero() && cores_to_spare() {
+            self.until = Some(admitted + window);
+        }
+    }
+
+    /// Polls the reply. While the caller looks, a reply not given yet is seen with one
+    /// load, without the lock its runner takes to give it, once the reply holds this
+    /// poll's waker: a look's yield may never wake the task (a foreign executor blocking a
+    /// tokio worker thread holds the runtime's deferred wake-ups), so the reply's must be
+    /// there.
+    pub(crate) fn poll<T>(
+        &mut self,
+        reply: &mut Reply<T>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Outcome<T>> {
+        let holds_waker = (self.waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
+        if holds_waker && !reply.is_done() {
+            return Poll::Pending;
+        }
+        let polled = Pin::new(reply).poll(cx);
+        if polled.is_pending() && self.until.is_some() {
+            self.waker = Some(cx.waker().clone());
+        }
+        polled
+    }
+
+    /// After a poll that stays pending: while the look lasts, the task is polled again
+    /// soon, through tokio's yield, which on a runtime's worker wakes it once the worker's
+    /// other tasks ran, without waking a sibling worker to steal it (a plain wake-up of
+    /// itself would); elsewhere at once. It keeps its core (see the module docs for why,
+    /// and why a single core has no looks).
+    pub(crate) fn again(&mut self, cx: &mut Context<'_>) {
+        match self.until {
+            Some(until) if Instant::now() < until => {
+                let yielded = pin!(tokio::task::yield_now()).poll(cx);
+                debug_assert!(yielded.is_pending());
+            }
+            _ => self.until = None,
+        }
+    }
 }
 
 #[cfg(all(test, not(async_bridge_loom)))]

@@ -13,32 +13,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_bridge::Worker;
-use support::{counting, past_the_window, within_a_minute, Gate, LOOK_WINDOW as WINDOW};
+use support::{
+    past_the_window, poll_until_it_sleeps, within_a_minute, Gate, LOOK_WINDOW as WINDOW,
+};
 
 type Io<T> = std::io::Result<T>;
-
-/// Polls `call` until it stops waking itself (it stopped looking), with a counting waker;
-/// returns how many times it woke itself, and the waker's counter and channel.
-fn poll_until_it_sleeps<F: Future + Unpin>(
-    call: &mut F,
-) -> (
-    usize,
-    std::sync::Arc<support::Counting>,
-    mpsc::Receiver<()>,
-    std::task::Waker,
-) {
-    let (counter, waker, woken) = counting();
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        let before = counter.wakes.load(Ordering::SeqCst);
-        assert!(std::pin::Pin::new(&mut *call).poll(&mut cx).is_pending());
-        if counter.wakes.load(Ordering::SeqCst) == before {
-            let looks = before;
-            while woken.try_recv().is_ok() {}
-            return (looks, counter, woken, waker);
-        }
-    }
-}
 
 #[test]
 fn a_call_to_an_idle_worker_is_looked_for_then_its_caller_sleeps_until_the_reply() {
@@ -129,7 +108,7 @@ fn a_caller_that_drops_its_call_while_looking_leaves_exact_counts() {
             let gate = Gate::new();
             let held = gate.clone();
             let mut call = Box::pin(worker.call(move |_| held.wait()));
-            let (counter, waker, _woken) = counting();
+            let (counter, waker, _woken) = support::counting();
             let _ = call.as_mut().poll(&mut Context::from_waker(&waker));
             drop(counter);
             drop(call); // while it looks (or just after): withdrawn, or cancelled running

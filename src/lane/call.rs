@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Entry, Lane};
 use crate::interrupt::Interrupter;
 use crate::job::Reply;
+use crate::look::ReplyLook;
 use crate::origin::Site;
 use crate::timer::Deadline;
 use crate::unblock::OffloadError;
@@ -56,6 +57,9 @@ pub struct OffloadCall<T> {
     /// Holds a place reserved with `Lane::poll_reserve`, until admission uses it (or
     /// the drop gives it back).
     reserved: bool,
+    /// Taken at once by an idle drainer, the call is looked for by its caller until the
+    /// reply is in (`crate::look`).
+    look: ReplyLook,
 }
 
 impl<T> OffloadCall<T> {
@@ -88,6 +92,7 @@ impl<T> OffloadCall<T> {
             admitted: false,
             settled: false,
             reserved: false,
+            look: ReplyLook::default(),
         }
     }
 
@@ -114,7 +119,8 @@ impl<T> OffloadCall<T> {
             })?;
             self.sleep = Some(sleep);
         }
-        lane.admit(entry, handle, std::mem::take(&mut self.reserved))?;
+        let reserved = std::mem::take(&mut self.reserved);
+        lane.admit(entry, handle, reserved, &mut self.look)?;
         self.admitted = true;
         Ok(())
     }
@@ -141,7 +147,7 @@ impl<T> Future for OffloadCall<T> {
             }
         }
         assert!(!this.settled, "`OffloadCall` polled after completion");
-        if let Poll::Ready(outcome) = Pin::new(&mut this.reply).poll(cx) {
+        if let Poll::Ready(outcome) = this.look.poll(&mut this.reply, cx) {
             this.settled = true;
             return Poll::Ready(this.lane.answer(outcome));
         }
@@ -155,6 +161,7 @@ impl<T> Future for OffloadCall<T> {
                 return Poll::Ready(Err(lane.error(|k, n| OffloadError::timeout(k, n, after))));
             }
         }
+        this.look.again(cx);
         Poll::Pending
     }
 }

@@ -75,7 +75,8 @@ use tokio_util::sync::CancellationToken;
 pub use call::OffloadCall;
 
 use crate::interrupt::{self, Interrupter};
-use crate::job::{self, Claim, Outcome, Ran, Reply};
+use crate::job::{self, Claim, Outcome, Ran, Reply, Timing};
+use crate::look::{Look, ReplyLook};
 use crate::origin::{Kind, Origin, Site};
 use crate::shutdown::{InterruptedCall, ShutdownReport};
 use crate::stats::{Counters, Stats, Writers};
@@ -151,6 +152,9 @@ pub(crate) struct Lane {
     /// Notified when the last running closure ends.
     pub(super) idle: Notify,
     pub(super) counters: Counters,
+    /// How long a caller whose call an idle drainer takes looks for the reply
+    /// (`crate::look`); the drainers write it, from the stamps they keep for the stats.
+    look_for_reply: Look,
 }
 
 #[derive(Default)]
@@ -197,8 +201,9 @@ pub(super) struct Entry {
     run: RunJob,
 }
 
-/// A type-erased job; its argument is the drainer's bookkeeping, run before the reply.
-type RunJob = Box<dyn FnOnce(&interrupt::Slot, &mut dyn FnMut(Ran)) + Send>;
+/// A type-erased job; its argument is the drainer's bookkeeping, run before the reply,
+/// which returns the drainer's timing of the job for the ledger.
+type RunJob = Box<dyn FnOnce(&interrupt::Slot, &mut dyn FnMut(Ran) -> Timing) + Send>;
 
 impl Entry {
     fn site(&self) -> Site {
@@ -230,6 +235,7 @@ impl Lane {
             wake: Condvar::new(),
             idle: Notify::new(),
             counters: Counters::default(),
+            look_for_reply: Look::new(),
         }
     }
 
@@ -256,20 +262,19 @@ impl Lane {
             admitted: None,
             claimed: None,
             claim: ticket.claim_handle(),
-            run: Box::new(move |slot: &interrupt::Slot, done: &mut dyn FnMut(Ran)| {
-                ticket.run_and(
-                    // Only a call that carries an interrupter is marked in the slot: no
-                    // lock on the hot path of the others.
-                    |token| match &interrupter {
-                        Some(own) => slot.run_with(id, Some(own), || f(token)),
-                        None => f(token),
-                    },
-                    |ran| {
-                        done(ran);
-                        None // timed by the job layer
-                    },
-                );
-            }),
+            run: Box::new(
+                move |slot: &interrupt::Slot, done: &mut dyn FnMut(Ran) -> Timing| {
+                    ticket.run_and(
+                        // Only a call that carries an interrupter is marked in the slot: no
+                        // lock on the hot path of the others.
+                        |token| match &interrupter {
+                            Some(own) => slot.run_with(id, Some(own), || f(token)),
+                            None => f(token),
+                        },
+                        done,
+                    );
+                },
+            ),
         };
         (entry, reply, id)
     }
@@ -422,14 +427,17 @@ impl Lane {
 
     /// Starts the entry on a new drainer, queues it, or rejects it. `reserved`: the call
     /// holds a place from `poll_reserve`, used up here whatever the outcome (invariant 8).
+    /// `look` is armed when a drainer that is not running a call takes the entry at once.
     pub(super) fn admit(
         self: &Arc<Self>,
         entry: Entry,
         handle: Option<Handle>,
         reserved: bool,
+        look: &mut ReplyLook,
     ) -> Result<(), OffloadError> {
         let mut entry = entry;
-        entry.admitted = Some(Instant::now());
+        let admitted = Instant::now();
+        entry.admitted = Some(admitted);
         let mut state = self.state.lock();
         if reserved {
             state.reserved -= 1;
@@ -445,6 +453,15 @@ impl Lane {
         }
         // Entries queued beyond those that idle or starting drainers will take at once.
         let waiting = state.queued.saturating_sub(state.idle + state.starting);
+        // A drainer that is awake and not running a call (idle, or on its way back to
+        // the queue) takes it at once: its caller looks for the reply.
+        if state.queued
+            < state
+                .drainers
+                .saturating_sub(state.running + state.starting)
+        {
+            look.arm(&self.look_for_reply, admitted);
+        }
         if state.queued < state.idle + state.starting {
             // An idle drainer will take it at once. Wake one only if the drainers already
             // woken are fewer than the entries waiting: a burst of pushes wakes as many
@@ -721,11 +738,24 @@ impl Lane {
 
     /// Bookkeeping for a closure that ended, done before its caller sees the outcome,
     /// and, under the same lock, the next entry for the drainer in `slot` if one waits.
-    fn done(&self, slot: usize, ran: Ran, started: Instant) -> Option<Entry> {
+    /// Returns that entry and the drainer's timing of the closure, for the ledger: its
+    /// wait from admission to `started`, and its run.
+    fn done(
+        &self,
+        slot: usize,
+        ran: Ran,
+        admitted: Option<Instant>,
+        started: Instant,
+    ) -> (Option<Entry>, Timing) {
         let ended = Instant::now();
+        let took = ended.saturating_duration_since(started);
         // Counted first: whoever sees `running` drop (shutdown) sees this count too.
-        self.counters
-            .ran(ran, ended.saturating_duration_since(started), Writers::Any);
+        self.counters.ran(ran, took, Writers::Any);
+        let waited = admitted.map(|at| started.saturating_duration_since(at));
+        if let Some(waited) = waited {
+            // What its caller waited for the reply, from stamps already read.
+            self.look_for_reply.saw(waited + took);
+        }
         let mut dead = Vec::new();
         let mut state = self.state.lock();
         state.sites[slot] = None;
@@ -733,7 +763,7 @@ impl Lane {
         let reservers = self.end_running(&mut state);
         drop(state);
         Self::wake_reservers(reservers);
-        next
+        (next, waited.map(|waited| (waited, took)))
     }
 
     /// One closure fewer runs; tells shutdown when none does. Returns the reservers to
@@ -829,8 +859,11 @@ impl Drainer {
                 }
             };
             let started = entry.claimed.unwrap_or_else(Instant::now);
+            let admitted = entry.admitted;
             (entry.run)(&self.interrupts, &mut |ran| {
-                next = lane.done(slot, ran, started);
+                let timing;
+                (next, timing) = lane.done(slot, ran, admitted, started);
+                timing
             });
         }
     }

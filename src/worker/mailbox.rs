@@ -40,10 +40,10 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::thread::current as current_thread;
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,7 @@ use super::thread;
 use super::WorkerError;
 use crate::interrupt;
 use crate::job::{self, Claim, Outcome, Ran, Reply};
-use crate::look::Look;
+use crate::look::{Look, ReplyLook};
 use crate::origin::{Kind, Origin, Site};
 use crate::stats::{Counters, Padded, Writers};
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard};
@@ -499,7 +499,7 @@ impl<T: 'static> Mailbox<T> {
         let shared = Arc::clone(self);
         self.load.fetch_add(1, Ordering::Relaxed);
         let origin = Origin::new(kind, Some(Arc::clone(&self.name)), site);
-        let (ticket, reply) = job::pair_in_mailbox(origin, token);
+        let (ticket, reply) = job::pair_queued(origin, token);
         let envelope = Envelope {
             seq: 0,
             stamp: None,
@@ -516,8 +516,7 @@ impl<T: 'static> Mailbox<T> {
             reply,
             sleep: None,
             timed: kind != Kind::Lease,
-            look_until: None,
-            look_waker: None,
+            look: ReplyLook::default(),
             settled: false,
         }
     }
@@ -897,11 +896,8 @@ pub(crate) struct Call<T: 'static, R> {
     /// False for a lease's holder: the worker's timeout is per call, not per lease.
     timed: bool,
     /// Admitted to a free worker, it runs at once: until then the caller looks for its
-    /// reply, polled again after each yield, rather than let its thread sleep
-    /// (`look_for_reply`).
-    look_until: Option<Instant>,
-    /// The waker the reply holds from the look's first poll.
-    look_waker: Option<Waker>,
+    /// reply (`look_for_reply`).
+    look: ReplyLook,
     /// The caller has its answer.
     settled: bool,
 }
@@ -945,10 +941,7 @@ impl<T: 'static, R> Call<T, R> {
             // The worker is idle and nothing is ahead: the call runs without time passing,
             // so under the virtual-time harness it holds the clock from now on.
             envelope.claim().runs_soon();
-            let window = shared.look_for_reply.window();
-            if !window.is_zero() && crate::look::cores_to_spare() {
-                self.look_until = Some(now + window);
-            }
+            self.look.arm(&shared.look_for_reply, now);
         }
         state.queue.push_back(envelope);
         let notify = state.needs_notify();
@@ -1054,39 +1047,17 @@ impl<T: 'static, R> Future for Call<T, R> {
                 }
             }
         }
-        // While it looks, a reply not given yet is seen with one load, without the lock
-        // its runner takes to give it, once the reply holds this poll's waker (a look's
-        // yield may never wake the task: a foreign executor blocking a tokio worker
-        // thread holds the runtime's deferred wake-ups, so the reply's must be there).
-        let holds_waker = (this.look_waker.as_ref()).is_some_and(|w| w.will_wake(cx.waker()));
-        if !holds_waker || this.reply.is_done() {
-            match Pin::new(&mut this.reply).poll(cx) {
-                Poll::Ready(outcome) => {
-                    this.settled = true;
-                    this.link = None;
-                    return Poll::Ready(this.shared.answer(outcome));
-                }
-                Poll::Pending if this.look_until.is_some() => {
-                    this.look_waker = Some(cx.waker().clone());
-                }
-                Poll::Pending => {}
-            }
+        if let Poll::Ready(outcome) = this.look.poll(&mut this.reply, cx) {
+            this.settled = true;
+            this.link = None;
+            return Poll::Ready(this.shared.answer(outcome));
         }
         let pending = this.poll_timeout(cx);
-        if pending.is_pending() && this.looking() {
-            look_again(cx);
+        if pending.is_pending() {
+            this.look.again(cx);
         }
         pending
     }
-}
-
-/// A looking caller's pause: polled again soon, through tokio's yield, which on a
-/// runtime's worker wakes the task once the worker's other tasks ran, without waking a
-/// sibling worker to steal it (a plain wake-up of itself would); elsewhere at once. It
-/// keeps its core (see `crate::look` for why, and why a single core has no looks).
-fn look_again(cx: &mut Context<'_>) {
-    let yielded = pin!(tokio::task::yield_now()).poll(cx);
-    debug_assert!(yielded.is_pending());
 }
 
 impl<T: 'static, R> Call<T, R> {
@@ -1094,17 +1065,6 @@ impl<T: 'static, R> Call<T, R> {
     /// is dropped. For a lease's holder, which must not be interrupted on the way out.
     pub(crate) fn detach(mut self) {
         self.settled = true;
-    }
-
-    /// True while the caller still looks for its reply (see `look_until`).
-    fn looking(&mut self) -> bool {
-        match self.look_until {
-            Some(until) if Instant::now() < until => true,
-            _ => {
-                self.look_until = None;
-                false
-            }
-        }
     }
 
     /// Pending, unless the timeout fired: then the call is given up (withdrawn, or its

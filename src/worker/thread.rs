@@ -158,7 +158,7 @@ pub(super) fn serve<T: 'static>(
             if !broken {
                 claimed = shared.try_next(ended);
             }
-            Some((waited, took)) // for the ledger (see `job::pair_in_mailbox`)
+            Some((waited, took)) // for the ledger (see `job::pair_queued`)
         });
         if broken {
             shared.abandon_queue();

@@ -242,3 +242,21 @@ pub fn counting() -> (Arc<Counting>, Waker, mpsc::Receiver<()>) {
     let waker = Waker::from(Arc::clone(&counter));
     (counter, waker, rx)
 }
+
+/// Polls `call` until it stops waking itself (it stopped looking), with a counting waker;
+/// returns how many times it woke itself, and the waker's counter and channel.
+pub fn poll_until_it_sleeps<F: Future + Unpin>(
+    call: &mut F,
+) -> (usize, Arc<Counting>, mpsc::Receiver<()>, Waker) {
+    let (counter, waker, woken) = counting();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        let before = counter.wakes.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(std::pin::Pin::new(&mut *call).poll(&mut cx).is_pending());
+        if counter.wakes.load(std::sync::atomic::Ordering::SeqCst) == before {
+            let looks = before;
+            while woken.try_recv().is_ok() {}
+            return (looks, counter, woken, waker);
+        }
+    }
+}
