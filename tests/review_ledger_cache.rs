@@ -10,7 +10,7 @@ use std::panic::Location;
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use async_bridge::{bridge, ledger, Crossing, Worker, WorkerPool};
+use async_bridge::{bridge, ledger, ComputePool, Crossing, Offloader, Worker, WorkerPool};
 
 type Io<T> = std::io::Result<T>;
 
@@ -371,7 +371,96 @@ fn the_ledgers_thread_caches_count_exactly_across_resets_toggles_and_thread_exit
     assert_eq!((stats.completed, stats.panicked), (20 * 5, 20), "{stats:?}");
     // The call dropped in line each round: never submitted, cancelled.
     assert_eq!((stats.withdrawn, stats.cancelled), (0, 20), "{stats:?}");
+
+    // 7. A lane's drainers hand the ledger their own timing of each call (82a14fc):
+    // counted once per call that ran (a panic included), never one withdrawn from the
+    // queue or rejected; a queued call's wait and a call's run are what they were at
+    // least, on an `Offloader` and on a `ComputePool` alike.
+    ledger::reset();
+    let lane = Offloader::builder("lane-counts")
+        .max_concurrency(1)
+        .max_queue(1)
+        .build()
+        .unwrap();
+    let pool = ComputePool::builder("pool-counts")
+        .threads(1)
+        .max_queue(1)
+        .build()
+        .unwrap();
+    let lane_sites = rt.block_on(lane_rounds(&lane));
+    let pool_sites = rt.block_on(lane_rounds(&pool));
+    for (kind, sites) in [("offload", lane_sites), ("compute", pool_sites)] {
+        let [ran, queued, withdrawn, rejected, panicked] = sites;
+        for site in [ran, queued, panicked] {
+            assert_eq!(count(kind, site), 20, "{kind} at {site}: {}", ledger());
+        }
+        for site in [withdrawn, rejected] {
+            assert_eq!(count(kind, site), 0, "{kind} at {site}: {}", ledger());
+        }
+        let (_, wait_max) = at(kind, queued).unwrap().queue_wait();
+        assert!(
+            wait_max >= Duration::from_micros(40),
+            "{kind}: {wait_max:?}"
+        );
+        let (_, run_max) = at(kind, ran).unwrap().run_time();
+        assert!(run_max >= Duration::from_micros(40), "{kind}: {run_max:?}");
+    }
     ledger::disable();
+}
+
+/// `run` of an `Offloader` or a `ComputePool`, at its caller's site.
+trait Lane {
+    #[track_caller]
+    fn go(&self, f: Box<dyn FnOnce() + Send>) -> async_bridge::OffloadCall<()>;
+}
+
+impl Lane for Offloader {
+    #[track_caller]
+    fn go(&self, f: Box<dyn FnOnce() + Send>) -> async_bridge::OffloadCall<()> {
+        self.run(f)
+    }
+}
+
+impl Lane for ComputePool {
+    #[track_caller]
+    fn go(&self, f: Box<dyn FnOnce() + Send>) -> async_bridge::OffloadCall<()> {
+        self.run(f)
+    }
+}
+
+/// Twenty rounds on a lane of one slot and one queue place: a call held running for at
+/// least 40 µs, one withdrawn from the queue, one queued behind the first (the queue is
+/// then full again), one rejected, and a panic. Returns their sites.
+async fn lane_rounds(lane: &impl Lane) -> [&'static Location<'static>; 5] {
+    let mut sites = None;
+    for _ in 0..20 {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let held = Box::new(move || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            support::past_the_window();
+        });
+        let (ran, first) = (here(), lane.go(held));
+        let first = tokio::spawn(first);
+        started_rx.await.unwrap();
+        let (withdrawn, mut gone) = (here(), Box::pin(lane.go(Box::new(|| ()))));
+        assert!(support::poll_once(gone.as_mut()).is_pending());
+        drop(gone); // withdrawn from the queue: its place is free again
+        let (queued, mut waiting) = (here(), Box::pin(lane.go(Box::new(|| ()))));
+        assert!(support::poll_once(waiting.as_mut()).is_pending());
+        let (rejected, f) = (here(), lane.go(Box::new(|| ())));
+        assert!(f.await.unwrap_err().is_rejected());
+        // The queued call waits at least this long (a lower bound).
+        support::past_the_window();
+        release_tx.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        waiting.await.unwrap();
+        let (panicked, f) = (here(), lane.go(Box::new(|| panic!("boom"))));
+        assert!(f.await.unwrap_err().is_panic());
+        sites = Some([ran, queued, withdrawn, rejected, panicked]);
+    }
+    sites.unwrap()
 }
 
 fn cross_at_a() -> &'static Location<'static> {

@@ -190,7 +190,8 @@ pub(super) struct State {
 
 /// A job on its way through the lane.
 pub(super) struct Entry {
-    /// When it was admitted, for the queue-wait distribution.
+    /// When it was admitted, for the queue-wait distribution, the ledger and the look of
+    /// the caller (its first poll).
     /// (Set at admission, not when the call is made: one clock read per call.)
     admitted: Option<Instant>,
     /// When a drainer claimed it: the end of its queue wait and the start of its run.
