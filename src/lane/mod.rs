@@ -508,9 +508,12 @@ impl Lane {
                 (Runner::Blocking(_), None) => unreachable!("a blocking lane admits with a handle"),
             }
             Ok(())
-        } else if self.is_draining_here() {
-            // A closure of this lane waiting for another call of it, with no slot left:
-            // it could be waiting for itself.
+        } else if self.is_draining_here()
+            && state.queued >= state.drainers.saturating_sub(state.running)
+        {
+            // A closure of this lane waiting for another call of it, with no slot left
+            // and no drainer on its way back to the queue to take it: it could be
+            // waiting for itself.
             let site = entry.site();
             drop(state);
             Counters::bump(&self.counters.rejected);
