@@ -86,16 +86,26 @@ fn a_running_call_dropped_while_its_caller_looks_is_cancelled_once_and_its_token
             started.recv_timeout(GUARD).unwrap(); // running: it can no longer be withdrawn
             drop(call);
             gate.open();
-            assert!(seen.recv_timeout(GUARD).unwrap(), "the token was not cancelled");
+            assert!(
+                seen.recv_timeout(GUARD).unwrap(),
+                "the token was not cancelled"
+            );
             until_idle(|| lane.stats(), 0);
         }
         if many_cores() {
-            assert!(looks > 0, "no caller looked for its reply in {rounds} rounds");
+            assert!(
+                looks > 0,
+                "no caller looked for its reply in {rounds} rounds"
+            );
         }
         let stats = lane.stats();
         assert_eq!(stats.submitted, 2 * rounds as u64, "{stats:?}");
         assert_eq!(stats.completed, 2 * rounds as u64, "{stats:?}");
-        assert_eq!((stats.withdrawn, stats.cancelled), (0, rounds as u64), "{stats:?}");
+        assert_eq!(
+            (stats.withdrawn, stats.cancelled),
+            (0, rounds as u64),
+            "{stats:?}"
+        );
         assert_settled(&stats);
     });
 }
@@ -118,7 +128,10 @@ fn a_queued_call_is_not_looked_for_and_dropping_it_withdraws_it_unrun() {
         let flag = Arc::clone(&ran);
         let mut queued = Box::pin(lane.run(move || flag.store(true, Ordering::SeqCst)));
         // Its drainer runs a call: nothing takes it at once, so its caller sleeps.
-        assert!(!first_poll_looks(&mut queued), "a queued call was looked for");
+        assert!(
+            !first_poll_looks(&mut queued),
+            "a queued call was looked for"
+        );
         assert_eq!(lane.stats().queued, 1);
         drop(queued);
         gate.open();
@@ -127,7 +140,12 @@ fn a_queued_call_is_not_looked_for_and_dropping_it_withdraws_it_unrun() {
         assert!(!ran.load(Ordering::SeqCst), "a withdrawn call ran");
         let stats = lane.stats();
         assert_eq!(
-            (stats.submitted, stats.completed, stats.withdrawn, stats.cancelled),
+            (
+                stats.submitted,
+                stats.completed,
+                stats.withdrawn,
+                stats.cancelled
+            ),
             (3, 2, 1, 1),
             "{stats:?}"
         );
@@ -190,7 +208,10 @@ fn a_timeout_that_fires_while_the_caller_looks_fails_the_call_and_cancels_its_to
             assert!(err.is_timeout(), "{err}");
             drop(call); // settled: not counted cancelled
             gate.open();
-            assert!(seen.recv_timeout(GUARD).unwrap(), "the token was not cancelled");
+            assert!(
+                seen.recv_timeout(GUARD).unwrap(),
+                "the token was not cancelled"
+            );
             until_idle(|| lane.stats(), 2 * (round + 1));
         }
         eprintln!("timeouts that fired within a look: {during_look} of {rounds}");
@@ -244,7 +265,10 @@ fn a_lane_shut_down_while_a_caller_looks_answers_the_running_call_and_refuses_ne
         assert_eq!(report.still_running().len(), 1, "{report:?}");
         gate.open();
         // It ran to the end: its caller gets the value (the token saw the shutdown).
-        assert!(block_on_plain(call).unwrap(), "shutdown did not cancel the token");
+        assert!(
+            block_on_plain(call).unwrap(),
+            "shutdown did not cancel the token"
+        );
         let err = block_on_plain(lane.run(|| ())).unwrap_err();
         assert!(err.is_shutdown(), "{err}");
         eprintln!("looked: {looked}");
@@ -259,8 +283,7 @@ fn a_lane_shut_down_while_a_caller_looks_answers_the_running_call_and_refuses_ne
 }
 
 #[test]
-fn a_call_taken_by_an_idle_drainer_as_the_lane_shuts_down_is_answered_or_refused_never_lost()
-{
+fn a_call_taken_by_an_idle_drainer_as_the_lane_shuts_down_is_answered_or_refused_never_lost() {
     within_a_minute(|| {
         let rt = support::rt();
         for round in 0..100u32 {
@@ -329,7 +352,12 @@ fn a_closure_that_panics_while_its_caller_looks_gives_the_panic_to_the_caller() 
         assert_eq!(support::panic_text(&*err.into_panic()), "held");
         let stats = lane.stats();
         assert_eq!(
-            (stats.submitted, stats.completed, stats.panicked, stats.cancelled),
+            (
+                stats.submitted,
+                stats.completed,
+                stats.panicked,
+                stats.cancelled
+            ),
             (201, 100, 101, 0),
             "{stats:?}"
         );
@@ -350,7 +378,9 @@ fn a_closure_blocking_on_a_call_of_its_own_lane_is_answered_while_a_slot_is_free
             let got = block_on_plain(lane.run(move || {
                 // Both drainers are up after the first round: the inner call may find the
                 // other one idle and be looked for from this drainer's thread.
-                let a = async_bridge::block_on(inner.run(move || i)).unwrap().unwrap();
+                let a = async_bridge::block_on(inner.run(move || i))
+                    .unwrap()
+                    .unwrap();
                 let b = futures::executor::block_on(inner.run(move || i + 1)).unwrap();
                 a + b
             }))
@@ -452,7 +482,10 @@ fn a_foreign_executor_inside_a_tokio_task_is_woken_by_the_reply_not_the_looks_yi
                 .build()
                 .unwrap(),
         ] {
-            let lane = Offloader::builder("foreign").max_concurrency(1).build().unwrap();
+            let lane = Offloader::builder("foreign")
+                .max_concurrency(1)
+                .build()
+                .unwrap();
             let done = rt.block_on(async move {
                 tokio::spawn(async move {
                     for i in 0..300u32 {
@@ -476,9 +509,17 @@ fn callers_on_async_bridge_block_on_and_on_a_portal_get_every_reply() {
         let rt = support::rt();
         let lane = lane("facades", &rt, 1);
         for i in 0..300u32 {
-            assert_eq!(async_bridge::block_on(lane.run(move || i)).unwrap().unwrap(), i);
+            assert_eq!(
+                async_bridge::block_on(lane.run(move || i))
+                    .unwrap()
+                    .unwrap(),
+                i
+            );
         }
-        let portal = async_bridge::Portal::builder().worker_threads(1).build().unwrap();
+        let portal = async_bridge::Portal::builder()
+            .worker_threads(1)
+            .build()
+            .unwrap();
         let own = Offloader::builder("portal-own").build().unwrap();
         for i in 0..300u32 {
             assert_eq!(portal.block_on(lane.run(move || i)).unwrap().unwrap(), i);
@@ -498,7 +539,10 @@ fn a_lanes_tower_service_and_a_compute_pool_get_every_reply_with_exact_counts() 
     within_a_minute(|| {
         let rt = support::rt();
         let lane = lane("tower-look", &rt, 1);
-        let pool = ComputePool::builder("pool-look").threads(2).build().unwrap();
+        let pool = ComputePool::builder("pool-look")
+            .threads(2)
+            .build()
+            .unwrap();
         rt.block_on(async {
             let mut svc = lane.service(|n: u32| n * 2);
             for n in 0..300u32 {
@@ -520,8 +564,16 @@ fn a_lanes_tower_service_and_a_compute_pool_get_every_reply_with_exact_counts() 
             assert_eq!(block_on_plain(pool.run(move || n)).unwrap(), n);
         }
         let (l, p) = (lane.stats(), pool.stats());
-        assert_eq!((l.submitted, l.completed, l.panicked), (301, 300, 1), "{l:?}");
-        assert_eq!((p.submitted, p.completed, p.panicked), (401, 400, 1), "{p:?}");
+        assert_eq!(
+            (l.submitted, l.completed, l.panicked),
+            (301, 300, 1),
+            "{l:?}"
+        );
+        assert_eq!(
+            (p.submitted, p.completed, p.panicked),
+            (401, 400, 1),
+            "{p:?}"
+        );
         assert_settled(&l);
         assert_settled(&p);
     });
@@ -534,12 +586,19 @@ fn under_virtual_time_a_looking_caller_moves_no_clock_and_sleeps_and_timeouts_ar
     use tokio::time::Instant as Virtual;
     within_a_minute(|| {
         async_bridge::testing::run(async {
-            let lane = Offloader::builder("virtual").max_concurrency(1).build().unwrap();
+            let lane = Offloader::builder("virtual")
+                .max_concurrency(1)
+                .build()
+                .unwrap();
             let start = Virtual::now();
             for i in 0..300u32 {
                 assert_eq!(lane.run(move || i).await.unwrap(), i);
             }
-            assert_eq!(start.elapsed(), Duration::ZERO, "quick calls moved the clock");
+            assert_eq!(
+                start.elapsed(),
+                Duration::ZERO,
+                "quick calls moved the clock"
+            );
             // A sleeper beside a stream of quick calls wakes exactly on time.
             let sleeper = tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -548,7 +607,11 @@ fn under_virtual_time_a_looking_caller_moves_no_clock_and_sleeps_and_timeouts_ar
             for i in 0..300u32 {
                 assert_eq!(lane.run(move || i).await.unwrap(), i);
             }
-            assert_eq!(start.elapsed(), Duration::ZERO, "quick calls moved the clock");
+            assert_eq!(
+                start.elapsed(),
+                Duration::ZERO,
+                "quick calls moved the clock"
+            );
             assert_eq!(sleeper.await.unwrap(), Duration::from_millis(5));
             // A call within a tokio timeout: answered at once.
             let t = Virtual::now();
@@ -607,7 +670,9 @@ fn at(site: &Location<'_>) -> Option<async_bridge::Crossing> {
         .crossings()
         .iter()
         .find(|c| {
-            c.kind() == "offload" && c.site().file() == site.file() && c.site().line() == site.line()
+            c.kind() == "offload"
+                && c.site().file() == site.file()
+                && c.site().line() == site.line()
         })
         .cloned()
 }
@@ -674,7 +739,10 @@ fn the_ledger_counts_each_lane_call_that_ran_once_with_its_wait_and_run() {
             assert_eq!(count(site), 0, "at {site}: {}", ledger());
         }
         let (_, wait_max) = at(queued).unwrap().queue_wait();
-        assert!(wait_max >= waited_at_least, "{wait_max:?} < {waited_at_least:?}");
+        assert!(
+            wait_max >= waited_at_least,
+            "{wait_max:?} < {waited_at_least:?}"
+        );
         let (_, run_max) = at(ran).unwrap().run_time();
         assert!(run_max >= ran_at_least, "{run_max:?} < {ran_at_least:?}");
         assert_eq!(at(ran).unwrap().from_async(), 0);
@@ -718,7 +786,12 @@ fn the_ledger_counts_each_lane_call_that_ran_once_with_its_wait_and_run() {
         assert!(run_max >= ran_at_least, "{run_max:?} < {ran_at_least:?}");
         let stats = timed.stats();
         assert_eq!(
-            (stats.submitted, stats.completed, stats.withdrawn, stats.timed_out),
+            (
+                stats.submitted,
+                stats.completed,
+                stats.withdrawn,
+                stats.timed_out
+            ),
             (2, 1, 1, 2),
             "{stats:?}"
         );
@@ -730,11 +803,113 @@ fn the_ledger_counts_each_lane_call_that_ran_once_with_its_wait_and_run() {
         assert_eq!(count(panicked), 1, "{}", ledger());
         let stats = lane.stats();
         assert_eq!(
-            (stats.submitted, stats.completed, stats.withdrawn, stats.rejected),
+            (
+                stats.submitted,
+                stats.completed,
+                stats.withdrawn,
+                stats.rejected
+            ),
             (55, 52, 1, 1),
             "{stats:?}"
         );
         assert_settled(&stats);
         ledger::disable();
+    });
+}
+
+// 9. A looking caller polled with another waker, and a compute pool's calls cut short.
+
+#[test]
+fn a_caller_polled_with_a_new_waker_while_it_looks_is_woken_through_the_new_one() {
+    within_a_minute(|| {
+        let rt = support::rt();
+        let lane = lane("new-waker", &rt, 1);
+        for round in 0..50u32 {
+            block_on_plain(lane.run(|| ())).unwrap(); // reopens the window
+            let gate = Gate::new();
+            let held = gate.clone();
+            let mut call = Box::pin(lane.run(move || {
+                held.wait();
+                round
+            }));
+            // The first waker is left in the reply; then the task moves (a new waker).
+            let (_first, first_waker, _first_woken) = counting();
+            assert!(call
+                .as_mut()
+                .poll(&mut Context::from_waker(&first_waker))
+                .is_pending());
+            let (_looks, counter, woken, waker) = support::poll_until_it_sleeps(&mut call);
+            gate.open();
+            woken
+                .recv_timeout(GUARD)
+                .expect("the new waker was not woken");
+            assert!(counter.wakes.load(Ordering::SeqCst) > 0);
+            let mut cx = Context::from_waker(&waker);
+            assert_eq!(
+                call.as_mut().poll(&mut cx).map(Result::unwrap),
+                Poll::Ready(round)
+            );
+        }
+        assert_settled(&lane.stats());
+    });
+}
+
+#[test]
+fn a_compute_pools_call_timed_out_or_dropped_while_looked_for_counts_exactly() {
+    within_a_minute(|| {
+        let rt = support::rt();
+        let pool = ComputePool::builder("pool-cut")
+            .threads(1)
+            .timeout(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let rounds = 10u64;
+        for _ in 0..rounds {
+            rt.block_on(pool.run(|| ())).unwrap();
+            // Timed out while it runs: its token is cancelled, its closure completes.
+            let (started_tx, started) = mpsc::channel();
+            let (seen_tx, seen) = mpsc::channel();
+            let gate = Gate::new();
+            let held = gate.clone();
+            let call = pool.run_cancellable(move |token| {
+                started_tx.send(()).unwrap();
+                held.wait();
+                seen_tx.send(token.is_cancelled()).unwrap();
+            });
+            let err = rt.block_on(call).unwrap_err();
+            assert!(err.is_timeout(), "{err}");
+            started.recv_timeout(GUARD).unwrap();
+            gate.open();
+            assert!(seen.recv_timeout(GUARD).unwrap());
+            // Dropped while it runs.
+            let (started_tx, started) = mpsc::channel();
+            let (seen_tx, seen) = mpsc::channel();
+            let gate = Gate::new();
+            let held = gate.clone();
+            let mut call = Box::pin(pool.run_cancellable(move |token| {
+                started_tx.send(()).unwrap();
+                held.wait();
+                seen_tx.send(token.is_cancelled()).unwrap();
+            }));
+            let _guard = rt.enter();
+            let _ = first_poll_looks(&mut call);
+            started.recv_timeout(GUARD).unwrap();
+            drop(call);
+            gate.open();
+            assert!(seen.recv_timeout(GUARD).unwrap());
+            until_idle(|| pool.stats(), 0);
+        }
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.submitted, stats.completed, stats.withdrawn),
+            (3 * rounds, 3 * rounds, 0),
+            "{stats:?}"
+        );
+        assert_eq!(
+            (stats.timed_out, stats.cancelled),
+            (rounds, rounds),
+            "{stats:?}"
+        );
+        assert_settled(&stats);
     });
 }
