@@ -361,3 +361,62 @@ fn burst_behind_a_spinner_linger_untimed() {
         TimedWait::Untimed,
     );
 }
+
+/// Two drainer slots; the main thread submits `a` (a plain call) and `x`, whose closure
+/// calls the lane again and blocks on that nested call (`block_on` on its drainer's
+/// thread). A nested call with no slot left and every drainer running is refused as a
+/// would-deadlock (it could be waiting for itself), but one admitted once `a` was
+/// answered finds `a`'s drainer not running (idle, spinning or on its way back to the
+/// queue) and must be taken by it: answered, never refused (before 86d43b8 a drainer on
+/// its way back counted for nothing, and the nested call was refused with a drainer
+/// free). Whatever the interleaving: no call lost or left waiting (loom reports a
+/// deadlock), every count back to 0 and every slot given back after the shutdown.
+///
+/// Only with the linger untimed (as `burst_behind_a_spinner`).
+fn nested_call_behind_a_drainer_on_its_way_back(name: &'static str, how: TimedWait) {
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    set_timed_waits(how);
+    check(name, move || {
+        let lane = lane(&handle, 2, 1);
+        let log: Log = Arc::default();
+        let a_answered = Arc::new(::loom::sync::atomic::AtomicBool::new(false));
+        let mut a = call(&lane, &log, 1);
+        let mut x = {
+            let (lane, log, a_answered) =
+                (Arc::clone(&lane), Arc::clone(&log), Arc::clone(&a_answered));
+            OffloadCall::new(&Arc::clone(&lane), Location::caller(), false, move |_| {
+                let after_a = a_answered.load(Ordering::SeqCst);
+                let nested = block_on(call(&lane, &log, 3));
+                (after_a, nested.map_err(|err| err.is_would_deadlock()))
+            })
+        };
+        let a_now = poll_once(&mut a);
+        let x_now = poll_once(&mut x);
+        assert_eq!(finish(a, a_now).unwrap(), 1);
+        a_answered.store(true, Ordering::SeqCst);
+        let (after_a, nested) = finish(x, x_now).unwrap();
+        match nested {
+            Ok(n) => assert_eq!(n, 3),
+            Err(would_deadlock) => {
+                assert!(would_deadlock, "a nested call failed otherwise");
+                assert!(!after_a, "refused as a deadlock with `a`'s drainer free");
+            }
+        }
+        assert_eq!(lane.close(), 0);
+        join_spawned();
+        let ran = log.lock().unwrap().len() as u64;
+        let completed = lane.counters.completed.load(Ordering::Relaxed);
+        assert_eq!(completed, ran + 1, "completed miscounted"); // `x` too
+        assert_settled(&lane);
+    });
+    set_timed_waits(TimedWait::TimesOut);
+}
+
+#[test]
+fn nested_call_behind_a_drainer_on_its_way_back_linger_untimed() {
+    nested_call_behind_a_drainer_on_its_way_back(
+        "lane::nested_call_behind_a_drainer_on_its_way_back (linger untimed)",
+        TimedWait::Untimed,
+    );
+}
