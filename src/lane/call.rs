@@ -57,8 +57,8 @@ pub struct OffloadCall<T> {
     /// Holds a place reserved with `Lane::poll_reserve`, until admission uses it (or
     /// the drop gives it back).
     reserved: bool,
-    /// Taken at once by an idle drainer, the call is looked for by its caller until the
-    /// reply is in (`crate::look`).
+    /// Taken at once by a drainer that runs nothing, the call is looked for by its caller
+    /// until the reply is in (`crate::look`).
     look: ReplyLook,
 }
 

@@ -152,7 +152,7 @@ pub(crate) struct Lane {
     /// Notified when the last running closure ends.
     pub(super) idle: Notify,
     pub(super) counters: Counters,
-    /// How long a caller whose call an idle drainer takes looks for the reply
+    /// How long a caller whose call a drainer that runs nothing takes looks for the reply
     /// (`crate::look`); the drainers write it, from the stamps they keep for the stats.
     look_for_reply: Look,
 }
