@@ -12,31 +12,21 @@ use std::sync::mpsc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_bridge::Offloader;
 use support::{
-    block_on_plain, past_the_window, poll_until_it_sleeps, within_a_minute, Gate,
-    LOOK_WINDOW as WINDOW,
+    block_on_plain, first_poll_looks, lane_on, many_cores, past_the_window, poll_until_it_sleeps,
+    within_a_minute, Gate, LOOK_WINDOW as WINDOW,
 };
 
 /// How long an idle drainer keeps its thread (`LINGER` inside the crate): a call admitted
 /// within it of the lane's last call finds the drainer idle.
 const LINGER: Duration = Duration::from_millis(20);
 
-fn lane(name: &str, rt: &tokio::runtime::Runtime) -> Offloader {
-    Offloader::builder(name)
-        .max_concurrency(1)
-        .handle(rt.handle().clone())
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_call_an_idle_drainer_takes_is_looked_for_then_its_caller_sleeps_until_the_reply() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("look", &rt);
+        let lane = lane_on("look", &rt, 1);
         block_on_plain(lane.run(|| ())).unwrap(); // starts the drainer
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut asserted = false;
         for round in 0..200 {
             // A call answered within a window, as its caller saw it: the drainer saw a
@@ -50,17 +40,12 @@ fn a_call_an_idle_drainer_takes_is_looked_for_then_its_caller_sleeps_until_the_r
                 held.wait();
                 round
             }));
-            let (counter, waker, _woken) = support::counting();
             let polled = Instant::now();
-            assert!(call
-                .as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending());
-            let looked = counter.wakes.load(Ordering::SeqCst) > 0;
+            let looked = first_poll_looks(&mut call);
             // It was taken at once by a drainer still idle (within its linger of the
             // quick call's admission) and its first poll returned within the window:
             // then it must have asked to be polled again. (A single core has no looks.)
-            if quick && polled.elapsed() < WINDOW && before.elapsed() < LINGER && cores > 1 {
+            if quick && polled.elapsed() < WINDOW && before.elapsed() < LINGER && many_cores() {
                 assert!(looked, "the caller did not look for its reply");
                 asserted = true;
             }
@@ -87,7 +72,7 @@ fn a_call_an_idle_drainer_takes_is_looked_for_then_its_caller_sleeps_until_the_r
 fn after_four_slow_calls_a_caller_no_longer_looks_for_the_reply() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("slow", &rt);
+        let lane = lane_on("slow", &rt, 1);
         for _ in 0..4 {
             // Each runs for longer than a look's window.
             block_on_plain(lane.run(past_the_window)).unwrap();
@@ -117,7 +102,7 @@ fn a_caller_looking_for_its_reply_lets_its_runtime_run_the_task_that_answers_it(
             .enable_all()
             .build()
             .unwrap();
-        let lane = lane("answered", &rt);
+        let lane = lane_on("answered", &rt, 1);
         rt.block_on(async {
             for round in 0..200u32 {
                 let (tx, rx) = mpsc::channel();
@@ -135,7 +120,7 @@ fn a_caller_looking_for_its_reply_lets_its_runtime_run_the_task_that_answers_it(
 fn a_caller_that_drops_its_call_while_looking_leaves_exact_counts() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("dropped", &rt);
+        let lane = lane_on("dropped", &rt, 1);
         let rounds = 300;
         for _ in 0..rounds {
             let gate = Gate::new();

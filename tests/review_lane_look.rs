@@ -11,7 +11,6 @@ mod support;
 
 use std::future::Future;
 use std::panic::Location;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
@@ -19,34 +18,11 @@ use std::time::{Duration, Instant};
 
 use async_bridge::{ledger, ComputePool, OffloadCall, Offloader, Stats};
 use support::{
-    assert_settled, block_on_plain, counting, past_the_window, within_a_minute, Gate,
-    LOOK_WINDOW as WINDOW,
+    assert_settled, block_on_plain, counting, first_poll_looks, lane_on, many_cores,
+    past_the_window, within_a_minute, Gate, LOOK_WINDOW as WINDOW,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
-
-fn lane(name: &str, rt: &tokio::runtime::Runtime, slots: usize) -> Offloader {
-    Offloader::builder(name)
-        .max_concurrency(slots)
-        .handle(rt.handle().clone())
-        .build()
-        .unwrap()
-}
-
-fn many_cores() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
-}
-
-/// Polls `call` once with a counting waker: true when it asked to be polled again at
-/// once (it looks for its reply).
-fn first_poll_looks<T>(call: &mut Pin<Box<OffloadCall<T>>>) -> bool {
-    let (counter, waker, _woken) = counting();
-    assert!(call
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_pending());
-    counter.wakes.load(Ordering::SeqCst) > 0
-}
 
 /// Waits (yielding, not sleeping) until the lane runs nothing and has completed `n`.
 fn until_idle(stats: impl Fn() -> Stats, completed: u64) {
@@ -67,7 +43,7 @@ fn until_idle(stats: impl Fn() -> Stats, completed: u64) {
 fn a_running_call_dropped_while_its_caller_looks_is_cancelled_once_and_its_token_fires() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("dropped-mid-look", &rt, 1);
+        let lane = lane_on("dropped-mid-look", &rt, 1);
         let rounds = 50;
         let mut looks = 0;
         for _ in 0..rounds {
@@ -114,7 +90,7 @@ fn a_running_call_dropped_while_its_caller_looks_is_cancelled_once_and_its_token
 fn a_queued_call_is_not_looked_for_and_dropping_it_withdraws_it_unrun() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("dropped-queued", &rt, 1);
+        let lane = lane_on("dropped-queued", &rt, 1);
         let (started_tx, started) = mpsc::channel();
         let gate = Gate::new();
         let held = gate.clone();
@@ -274,7 +250,7 @@ fn a_quick_call_under_a_timeout_is_looked_for_and_answered_not_timed_out() {
 fn a_lane_shut_down_while_a_caller_looks_answers_the_running_call_and_refuses_new_ones() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("shutdown-look", &rt, 1);
+        let lane = lane_on("shutdown-look", &rt, 1);
         block_on_plain(lane.run(|| ())).unwrap();
         let (started_tx, started) = mpsc::channel();
         let gate = Gate::new();
@@ -312,7 +288,7 @@ fn a_call_taken_by_an_idle_drainer_as_the_lane_shuts_down_is_answered_or_refused
     within_a_minute(|| {
         let rt = support::rt();
         for round in 0..100u32 {
-            let lane = lane("shutdown-race", &rt, 2);
+            let lane = lane_on("shutdown-race", &rt, 2);
             block_on_plain(lane.run(|| ())).unwrap(); // an idle drainer lingers
             let mut call = Box::pin(lane.run(move || round));
             // (A drainer spinning for its next call may answer it within this poll.)
@@ -351,7 +327,7 @@ fn a_call_taken_by_an_idle_drainer_as_the_lane_shuts_down_is_answered_or_refused
 fn a_closure_that_panics_while_its_caller_looks_gives_the_panic_to_the_caller() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("panic-look", &rt, 1);
+        let lane = lane_on("panic-look", &rt, 1);
         rt.block_on(async {
             for i in 0..100u32 {
                 let err = lane
@@ -396,7 +372,7 @@ fn a_closure_that_panics_while_its_caller_looks_gives_the_panic_to_the_caller() 
 fn a_closure_blocking_on_a_call_of_its_own_lane_is_answered_while_a_slot_is_free() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = Arc::new(lane("nested", &rt, 2));
+        let lane = Arc::new(lane_on("nested", &rt, 2));
         let rounds = 100u32;
         for i in 0..rounds {
             let inner = Arc::clone(&lane);
@@ -532,7 +508,7 @@ fn a_foreign_executor_inside_a_tokio_task_is_woken_by_the_reply_not_the_looks_yi
 fn callers_on_async_bridge_block_on_and_on_a_portal_get_every_reply() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("facades", &rt, 1);
+        let lane = lane_on("facades", &rt, 1);
         for i in 0..300u32 {
             assert_eq!(
                 async_bridge::block_on(lane.run(move || i))
@@ -563,7 +539,7 @@ fn a_lanes_tower_service_and_a_compute_pool_get_every_reply_with_exact_counts() 
     use tower::{Service, ServiceExt};
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("tower-look", &rt, 1);
+        let lane = lane_on("tower-look", &rt, 1);
         let pool = ComputePool::builder("pool-look")
             .threads(2)
             .build()
@@ -848,7 +824,7 @@ fn the_ledger_counts_each_lane_call_that_ran_once_with_its_wait_and_run() {
 fn a_caller_polled_with_a_new_waker_while_it_looks_is_woken_through_the_new_one() {
     within_a_minute(|| {
         let rt = support::rt();
-        let lane = lane("new-waker", &rt, 1);
+        let lane = lane_on("new-waker", &rt, 1);
         for round in 0..50u32 {
             block_on_plain(lane.run(|| ())).unwrap(); // reopens the window
             let gate = Gate::new();

@@ -260,3 +260,28 @@ pub fn poll_until_it_sleeps<F: Future + Unpin>(
         }
     }
 }
+
+/// True when the process may run on more than one core: only then does a caller look for
+/// its reply (`look::cores_to_spare` inside the crate).
+pub fn many_cores() -> bool {
+    thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
+
+/// Polls `call` once with a counting waker (it must stay pending): true when it asked
+/// to be polled again at once (it looks for its reply).
+pub fn first_poll_looks<F: Future + Unpin>(call: &mut F) -> bool {
+    let (counter, waker, _woken) = counting();
+    assert!(std::pin::Pin::new(&mut *call)
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending());
+    counter.wakes.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// A lane of `slots` drainers on `rt`'s blocking pool.
+pub fn lane_on(name: &str, rt: &tokio::runtime::Runtime, slots: usize) -> async_bridge::Offloader {
+    async_bridge::Offloader::builder(name)
+        .max_concurrency(slots)
+        .handle(rt.handle().clone())
+        .build()
+        .unwrap()
+}
