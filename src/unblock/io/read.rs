@@ -1,19 +1,30 @@
 //! Reading: tokio's `AsyncRead` and `AsyncBufRead` for `Unblock<T: Read>`.
 
+use std::any::Any;
+use std::fs::File;
 use std::io::{self, Read};
 use std::mem;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+use tokio::runtime::Handle;
+use tokio::task::coop;
 
+use super::direct::{self, Cached, Direct, DIRECT_CHUNK};
 use super::pipe::{self, Chunk, Pipe, Shared};
 use super::{HopKind, Payload, Unblock};
 
 impl<T: Read + Send + 'static> Unblock<T> {
-    /// Makes the consumer's chunk non-empty; `false` at end of file (reported once).
-    /// `want` bounds the read when `T` cannot be read ahead.
-    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<bool>> {
+    /// Makes the consumer's chunk non-empty, or puts bytes straight into `into` (a read
+    /// from the page cache, see [`direct`](super::direct)); `false` at end of file
+    /// (reported once). `want` bounds the read when `T` cannot be read ahead.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+        mut into: Option<&mut ReadBuf<'_>>,
+    ) -> Poll<io::Result<bool>> {
         ready!(self.poll_send_seek(cx))?;
         loop {
             self.resume_panic();
@@ -52,6 +63,9 @@ impl<T: Read + Send + 'static> Unblock<T> {
                 Some(_) => ready!(self.poll_idle(cx))?,
                 None => {
                     ready!(self.poll_hop(cx, false))?;
+                    if let Some(filled) = ready!(self.poll_cached(cx, into.as_deref_mut())) {
+                        return Poll::Ready(Ok(filled));
+                    }
                     self.start_read(want)?;
                 }
             }
@@ -61,7 +75,7 @@ impl<T: Read + Send + 'static> Unblock<T> {
     /// Restarts read-ahead that stopped on a full pipe, once half of it is consumed, so
     /// the consumer does not wait for a thread hop when it runs dry.
     fn keep_reading(&mut self, cx: &mut Context<'_>) {
-        if self.fns.rewind.is_none() {
+        if self.fns.rewind.is_none() || self.direct == Direct::Try {
             return;
         }
         {
@@ -83,6 +97,83 @@ impl<T: Read + Send + 'static> Unblock<T> {
             // An error here (no runtime) is reported by the read that needs the bytes.
             let _ = self.start_read(self.shared.chunk);
         }
+    }
+
+    /// Reads from the page cache on this thread, when `T` is a regular `File` at the
+    /// position the caller believes (nothing read ahead, owed, queued or failed) and the
+    /// kernel has the bytes in memory: `None` sends the read to a blocking thread.
+    ///
+    /// A read of at least [`DIRECT_CHUNK`] goes into `into`; a smaller one (or `into`
+    /// absent: `AsyncBufRead`) fills the consumer's chunk with up to that much. Each read
+    /// counts against tokio's cooperative budget, as tokio's own IO does, so that a task
+    /// reading a cached file to its end still lets its worker run other tasks.
+    fn poll_cached(
+        &mut self,
+        cx: &mut Context<'_>,
+        into: Option<&mut ReadBuf<'_>>,
+    ) -> Poll<Option<bool>> {
+        if self.direct == Direct::Off
+            || !self.filling.is_empty()
+            || self.slots().panic.is_some()
+            || Handle::try_current().is_err()
+        {
+            return Poll::Ready(None);
+        }
+        {
+            let pipe = self.shared.lock();
+            if pipe.hop_running
+                || pipe.rewind > 0
+                || !pipe.queued.is_empty()
+                || !pipe.ready.is_empty()
+            {
+                return Poll::Ready(None);
+            }
+        }
+        let Some(file) = self
+            .value
+            .as_mut()
+            .and_then(|value| (value as &mut dyn Any).downcast_mut::<File>())
+        else {
+            return Poll::Ready(None);
+        };
+        let coop = ready!(coop::poll_proceed(cx));
+        let small = DIRECT_CHUNK.min(self.shared.chunk);
+        let cached = match into {
+            Some(into) if into.remaining() >= small => {
+                let len = into.remaining().min(self.shared.chunk);
+                let cached = direct::read_cached(file, into.initialize_unfilled_to(len));
+                if let Cached::Read(n) = cached {
+                    into.advance(n);
+                }
+                cached
+            }
+            _ => {
+                if self.chunk.buf.len() < small {
+                    self.chunk.buf = self.shared.lock().buffer(small);
+                }
+                let cached = direct::read_cached(file, &mut self.chunk.buf[..small]);
+                if let Cached::Read(n) = cached {
+                    self.chunk.start = 0;
+                    self.chunk.end = n;
+                }
+                cached
+            }
+        };
+        Poll::Ready(match cached {
+            Cached::Read(n) => {
+                coop.made_progress();
+                self.direct = Direct::Try;
+                Some(n > 0)
+            }
+            Cached::Miss => {
+                self.direct = Direct::Ahead;
+                None
+            }
+            Cached::Unsupported => {
+                self.direct = Direct::Off;
+                None
+            }
+        })
     }
 
     fn start_read(&mut self, want: usize) -> io::Result<()> {
@@ -142,7 +233,8 @@ impl<T: Read + Send + 'static> AsyncRead for Unblock<T> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if ready!(this.poll_fill(cx, buf.remaining()))? {
+        // A read from the page cache may have gone straight into `buf`.
+        if ready!(this.poll_fill(cx, buf.remaining(), Some(buf)))? && this.chunk.len() > 0 {
             this.copy_out(buf);
             this.keep_reading(cx);
         }
@@ -158,7 +250,7 @@ impl<T: Read + Send + 'static> AsyncBufRead for Unblock<T> {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
         let want = this.shared.chunk;
-        if ready!(this.poll_fill(cx, want))? {
+        if ready!(this.poll_fill(cx, want, None))? {
             Poll::Ready(Ok(this.chunk.bytes()))
         } else {
             Poll::Ready(Ok(&[]))

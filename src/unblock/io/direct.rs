@@ -1,0 +1,61 @@
+//! Reads of a `File` that the page cache can answer, on the caller's thread.
+//!
+//! A sequential read of a cached file costs one copy in the kernel; sending it to a
+//! blocking thread adds a hand-off, a wake-up and a second copy, and on two cores the
+//! reader and the consumer compete for the same cache. On Linux, `preadv2` with
+//! `RWF_NOWAIT` reads only what is already in memory and returns `EAGAIN` instead of
+//! waiting for the disk (io_uring tries buffered reads the same way before it hands them
+//! to a worker), so `Unblock<File>` tries it first and sends the read to a blocking
+//! thread only when the kernel would have to wait.
+
+use std::fs::File;
+
+/// Reads larger than this go straight into the caller's buffer; smaller ones fill a
+/// chunk of this size that serves the reads after them (as `std::io::BufReader` does).
+pub(super) const DIRECT_CHUNK: usize = 64 * 1024;
+
+/// What a read with `RWF_NOWAIT` gave.
+pub(super) enum Cached {
+    /// Bytes from the page cache; 0 at the end of the file.
+    Read(usize),
+    /// The bytes are not in memory (or the read failed): read on a blocking thread, which
+    /// reports the error if there is one.
+    Miss,
+    /// The kernel or the file system cannot read without waiting: never try again.
+    Unsupported,
+}
+
+/// One read at the file's current position that never waits for the disk.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn read_cached(file: &File, dst: &mut [u8]) -> Cached {
+    use rustix::io::{preadv2, Errno, ReadWriteFlags};
+    // `u64::MAX`: at the current position, which the read moves (as `read` does).
+    match preadv2(
+        file,
+        &mut [std::io::IoSliceMut::new(dst)],
+        u64::MAX,
+        ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(n) => Cached::Read(n),
+        // Before Linux 4.14 (`EINVAL`), or a file system without it (`EOPNOTSUPP`).
+        Err(Errno::INVAL | Errno::OPNOTSUPP | Errno::NOSYS) => Cached::Unsupported,
+        Err(_) => Cached::Miss,
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn read_cached(_file: &File, _dst: &mut [u8]) -> Cached {
+    Cached::Unsupported
+}
+
+/// Whether an `Unblock<T>`'s reads try the page cache first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Direct {
+    /// `T` is not a regular `File`, or the kernel cannot read without waiting.
+    Off,
+    /// Reads try the cache first, and nothing reads ahead.
+    Try,
+    /// The last try missed: read-ahead runs on a blocking thread, and the cache is tried
+    /// again once the pipe runs dry.
+    Ahead,
+}
