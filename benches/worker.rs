@@ -20,7 +20,7 @@
 //!
 //! Then `idle_worker_cpu`: the CPU time a worker thread uses over 1 s of real time from
 //! one call on, the call included (after it the thread looks for a next call for up to
-//! 20 µs, yielding, then sleeps: see `Worker::call`, "Waiting for the reply"), read from
+//! 50 µs, yielding, then sleeps: see `Worker::call`, "Waiting for the reply"), read from
 //! `/proc/self/task/<tid>/schedstat`; and `worker_cpu_per_call`, its CPU time per
 //! awaited call. (The peers users pick instead of a worker, `tokio-rusqlite` and
 //! `async-sqlite`, are in `benches/peers.rs`.)

@@ -53,12 +53,18 @@ use std::time::{Duration, Instant};
 
 use crate::job::{Outcome, Reply};
 
-/// The widest window, and the longest wait that opens it: about the wake-up of a halted
-/// vCPU. A caller's wait covered by it is a call that runs in a few µs.
-pub(crate) const MAX: Duration = Duration::from_micros(20);
+/// The widest window, and the longest wait that opens it: twice the wake-up of a halted
+/// vCPU, so that one side's look covers the other side's return from a sleep. With
+/// 20 µs, about one such wake-up, a pair whose threads had both slept often stayed so:
+/// each wait was the other side's wake-up, just longer than the window, which kept both
+/// windows closed. Measured with `sqlite_awaited` (benches/peers.rs), builds run
+/// alternately: with 20 µs the worker took 2.7–7.6 µs a call and met its target in 3 of 8
+/// runs; with 40 µs, 12 of 16; with 50 µs, 7 of 8 (1.8–5.5 µs); with 80 µs, 14 of 16.
+pub(crate) const MAX: Duration = Duration::from_micros(50);
 
-/// Below this a window closes: a look this short catches nearly nothing.
-const MIN: Duration = Duration::from_micros(2);
+/// Below this a window closes (at the fourth halving from `MAX`): a look this short
+/// catches nearly nothing.
+const MIN: Duration = Duration::from_micros(5);
 
 /// True when the process may run on more than one core (`available_parallelism`, which
 /// reads the affinity mask and the cgroup's quota; asked once): only then can a caller
@@ -184,7 +190,20 @@ mod tests {
             look.saw(LONG);
             seen.push(look.window().as_micros());
         }
-        assert_eq!(seen, [10, 5, 2, 0, 0]);
+        assert_eq!(seen, [25, 12, 6, 0, 0]);
+    }
+
+    /// A wait that was the other side's wake-up from a halted vCPU (20–25 µs on this
+    /// project's VM, `perf sched`) opens a closed window, and the window then covers the
+    /// next one: otherwise two sides that both slept keep each other asleep.
+    #[test]
+    fn a_halted_wake_up_opens_a_window_that_covers_the_next_one() {
+        const HALTED_WAKE_UP: Duration = Duration::from_micros(25);
+        let look = Look::new();
+        (0..4).for_each(|_| look.saw(LONG));
+        assert_eq!(look.window(), Duration::ZERO);
+        look.saw(HALTED_WAKE_UP);
+        assert!(look.window() > HALTED_WAKE_UP, "{:?}", look.window());
     }
 
     #[test]

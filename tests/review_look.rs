@@ -2,8 +2,8 @@
 //! look for the next call, `Call::poll`'s look for the reply).
 //!
 //! A caller whose call finds the worker free looks for its reply (its future wakes itself
-//! through tokio's `yield_now`) for up to 20 µs; the worker's thread looks for its next
-//! call for up to 20 µs before it sleeps. Calls made one right after another's answer land
+//! through tokio's `yield_now`) for up to 50 µs; the worker's thread looks for its next
+//! call for up to 50 µs before it sleeps. Calls made one right after another's answer land
 //! in both looks, so no sleep is needed to hit them: the tests make many rounds of calls
 //! back to back. Nothing here asserts a duration; every wait is bounded by a hang guard.
 #![cfg(all(feature = "test-util", feature = "tower"))]

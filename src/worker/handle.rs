@@ -149,10 +149,10 @@ impl<T: 'static> Worker<T> {
     /// # Waiting for the reply
     ///
     /// A call that finds the worker idle runs at once, and while the worker's recent
-    /// callers had their answers within 20 µs of their calls, its caller first looks for
-    /// its answer rather than let its thread sleep: for up to 20 µs the future yields
+    /// callers had their answers within 50 µs of their calls, its caller first looks for
+    /// its answer rather than let its thread sleep: for up to 50 µs the future yields
     /// (tokio's `yield_now`: the executor runs its other tasks first) and is polled
-    /// again. The worker's thread likewise looks for its next call for up to 20 µs
+    /// again. The worker's thread likewise looks for its next call for up to 50 µs
     /// before it sleeps, giving its core away between looks. Neither looks where the
     /// process has a single core (`std::thread::available_parallelism`), where a look
     /// would only keep the other side from running. On a virtual machine, where a sleeping thread lets its vCPU halt

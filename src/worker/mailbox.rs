@@ -624,7 +624,7 @@ impl<T: 'static> Mailbox<T> {
     /// the call that ended before.
     pub(crate) fn next(&self) -> Option<Envelope<T>> {
         // Before it sleeps, the thread looks for the next call for as long as
-        // `look_for_call` says (20 µs while calls follow each other closely, nothing once
+        // `look_for_call` says (50 µs while calls follow each other closely, nothing once
         // they come slower than that: see `crate::look`), so that an awaited caller that
         // calls again at once finds it awake. When it first found nothing to run, to
         // learn how long the wait for the next call was:

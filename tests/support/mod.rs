@@ -30,7 +30,7 @@ pub fn assert_settled(stats: &async_bridge::Stats) {
 }
 
 /// The widest window of a worker's look (`look::MAX` inside the crate).
-pub const LOOK_WINDOW: Duration = Duration::from_micros(20);
+pub const LOOK_WINDOW: Duration = Duration::from_micros(50);
 
 /// Holds the calling thread for longer than a look's window (a lower bound only: a
 /// loaded machine makes it longer, never shorter).

@@ -138,8 +138,8 @@ impl Offloader {
     /// A call that a drainer not running anything takes at once (the lane's calls come
     /// one after another) is looked for by its caller, as a [`Worker`](crate::Worker)'s
     /// is (see [`Worker::call`](crate::Worker::call)): while the lane's recent calls were
-    /// answered within 20 µs, the future yields (tokio's `yield_now`) and is polled
-    /// again for up to 20 µs before it lets its thread sleep, and the drainer looks at
+    /// answered within 50 µs, the future yields (tokio's `yield_now`) and is polled
+    /// again for up to 50 µs before it lets its thread sleep, and the drainer looks at
     /// the queue for up to 20 µs before it sleeps. On a virtual machine, where waking a
     /// halted vCPU takes 20 µs or more, an awaited call of a quick closure then takes
     /// 2–3 µs instead of 13–30. The look stops by itself after four slower answers in a
