@@ -10,8 +10,12 @@
 
 use std::fs::File;
 
-/// Reads larger than this go straight into the caller's buffer; smaller ones fill a
-/// chunk of this size that serves the reads after them (as `std::io::BufReader` does).
+/// Reads of at least this go straight into the caller's buffer; smaller ones fill a
+/// whole chunk (256 KiB, or the capacity) that serves the reads after them, as
+/// `std::io::BufReader` does. Measured (`read_4k_vs_blocking` in benches/io.rs, builds
+/// run alternately): 4 KiB reads served from 64 KiB fills ran at 0.87–1.27× of smol's
+/// `blocking::Unblock`, which reads ahead on a second thread; from 256 KiB fills, at
+/// 1.04–1.54×, one `preadv2` for 64 reads.
 pub(super) const DIRECT_CHUNK: usize = 64 * 1024;
 
 /// What a read with `RWF_NOWAIT` gave.

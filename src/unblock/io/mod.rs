@@ -96,8 +96,8 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 /// ahead as above until the consumer has taken all it read; then the cache is tried
 /// again. So a cached file reads at the speed of `std` (one copy, no hop), and even with
 /// every blocking thread busy. Reads of 64 KiB or more go straight into the caller's
-/// buffer (up to 256 KiB a call); smaller ones fill a 64 KiB chunk that serves the reads
-/// after them. Each read counts against tokio's cooperative budget, so a task reading a
+/// buffer (up to 256 KiB a call); smaller ones fill a 256 KiB chunk that serves the
+/// reads after them. Each read counts against tokio's cooperative budget, so a task reading a
 /// cached file to its end still lets its worker run other tasks. On file systems that
 /// cannot read without waiting (tmpfs) and elsewhere than Linux, every read goes to a
 /// blocking thread.

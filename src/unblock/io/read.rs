@@ -104,7 +104,7 @@ impl<T: Read + Send + 'static> Unblock<T> {
     /// kernel has the bytes in memory: `None` sends the read to a blocking thread.
     ///
     /// A read of at least [`DIRECT_CHUNK`] goes into `into`; a smaller one (or `into`
-    /// absent: `AsyncBufRead`) fills the consumer's chunk with up to that much. Each read
+    /// absent: `AsyncBufRead`) fills the consumer's chunk. Each read
     /// counts against tokio's cooperative budget, as tokio's own IO does, so that a task
     /// reading a cached file to its end still lets its worker run other tasks.
     fn poll_cached(
@@ -137,9 +137,9 @@ impl<T: Read + Send + 'static> Unblock<T> {
             return Poll::Ready(None);
         };
         let coop = ready!(coop::poll_proceed(cx));
-        let small = DIRECT_CHUNK.min(self.shared.chunk);
+        let straight = DIRECT_CHUNK.min(self.shared.chunk);
         let cached = match into {
-            Some(into) if into.remaining() >= small => {
+            Some(into) if into.remaining() >= straight => {
                 let len = into.remaining().min(self.shared.chunk);
                 let cached = direct::read_cached(file, into.initialize_unfilled_to(len));
                 if let Cached::Read(n) = cached {
@@ -148,10 +148,11 @@ impl<T: Read + Send + 'static> Unblock<T> {
                 cached
             }
             _ => {
-                if self.chunk.buf.len() < small {
-                    self.chunk.buf = self.shared.lock().buffer(small);
+                let fill = self.shared.chunk;
+                if self.chunk.buf.len() < fill {
+                    self.chunk.buf = self.shared.lock().buffer(fill);
                 }
-                let cached = direct::read_cached(file, &mut self.chunk.buf[..small]);
+                let cached = direct::read_cached(file, &mut self.chunk.buf[..fill]);
                 if let Cached::Read(n) = cached {
                     self.chunk.start = 0;
                     self.chunk.end = n;
