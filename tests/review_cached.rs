@@ -600,3 +600,74 @@ fn a_read_started_seek_then_poll_complete_reports_the_seek() {
         });
     });
 }
+
+/// A runtime whose blocking pool has one thread.
+fn one_blocking_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Takes the runtime's only blocking thread until the sender is dropped.
+fn hold_blocking_pool(rt: &tokio::runtime::Runtime) -> std::sync::mpsc::Sender<()> {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (taken, is_taken) = std::sync::mpsc::channel();
+    rt.spawn_blocking(move || {
+        taken.send(()).unwrap();
+        let _ = released.recv();
+    });
+    is_taken.recv().unwrap();
+    release
+}
+
+/// `RWF_NOWAIT` promises no wait for the page cache, locks or block allocation, but on a
+/// file opened with `O_DIRECT` there is no page cache: ext4 and xfs submit the read to
+/// the device and the syscall waits for it. `Unblock<File>` must not read such a file on
+/// the caller's thread ("never waits for the disk").
+#[test]
+fn a_file_opened_with_o_direct_is_not_read_from_the_disk_on_the_callers_thread() {
+    use std::os::unix::fs::OpenOptionsExt;
+    within_a_minute(|| {
+        let data = pattern(1 << 20, 9);
+        let temp = Temp::with("o-direct", &data);
+        let open_direct = || {
+            File::options()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+                .open(&temp.0)
+        };
+        let Ok(file) = open_direct() else {
+            eprintln!("O_DIRECT is not supported here: nothing to check");
+            return;
+        };
+        // Out of memory: only the device has the bytes.
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        // An aligned buffer, as O_DIRECT requires (a read into any other fails).
+        let mut space = vec![0u8; 64 * 1024 + 4096];
+        let skew = (4096 - space.as_ptr() as usize % 4096) % 4096;
+        let buf = &mut space[skew..skew + 64 * 1024];
+        let rt = one_blocking_thread();
+        let held = hold_blocking_pool(&rt);
+        let first = rt.block_on(async {
+            let mut ours = Unblock::new(file);
+            let polled = support::poll_once(ours.read(buf));
+            (polled.map(|n| n.map_err(|err| err.to_string())), ours)
+        });
+        let (polled, ours) = first;
+        drop(held);
+        drop(ours);
+        drop(rt);
+        assert!(
+            polled.is_pending(),
+            "a 64 KiB read of an O_DIRECT file (no page cache: the bytes are on the device \
+             only) completed on the caller's thread while the only blocking thread was \
+             held: {polled:?}. preadv2(RWF_NOWAIT) on an O_DIRECT descriptor submits the \
+             read to the device and waits for it; it does not answer EAGAIN. Expected \
+             Pending (the read sent to a blocking thread)",
+        );
+    });
+}
