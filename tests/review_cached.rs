@@ -671,3 +671,55 @@ fn a_file_opened_with_o_direct_is_not_read_from_the_disk_on_the_callers_thread()
         );
     });
 }
+
+/// As above, with `O_DIRECT` set after construction (`fcntl(F_SETFL)` through `get_mut`,
+/// which Linux allows): a check made once when the `Unblock` is built is not enough.
+#[test]
+fn o_direct_set_through_get_mut_is_not_read_from_the_disk_on_the_callers_thread() {
+    within_a_minute(|| {
+        use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+        let data = pattern(1 << 20, 10);
+        let temp = Temp::with("o-direct-later", &data);
+        let mut space = vec![0u8; 64 * 1024 + 4096];
+        let skew = (4096 - space.as_ptr() as usize % 4096) % 4096;
+        let buf = &mut space[skew..skew + 64 * 1024];
+        let rt = one_blocking_thread();
+        let mut ours = rt.block_on(async {
+            let mut ours = Unblock::new(temp.rw());
+            let mut first = vec![0; 100];
+            ours.read_exact(&mut first).await.unwrap();
+            assert_eq!(first[..], data[..100]);
+            // Aligned, as O_DIRECT requires of the position too.
+            ours.seek(SeekFrom::Start(64 * 1024)).await.unwrap();
+            ours
+        });
+        let set = rt.block_on(async {
+            let file = ours.get_mut().await;
+            let flags = fcntl_getfl(&*file).unwrap();
+            fcntl_setfl(&*file, flags | OFlags::DIRECT).is_ok()
+                && fcntl_getfl(&*file).unwrap().contains(OFlags::DIRECT)
+        });
+        if !set {
+            eprintln!("O_DIRECT cannot be set here: nothing to check");
+            return;
+        }
+        {
+            let file = File::open(&temp.0).unwrap();
+            file.sync_all().unwrap();
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        }
+        let held = hold_blocking_pool(&rt);
+        let polled = rt.block_on(async {
+            support::poll_once(ours.read(buf)).map(|n| n.map_err(|err| err.to_string()))
+        });
+        drop(held);
+        drop(ours);
+        drop(rt);
+        assert!(
+            polled.is_pending(),
+            "with O_DIRECT set through get_mut, a 64 KiB read completed on the caller's \
+             thread while the only blocking thread was held: {polled:?} (read from the \
+             device, synchronously). Expected Pending (the read sent to a blocking thread)"
+        );
+    });
+}
