@@ -365,7 +365,10 @@ fn a_file_on_tmpfs_reads_as_std_does() {
             let mut ours = Unblock::new(ours_temp.rw());
             mixed_reads(&mut ours, &mut std).await;
             let mut file = ours.into_inner().await;
-            assert_eq!(file.stream_position().unwrap(), std.stream_position().unwrap());
+            assert_eq!(
+                file.stream_position().unwrap(),
+                std.stream_position().unwrap()
+            );
         });
     });
 }
@@ -528,13 +531,7 @@ fn an_append_only_file_reads_and_writes_as_std_does() {
         let data = pattern(300_000, 2);
         let ours_temp = Temp::with("append-ours", &data);
         let std_temp = Temp::with("append-std", &data);
-        let open = |t: &Temp| {
-            File::options()
-                .read(true)
-                .append(true)
-                .open(&t.0)
-                .unwrap()
-        };
+        let open = |t: &Temp| File::options().read(true).append(true).open(&t.0).unwrap();
         let mut std = open(&std_temp);
         runtime().block_on(async {
             let mut ours = Unblock::new(open(&ours_temp));
@@ -553,9 +550,15 @@ fn an_append_only_file_reads_and_writes_as_std_does() {
             ];
             compare(&mut ours, &mut std, &ops).await;
             let mut file = ours.into_inner().await;
-            assert_eq!(file.stream_position().unwrap(), std.stream_position().unwrap());
+            assert_eq!(
+                file.stream_position().unwrap(),
+                std.stream_position().unwrap()
+            );
         });
-        assert_eq!(std::fs::read(&ours_temp.0).unwrap(), std::fs::read(&std_temp.0).unwrap());
+        assert_eq!(
+            std::fs::read(&ours_temp.0).unwrap(),
+            std::fs::read(&std_temp.0).unwrap()
+        );
     });
 }
 
@@ -572,7 +575,10 @@ fn a_failed_write_surfaces_on_the_next_read() {
             let got = ours.read(&mut buf).await;
             assert!(got.is_err(), "a read after a failed write: {got:?}");
             let got = ours.read(&mut vec![0; 100_000]).await;
-            assert!(got.is_err() || ours.flush().await.is_err(), "the error is lost");
+            assert!(
+                got.is_err() || ours.flush().await.is_err(),
+                "the error is lost"
+            );
         });
     });
 }
