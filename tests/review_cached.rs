@@ -5,7 +5,11 @@
 //! capacities from one byte to the default; then every way out (`into_inner`,
 //! `into_parts`, drop inside and outside a runtime) must leave the file where std's is.
 //! And the corners: write-only files, tmpfs, no runtime, appends and truncations by
-//! another handle, a panic in `call`.
+//! another handle, a panic in `call`, an evicted file, drops on a current-thread runtime.
+//!
+//! Two tests fail on purpose (a bug, reported to the lead): a `File` with `O_DIRECT`
+//! (opened so, or set later through `get_mut`) has no page cache to ask, and
+//! `preadv2(RWF_NOWAIT)` on it reads the device synchronously on the caller's thread.
 
 #![cfg(any(target_os = "linux", target_os = "android"))]
 
@@ -727,5 +731,74 @@ fn o_direct_set_through_get_mut_is_not_read_from_the_disk_on_the_callers_thread(
              thread while the only blocking thread was held: {polled:?} (read from the \
              device, synchronously). Expected Pending (the read sent to a blocking thread)"
         );
+    });
+}
+
+/// A file out of memory sends its reads to a blocking thread (mode `Ahead`), and one
+/// dropped mid-way leaves its read-ahead in the pipe: positions and bytes stay std's,
+/// then the cache is tried again.
+#[test]
+fn an_evicted_file_with_a_dropped_read_matches_std() {
+    within_a_minute(|| {
+        let data = pattern(3 << 20, 11);
+        let ours_temp = Temp::with("evicted-ours", &data);
+        let std_temp = Temp::with("evicted-std", &data);
+        let mut std = std_temp.rw();
+        let file = ours_temp.rw();
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        runtime().block_on(async {
+            let mut ours = Unblock::new(file);
+            // Polled once, then dropped (as in a `select!`): whatever it read stays
+            // buffered, and the next read starts where std's does.
+            let mut lost = vec![0; 10];
+            let _ = support::poll_once(ours.read(&mut lost));
+            let ops = [
+                Op::Read(10),
+                Op::FillConsume(1000),
+                Op::Read(100_000),
+                Op::Position,
+                Op::Seek(SeekFrom::Current(-50_000)),
+                Op::ReadBuf(70_000),
+                Op::Seek(SeekFrom::End(-100)),
+                Op::Read(1000),
+                Op::Read(10),
+                Op::FillConsume(10),
+            ];
+            compare(&mut ours, &mut std, &ops).await;
+            let mut file = ours.into_inner().await;
+            assert_eq!(
+                file.stream_position().unwrap(),
+                std.stream_position().unwrap()
+            );
+        });
+    });
+}
+
+/// The cleanup of a drop on a current-thread runtime is queued on its blocking pool; a
+/// runtime dropped before it ran still leaves the file where the reads left it.
+#[test]
+fn a_small_read_then_drop_on_a_current_thread_runtime_dropped_at_once() {
+    within_a_minute(|| {
+        let temp = Temp::with("drop-current", &pattern(500_000, 0));
+        let file = temp.rw();
+        let mut twin = file.try_clone().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut ours = Unblock::new(file);
+            let mut buf = vec![0; 100_000];
+            ours.read_exact(&mut buf).await.unwrap();
+            assert_eq!(
+                ours.fill_buf().await.unwrap()[0],
+                pattern(100_001, 0)[100_000]
+            );
+            ours.consume(3);
+            drop(ours);
+        });
+        drop(rt);
+        assert_eq!(twin.stream_position().unwrap(), 100_003);
     });
 }
