@@ -7,9 +7,10 @@
 //! And the corners: write-only files, tmpfs, no runtime, appends and truncations by
 //! another handle, a panic in `call`, an evicted file, drops on a current-thread runtime.
 //!
-//! Two tests fail on purpose (a bug, reported to the lead): a `File` with `O_DIRECT`
-//! (opened so, or set later through `get_mut`) has no page cache to ask, and
-//! `preadv2(RWF_NOWAIT)` on it reads the device synchronously on the caller's thread.
+//! And a bug this review found: a `File` with `O_DIRECT` (opened so, or set later through
+//! `get_mut`) has no page cache to ask, and `preadv2(RWF_NOWAIT)` on it read the device
+//! synchronously on the caller's thread; such a file is now always read on a blocking
+//! thread (its two tests failed before the fix).
 
 #![cfg(any(target_os = "linux", target_os = "android"))]
 

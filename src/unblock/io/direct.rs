@@ -29,7 +29,22 @@ pub(super) enum Cached {
     Unsupported,
 }
 
-/// One read at the file's current position that never waits for the disk.
+/// True when a read with `RWF_NOWAIT` may still wait for the disk: on a file opened
+/// with `O_DIRECT` it skips the page cache and reads the device (Linux 6.18 answered
+/// such reads of an evicted file in 100–200 µs, from the disk), so it is never tried.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn bypasses_the_cache(file: &File) -> bool {
+    use rustix::fs::{fcntl_getfl, OFlags};
+    fcntl_getfl(file).map_or(true, |flags| flags.contains(OFlags::DIRECT))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn bypasses_the_cache(_file: &File) -> bool {
+    true
+}
+
+/// One read at the file's current position that never waits for the disk (on a file
+/// that does not [bypass the cache](bypasses_the_cache)).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(super) fn read_cached(file: &File, dst: &mut [u8]) -> Cached {
     use rustix::io::{preadv2, Errno, ReadWriteFlags};
@@ -55,11 +70,24 @@ pub(super) fn read_cached(_file: &File, _dst: &mut [u8]) -> Cached {
 /// Whether an `Unblock<T>`'s reads try the page cache first.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Direct {
-    /// `T` is not a regular `File`, or the kernel cannot read without waiting.
+    /// `T` is not a regular `File`, or the kernel cannot read without waiting, or the
+    /// file was opened with `O_DIRECT`.
     Off,
+    /// The file's flags are checked before the next read tries the cache: at first, and
+    /// after `get_mut` or `call` handed the file to code that may have changed them.
+    Check,
     /// Reads try the cache first, and nothing reads ahead.
     Try,
     /// The last try missed: read-ahead runs on a blocking thread, and the cache is tried
     /// again once the pipe runs dry.
     Ahead,
+}
+
+impl Direct {
+    /// The file went to the caller's code (`get_mut`, `call`): check its flags again.
+    pub(super) fn recheck(&mut self) {
+        if *self != Direct::Off {
+            *self = Direct::Check;
+        }
+    }
 }

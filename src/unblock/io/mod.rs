@@ -98,9 +98,10 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 /// every blocking thread busy. Reads of 64 KiB or more go straight into the caller's
 /// buffer (up to 256 KiB a call); smaller ones fill a 256 KiB chunk that serves the
 /// reads after them. Each read counts against tokio's cooperative budget, so a task reading a
-/// cached file to its end still lets its worker run other tasks. On file systems that
-/// cannot read without waiting (tmpfs) and elsewhere than Linux, every read goes to a
-/// blocking thread.
+/// cached file to its end still lets its worker run other tasks. A file opened with
+/// `O_DIRECT` (which has no page cache to ask), files on file systems that cannot read
+/// without waiting (tmpfs), and every file elsewhere than Linux are read on a blocking
+/// thread.
 ///
 /// # When not to use it
 ///
@@ -283,7 +284,7 @@ impl<T: Send + 'static> Unblock<T> {
         // One `fstat` for a `File`: cheap enough for the executor.
         let rewind = known_rewind::<T>().filter(|_| regular_if_file(&value));
         let direct = if rewind.is_some() && TypeId::of::<T>() == TypeId::of::<File>() {
-            direct::Direct::Try
+            direct::Direct::Check
         } else {
             direct::Direct::Off
         };
@@ -417,6 +418,7 @@ impl<T: Send + 'static> Unblock<T> {
                     return Poll::Ready(Err(err));
                 }
                 let f = f.take().expect("checked above");
+                self.direct.recheck();
                 self.slots().answer = None;
                 self.give_back();
                 let submitted = self.submit(HopKind::Other, false, move |value, _, ready| {
@@ -482,6 +484,7 @@ impl<T: Send + 'static> Unblock<T> {
         if let Err(err) = poll_fn(|cx| self.poll_settle(cx, false, &mut sent)).await {
             panic!("async_bridge::Unblock::get_mut: {err}");
         }
+        self.direct.recheck();
         self.value.as_mut().expect(LOST)
     }
 

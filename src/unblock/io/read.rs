@@ -136,6 +136,13 @@ impl<T: Read + Send + 'static> Unblock<T> {
         else {
             return Poll::Ready(None);
         };
+        if self.direct == Direct::Check {
+            if direct::bypasses_the_cache(file) {
+                self.direct = Direct::Off;
+                return Poll::Ready(None);
+            }
+            self.direct = Direct::Try;
+        }
         let coop = ready!(coop::poll_proceed(cx));
         let straight = DIRECT_CHUNK.min(self.shared.chunk);
         let cached = match into {
