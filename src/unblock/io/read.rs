@@ -104,9 +104,9 @@ impl<T: Read + Send + 'static> Unblock<T> {
     /// kernel has the bytes in memory: `None` sends the read to a blocking thread.
     ///
     /// A read of at least [`DIRECT_CHUNK`] goes into `into`; a smaller one (or `into`
-    /// absent: `AsyncBufRead`) fills the consumer's chunk. Each read
-    /// counts against tokio's cooperative budget, as tokio's own IO does, so that a task
-    /// reading a cached file to its end still lets its worker run other tasks.
+    /// absent: `AsyncBufRead`) fills the consumer's chunk. Each read counts against
+    /// tokio's cooperative budget, as tokio's own IO does, so that a task reading a cached
+    /// file to its end still lets its worker run other tasks.
     fn poll_cached(
         &mut self,
         cx: &mut Context<'_>,
