@@ -17,22 +17,16 @@
 mod support;
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::task::Poll;
 
 use async_bridge::Unblock;
 use proptest::prelude::*;
-use support::within_a_minute;
+use support::{
+    hold_blocking_pool, one_blocking_thread, read_up_to, rt, same, std_read_up_to, within_a_minute,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -131,42 +125,6 @@ fn wrap(capacity: Option<usize>, file: File) -> Unblock<File> {
     match capacity {
         Some(capacity) => Unblock::with_capacity(capacity, file),
         None => Unblock::new(file),
-    }
-}
-
-async fn read_up_to(r: &mut Unblock<File>, n: usize) -> io::Result<Vec<u8>> {
-    let mut out = vec![0; n];
-    let mut filled = 0;
-    while filled < n {
-        let k = r.read(&mut out[filled..]).await?;
-        if k == 0 {
-            break;
-        }
-        filled += k;
-    }
-    out.truncate(filled);
-    Ok(out)
-}
-
-fn std_read_up_to(r: &mut File, n: usize) -> io::Result<Vec<u8>> {
-    let mut out = vec![0; n];
-    let mut filled = 0;
-    while filled < n {
-        let k = Read::read(r, &mut out[filled..])?;
-        if k == 0 {
-            break;
-        }
-        filled += k;
-    }
-    out.truncate(filled);
-    Ok(out)
-}
-
-fn same<T: PartialEq + std::fmt::Debug>(ours: io::Result<T>, std: io::Result<T>, what: &str) {
-    match (ours, std) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}"),
-        (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind(), "{what}: {a} vs {b}"),
-        (a, b) => panic!("{what}: ours {a:?}, std {b:?}"),
     }
 }
 
@@ -282,7 +240,7 @@ proptest! {
             let ours_file = ours_temp.rw();
             // Shares the file description, so its position.
             let mut twin = ours_file.try_clone().unwrap();
-            let rt = runtime();
+            let rt = rt();
             let left = rt.block_on(async {
                 let mut ours = wrap(capacity, ours_file);
                 compare(&mut ours, &mut std, &ops).await;
@@ -367,7 +325,7 @@ fn a_file_on_tmpfs_reads_as_std_does() {
         let ours_temp = Temp::in_dir(shm, "tmpfs-ours", &data);
         let std_temp = Temp::in_dir(shm, "tmpfs-std", &data);
         let mut std = std_temp.rw();
-        runtime().block_on(async {
+        rt().block_on(async {
             let mut ours = Unblock::new(ours_temp.rw());
             mixed_reads(&mut ours, &mut std).await;
             let mut file = ours.into_inner().await;
@@ -387,7 +345,7 @@ fn mixed_reads_on_a_cached_file_match_std() {
             let ours_temp = Temp::with("mixed-ours", &data);
             let std_temp = Temp::with("mixed-std", &data);
             let mut std = std_temp.rw();
-            runtime().block_on(async {
+            rt().block_on(async {
                 let mut ours = wrap(capacity, ours_temp.rw());
                 mixed_reads(&mut ours, &mut std).await;
                 let mut file = ours.into_inner().await;
@@ -407,7 +365,7 @@ fn a_write_only_file_fails_its_reads_as_std_does() {
         let temp = Temp::with("write-only", &pattern(1000, 0));
         let open = || File::options().write(true).open(&temp.0).unwrap();
         let want = Read::read(&mut open(), &mut [0; 10]).unwrap_err();
-        runtime().block_on(async {
+        rt().block_on(async {
             let mut ours = Unblock::new(open());
             for n in [10, 100_000] {
                 let err = ours.read(&mut vec![0; n]).await.unwrap_err();
@@ -444,7 +402,7 @@ fn a_small_read_then_drop_outside_a_runtime_leaves_the_file_where_it_was_read() 
         let temp = Temp::with("drop-outside", &pattern(500_000, 0));
         let file = temp.rw();
         let mut twin = file.try_clone().unwrap();
-        let ours = runtime().block_on(async {
+        let ours = rt().block_on(async {
             let mut ours = Unblock::new(file);
             let mut buf = [0; 10];
             ours.read_exact(&mut buf).await.unwrap();
@@ -462,7 +420,7 @@ fn a_small_read_then_drop_inside_a_runtime_leaves_the_file_where_it_was_read() {
         let temp = Temp::with("drop-inside", &pattern(500_000, 0));
         let file = temp.rw();
         let mut twin = file.try_clone().unwrap();
-        let rt = runtime();
+        let rt = rt();
         rt.block_on(async {
             let mut ours = Unblock::new(file);
             assert_eq!(ours.fill_buf().await.unwrap().len(), 256 * 1024);
@@ -481,7 +439,7 @@ fn bytes_appended_or_cut_by_another_handle_are_seen_as_std_sees_them() {
         let temp = Temp::with("grow", &pattern(1000, 0));
         let mut other = temp.rw();
         let mut std = temp.rw();
-        runtime().block_on(async {
+        rt().block_on(async {
             let mut ours = Unblock::new(temp.rw());
             // To the end, twice.
             for _ in 0..2 {
@@ -512,7 +470,7 @@ fn a_panic_in_call_leaves_reads_in_place() {
     within_a_minute(|| {
         let data = pattern(400_000, 1);
         let temp = Temp::with("panic", &data);
-        runtime().block_on(async {
+        rt().block_on(async {
             let mut ours = Unblock::new(temp.rw());
             let mut buf = vec![0; 100];
             ours.read_exact(&mut buf).await.unwrap();
@@ -539,7 +497,7 @@ fn an_append_only_file_reads_and_writes_as_std_does() {
         let std_temp = Temp::with("append-std", &data);
         let open = |t: &Temp| File::options().read(true).append(true).open(&t.0).unwrap();
         let mut std = open(&std_temp);
-        runtime().block_on(async {
+        rt().block_on(async {
             let mut ours = Unblock::new(open(&ours_temp));
             let ops = [
                 Op::Read(10),
@@ -572,7 +530,7 @@ fn an_append_only_file_reads_and_writes_as_std_does() {
 fn a_failed_write_surfaces_on_the_next_read() {
     within_a_minute(|| {
         let temp = Temp::with("read-only", &pattern(1000, 0));
-        runtime().block_on(async {
+        rt().block_on(async {
             let mut ours = Unblock::new(File::open(&temp.0).unwrap());
             let mut buf = [0; 10];
             ours.read_exact(&mut buf).await.unwrap();
@@ -594,7 +552,7 @@ fn a_read_started_seek_then_poll_complete_reports_the_seek() {
     within_a_minute(|| {
         let data = pattern(400_000, 4);
         let temp = Temp::with("start-seek", &data);
-        runtime().block_on(async {
+        rt().block_on(async {
             use tokio::io::AsyncSeek;
             let mut ours = Unblock::new(temp.rw());
             let mut buf = [0; 10];
@@ -611,28 +569,6 @@ fn a_read_started_seek_then_poll_complete_reports_the_seek() {
             assert_eq!(ours.stream_position().await.unwrap(), 1020);
         });
     });
-}
-
-/// A runtime whose blocking pool has one thread.
-fn one_blocking_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Takes the runtime's only blocking thread until the sender is dropped.
-fn hold_blocking_pool(rt: &tokio::runtime::Runtime) -> std::sync::mpsc::Sender<()> {
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let (taken, is_taken) = std::sync::mpsc::channel();
-    rt.spawn_blocking(move || {
-        taken.send(()).unwrap();
-        let _ = released.recv();
-    });
-    is_taken.recv().unwrap();
-    release
 }
 
 /// `RWF_NOWAIT` promises no wait for the page cache, locks or block allocation, but on a
@@ -749,7 +685,7 @@ fn an_evicted_file_with_a_dropped_read_matches_std() {
         let file = ours_temp.rw();
         file.sync_all().unwrap();
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-        runtime().block_on(async {
+        rt().block_on(async {
             let mut ours = Unblock::new(file);
             // Polled once, then dropped (as in a `select!`): whatever it read stays
             // buffered, and the next read starts where std's does. (Eviction is a hint:

@@ -17,13 +17,12 @@ use std::io::IoSliceMut;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::Poll;
 
 use async_bridge::Unblock;
 use rustix::io::{Errno, ReadWriteFlags};
-use support::within_a_minute;
+use support::{hold_blocking_pool, one_blocking_thread, within_a_minute};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt};
 
 /// A file under `target/`, deleted on drop.
@@ -83,46 +82,13 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// A runtime whose blocking pool has one thread, and a guard that holds that thread
-/// until it is dropped.
-fn one_blocking_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Held(Option<mpsc::Sender<()>>);
-
-impl Held {
-    /// Takes the runtime's only blocking thread; it comes back on drop.
-    fn blocking_pool_of(rt: &tokio::runtime::Runtime) -> Self {
-        let (release, released) = mpsc::channel::<()>();
-        let (taken, is_taken) = mpsc::channel();
-        rt.spawn_blocking(move || {
-            taken.send(()).unwrap();
-            let _ = released.recv();
-        });
-        is_taken.recv().unwrap();
-        Held(Some(release))
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        drop(self.0.take());
-    }
-}
-
 #[test]
 fn a_cached_file_is_read_while_the_blocking_pool_is_full() {
     within_a_minute(|| {
         let data = pattern(3 * 1024 * 1024 + 17);
         let temp = Temp::with("full-pool", &data);
         let rt = one_blocking_thread();
-        let held = Held::blocking_pool_of(&rt);
+        let held = hold_blocking_pool(&rt);
         rt.block_on(async {
             // Every size: small reads served from a chunk, large ones straight into the
             // caller's buffer, and reads larger than a chunk.
@@ -180,7 +146,7 @@ fn a_file_out_of_memory_waits_for_a_blocking_thread() {
         for attempt in 0..5 {
             let temp = Temp::with(&format!("evicted-{attempt}"), &data);
             temp.evict();
-            let held = Held::blocking_pool_of(&rt);
+            let held = hold_blocking_pool(&rt);
             rt.block_on(async {
                 let mut file = Unblock::new(temp.open());
                 let mut buf = vec![0; 64 * 1024];

@@ -4,11 +4,10 @@
 
 mod support;
 
-use support::within_a_minute;
+use support::{read_up_to, same, std_read_up_to, within_a_minute};
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
-use std::panic;
 
 use async_bridge::Unblock;
 use proptest::prelude::*;
@@ -56,56 +55,10 @@ fn config() -> ProptestConfig {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn wrap<T: Send + 'static>(capacity: Option<usize>, value: T) -> Unblock<T> {
     match capacity {
         Some(capacity) => Unblock::with_capacity(capacity, value),
         None => Unblock::new(value),
-    }
-}
-
-/// A reads that returns `Ok(0)` only at the end: reads until `n` bytes or the end, so
-/// that short reads (allowed) compare equal to std's full ones.
-async fn read_up_to<R: tokio::io::AsyncRead + Unpin>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
-    let mut out = vec![0; n];
-    let mut filled = 0;
-    while filled < n {
-        let k = r.read(&mut out[filled..]).await?;
-        if k == 0 {
-            break;
-        }
-        filled += k;
-    }
-    out.truncate(filled);
-    Ok(out)
-}
-
-fn std_read_up_to<R: Read>(r: &mut R, n: usize) -> io::Result<Vec<u8>> {
-    let mut out = vec![0; n];
-    let mut filled = 0;
-    while filled < n {
-        let k = Read::read(r, &mut out[filled..])?;
-        if k == 0 {
-            break;
-        }
-        filled += k;
-    }
-    out.truncate(filled);
-    Ok(out)
-}
-
-fn same<T: PartialEq + std::fmt::Debug>(ours: io::Result<T>, std: io::Result<T>, what: &str) {
-    match (ours, std) {
-        (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}"),
-        (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind(), "{what}: {a} vs {b}"),
-        (a, b) => panic!("{what}: ours {a:?}, std {b:?}"),
     }
 }
 
@@ -153,7 +106,7 @@ proptest! {
         capacity in capacity(),
     ) {
         within_a_minute(move || {
-            runtime().block_on(async move {
+            support::rt().block_on(async move {
                 let mut std = Cursor::new(initial.clone());
                 let mut ours = wrap(capacity, Cursor::new(initial));
                 compare(&mut ours, &mut std, &ops).await;
@@ -184,7 +137,7 @@ proptest! {
             };
             let mut std = open(&std_path);
             let ours_file = open(&ours_path);
-            runtime().block_on(async {
+            support::rt().block_on(async {
                 let mut ours = wrap(capacity, ours_file);
                 compare(&mut ours, &mut std, &ops).await;
                 let mut file = ours.into_inner().await;
@@ -206,7 +159,7 @@ proptest! {
         capacity in capacity(),
     ) {
         within_a_minute(move || {
-            runtime().block_on(async move {
+            support::rt().block_on(async move {
                 let mut ours = wrap(capacity, NoSeek(Cursor::new(data.clone())));
                 let mut got = Vec::new();
                 for n in reads {
@@ -530,7 +483,7 @@ proptest! {
     ) {
         within_a_minute(move || match kind {
             Kind::Cursor => {
-                runtime().block_on(async {
+                support::rt().block_on(async {
                     let mut ours = wrap(capacity, Cursor::new(data.clone()));
                     let got = faulty_reads(&mut ours, &ops, None).await;
                     let exit = if matches!(exit, Exit::Drop) { Exit::IntoInner } else { exit };
@@ -544,7 +497,7 @@ proptest! {
                 std::fs::write(&path, &data).unwrap();
                 let file = File::open(&path).unwrap();
                 let mut twin = file.try_clone().unwrap();
-                let rt = runtime();
+                let rt = support::rt();
                 let (got, out) = rt.block_on(async {
                     let mut ours = wrap(capacity, file);
                     let got = faulty_reads(&mut ours, &ops, None).await;
@@ -559,7 +512,7 @@ proptest! {
                 let shared = std::sync::Arc::new(std::sync::Mutex::new(Cursor::new(data.clone())));
                 let started = Started::default();
                 let source = Source { data: shared.clone(), max, fail_at, calls: 0, started: started.clone() };
-                let rt = runtime();
+                let rt = support::rt();
                 let (got, out) = rt.block_on(async {
                     let mut ours = wrap(capacity, source);
                     let got = faulty_reads(&mut ours, &ops, Some(&started)).await;
@@ -638,7 +591,7 @@ proptest! {
             let sink = Sink { got: got.clone(), max, fail_at, calls: 0 };
             let mut accepted = Vec::new();
             let mut flushed = 0;
-            let rt = runtime();
+            let rt = support::rt();
             rt.block_on(async {
                 let mut ours = wrap(capacity, sink);
                 for op in &ops {
@@ -798,7 +751,7 @@ proptest! {
     ) {
         within_a_minute(move || {
             if !file {
-                runtime().block_on(async move {
+                support::rt().block_on(async move {
                     let mut std = Cursor::new(initial.clone());
                     let mut ours = wrap(capacity, Cursor::new(initial));
                     compare_mixed(&mut ours, &mut std, &ops).await;
@@ -819,7 +772,7 @@ proptest! {
             let mut std = open(&std_path);
             let ours_file = open(&ours_path);
             let mut twin = ours_file.try_clone().unwrap(); // shares the offset
-            let rt = runtime();
+            let rt = support::rt();
             rt.block_on(async {
                 let mut ours = wrap(capacity, ours_file);
                 compare_mixed(&mut ours, &mut std, &ops).await;

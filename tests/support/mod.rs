@@ -18,6 +18,78 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A multi-thread runtime with two workers whose blocking pool has one thread, to hold
+/// with [`hold_blocking_pool`].
+pub fn one_blocking_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Takes the only blocking thread of `rt` (see [`one_blocking_thread`]) until the
+/// returned sender is dropped.
+pub fn hold_blocking_pool(rt: &tokio::runtime::Runtime) -> mpsc::Sender<()> {
+    let (release, released) = mpsc::channel::<()>();
+    let (taken, is_taken) = mpsc::channel();
+    rt.spawn_blocking(move || {
+        taken.send(()).unwrap();
+        let _ = released.recv();
+    });
+    is_taken.recv().unwrap();
+    release
+}
+
+/// Reads until `n` bytes or the end, so that short reads (allowed) compare equal to
+/// std's full ones.
+pub async fn read_up_to<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    n: usize,
+) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut out = vec![0; n];
+    let mut filled = 0;
+    while filled < n {
+        let k = r.read(&mut out[filled..]).await?;
+        if k == 0 {
+            break;
+        }
+        filled += k;
+    }
+    out.truncate(filled);
+    Ok(out)
+}
+
+/// [`read_up_to`] for a std reader.
+pub fn std_read_up_to<R: std::io::Read>(r: &mut R, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = vec![0; n];
+    let mut filled = 0;
+    while filled < n {
+        let k = r.read(&mut out[filled..])?;
+        if k == 0 {
+            break;
+        }
+        filled += k;
+    }
+    out.truncate(filled);
+    Ok(out)
+}
+
+/// The same result, or errors of the same kind, on our side and on std's.
+pub fn same<T: PartialEq + std::fmt::Debug>(
+    ours: std::io::Result<T>,
+    std: std::io::Result<T>,
+    what: &str,
+) {
+    match (ours, std) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}"),
+        (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind(), "{what}: {a} vs {b}"),
+        (a, b) => panic!("{what}: ours {a:?}, std {b:?}"),
+    }
+}
+
 /// Every call a handle's `stats()` counted as submitted is in exactly one outcome, and
 /// none is left queued or running.
 pub fn assert_settled(stats: &async_bridge::Stats) {
