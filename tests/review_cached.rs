@@ -18,13 +18,14 @@ mod support;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::task::Poll;
 
 use async_bridge::Unblock;
 use proptest::prelude::*;
 use support::{
     hold_blocking_pool, one_blocking_thread, read_up_to, rt, same, std_read_up_to, within_a_minute,
+    TempFile as Temp,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -34,14 +35,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// A file under `dir`, deleted on drop.
-struct Temp(PathBuf);
-
 impl Temp {
+    /// A file under `dir`, deleted on drop.
     fn in_dir(dir: &Path, name: &str, data: &[u8]) -> Self {
-        let path = dir.join(format!("review-cached-{}-{name}", std::process::id()));
-        std::fs::write(&path, data).unwrap();
-        Temp(path)
+        Temp::new(dir, "review-cached", name, data)
     }
 
     fn with(name: &str, data: &[u8]) -> Self {
@@ -54,12 +51,6 @@ impl Temp {
             .write(true)
             .open(&self.0)
             .unwrap()
-    }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

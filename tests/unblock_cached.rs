@@ -14,7 +14,6 @@ mod support;
 use std::fs::File;
 use std::future::Future;
 use std::io::IoSliceMut;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,18 +21,16 @@ use std::task::Poll;
 
 use async_bridge::Unblock;
 use rustix::io::{Errno, ReadWriteFlags};
-use support::{hold_blocking_pool, one_blocking_thread, within_a_minute};
+use support::{
+    hold_blocking_pool, one_blocking_thread, pattern, within_a_minute, TempFile as Temp,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt};
 
-/// A file under `target/`, deleted on drop.
-struct Temp(PathBuf);
-
 impl Temp {
+    /// A file under `target/`, deleted on drop.
     fn with(name: &str, data: &[u8]) -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let path = dir.join(format!("unblock-cached-{}-{name}", std::process::id()));
-        std::fs::write(&path, data).unwrap();
-        let temp = Temp(path);
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let temp = Temp::new(dir, "unblock-cached", name, data);
         assert!(
             reads_cached(&temp.open(), 0),
             "the file system of {} cannot read without waiting (RWF_NOWAIT): \
@@ -56,12 +53,6 @@ impl Temp {
     }
 }
 
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Whether the page cache holds the byte at `at` (a read that never waits, and moves no
 /// position).
 fn reads_cached(file: &File, at: u64) -> bool {
@@ -76,10 +67,6 @@ fn reads_cached(file: &File, at: u64) -> bool {
         Err(Errno::AGAIN) => false,
         Err(err) => panic!("preadv2(RWF_NOWAIT): {err}"),
     }
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use async_bridge::{ComputePool, Offloader};
-use support::{poll_once, within_a_minute};
+use support::{hold_blocking_pool, poll_once, within_a_minute};
 
 /// A runtime whose blocking pool has one thread, and a guard that holds that thread
 /// until dropped.
@@ -19,13 +19,7 @@ fn saturated_runtime() -> (tokio::runtime::Runtime, mpsc::Sender<()>) {
         .enable_all()
         .build()
         .unwrap();
-    let (release, hold) = mpsc::channel::<()>();
-    let (held_tx, held_rx) = mpsc::channel();
-    rt.spawn_blocking(move || {
-        held_tx.send(()).unwrap();
-        let _ = hold.recv();
-    });
-    held_rx.recv().unwrap();
+    let release = hold_blocking_pool(&rt);
     (rt, release)
 }
 

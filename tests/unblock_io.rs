@@ -9,14 +9,13 @@ use std::fs::File;
 use std::io::{self, BufRead, Cursor, Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use async_bridge::Unblock;
 use futures::{FutureExt, StreamExt};
-use support::{block_on_plain, panic_text, within_a_minute};
+use support::{block_on_plain, panic_text, pattern, within_a_minute, TempFile as Temp};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -27,25 +26,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A temporary file, deleted on drop.
-struct Temp(PathBuf);
-
 impl Temp {
+    /// A temporary file, deleted on drop.
     fn with(name: &str, data: &[u8]) -> Self {
-        let path = std::env::temp_dir().join(format!("unblock-io-{}-{name}", std::process::id()));
-        std::fs::write(&path, data).unwrap();
-        Temp(path)
+        Temp::new(&std::env::temp_dir(), "unblock-io", name, data)
     }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
 #[test]

@@ -7,12 +7,11 @@ mod support;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use async_bridge::{Offloader, Unblock};
-use support::{block_on_plain, poll_once, within_a_minute};
+use support::{block_on_plain, pattern, poll_once, within_a_minute, TempFile as Temp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -49,26 +48,11 @@ async fn blocking_queue_drained() {
     tokio::task::spawn_blocking(|| ()).await.unwrap();
 }
 
-/// A temporary file, deleted on drop.
-struct Temp(PathBuf);
-
 impl Temp {
+    /// A temporary file, deleted on drop.
     fn with(name: &str, data: &[u8]) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("unblock-corners-{}-{name}", std::process::id()));
-        std::fs::write(&path, data).unwrap();
-        Temp(path)
+        Temp::new(&std::env::temp_dir(), "unblock-corners", name, data)
     }
-}
-
-impl Drop for Temp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
 /// A reader and writer whose every `read` and `write` is an offload through a lane whose

@@ -42,6 +42,30 @@ pub fn hold_blocking_pool(rt: &tokio::runtime::Runtime) -> mpsc::Sender<()> {
     release
 }
 
+/// A file of `data` in `dir`, named after `prefix` (the test file), this process and
+/// `name`; deleted on drop.
+pub struct TempFile(pub std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(dir: &std::path::Path, prefix: &str, name: &str, data: &[u8]) -> Self {
+        let path = dir.join(format!("{prefix}-{}-{name}", std::process::id()));
+        std::fs::write(&path, data).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `len` bytes of a pattern that repeats every 251 bytes (a prime: no read size lines up
+/// with it).
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
 /// Reads until `n` bytes or the end, so that short reads (allowed) compare equal to
 /// std's full ones.
 pub async fn read_up_to<R: tokio::io::AsyncRead + Unpin>(
