@@ -13,7 +13,7 @@
 //!
 //! Method: criterion measures each row in turn (`iter_custom`, the same runtime and
 //! object for both rows of a group). Because a shared 2-core machine drifts over a run,
-//! each pair is then measured once more *interleaved*: 31 rounds, each timing a batch of
+//! each pair is then measured once more *interleaved*: 310 rounds (31 for the burst), each timing a batch of
 //! the baseline and a batch of the twin in alternating order (ABBA), and the median
 //! time per op (one call; one 10k burst for the burst row) of each side and their
 //! ratio are printed at the end (`support::interleaved`, after a warm-up batch of each),

@@ -13,9 +13,9 @@
 //!
 //! Method: criterion measures each row in turn. Because a shared 2-core machine drifts
 //! over a run, the pair with a target is then measured once more *interleaved*
-//! (`support::interleaved`): after one untimed warm-up batch of each side, 31 rounds each
-//! time a batch of 20,000 calls of `Handle::block_on` on a kept two-worker multi-thread
-//! runtime and 20,000 of `async_bridge::block_on`, both from the bench's main thread (a
+//! (`support::interleaved`): after one untimed warm-up batch of each side, 310 rounds each
+//! time a batch of 2,000 calls of `Handle::block_on` on a kept two-worker multi-thread
+//! runtime and 2,000 of `async_bridge::block_on`, both from the bench's main thread (a
 //! plain thread), in alternating order (ABBA); the medians per call and their ratio are
 //! printed, the ratio as a line a script can grep:
 //! `ratio block_on_plain_thread <x.xx>× target ≤ 1.0× ok|MISS`; the same for a named

@@ -10,8 +10,8 @@
 //!   ledger on, every call reads the clock twice: about 35 ns a read here).
 //!
 //! Method: criterion measures each row in turn; because a shared 2-core machine drifts
-//! over a run, each pair is then measured once more *interleaved*: 31 rounds, each timing
-//! a batch with the ledger off and a batch with it on in alternating order (ABBA),
+//! over a run, each pair is then measured once more *interleaved*: 310 rounds, each timing
+//! a tenth of a batch with the ledger off and a tenth with it on in alternating order (ABBA),
 //! switching the process-wide ledger between batches (`support::interleaved`, after a
 //! warm-up batch of each), and the median time per call of each side and their ratio are
 //! printed at the end as `ratio ledger_<row> <x.xx>× target ≤ 1.05× ok|MISS`. The figure

@@ -12,15 +12,17 @@
 //! `Runtime::block_on` on the bench's main thread). Because a shared 2-core machine
 //! drifts over a run, each pair that has a target is then measured once more
 //! *interleaved* (`support::interleaved`): after one untimed warm-up batch of each side,
-//! 31 rounds each time a batch of the baseline and a batch of the library path in
-//! alternating order (ABBA), and the median time per op of each side and their ratio
-//! are printed. The ratio is the figure that counts, one line per target a script can
-//! grep: `ratio <name> <x.xx>× target ≤ <t>× ok|MISS`:
+//! rounds each time the baseline and the library path in alternating order (ABBA), and
+//! the median time per op of each side and their ratio are printed. The ratio is the
+//! figure that counts, one line per target a script can grep:
+//! `ratio <name> <x.xx>× target ≤ <t>× ok|MISS`:
 //!
-//! - `unblock_per_call` (2,000 awaited calls a batch) / `spawn_blocking`: ≤ 1.05×;
+//! - `aa_spawn_blocking`, first: an A/A control, `spawn_blocking` on both sides (no
+//!   target). How far it lands from 1.00× is the noise under the hop pairs that follow.
+//! - `unblock_per_call` (310 rounds of 200 awaited calls) / `spawn_blocking`: ≤ 1.05×;
 //! - `unblock_ledger_on` / `unblock` with the ledger off: ≤ 1.05×;
 //! - `offloader_per_call` (limits and a timeout on) / `spawn_blocking`: ≤ 1.15×;
-//! - `offloader_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.5×;
+//! - `offloader_burst_10k` (31 rounds of one burst) / 10k `spawn_blocking`: ≤ 0.5×;
 //! - `compute_burst_10k` / 10k `rayon::spawn` + `futures` oneshot: ≤ 1.1×.
 //!
 //! Then what a lane's drainer costs in CPU (it looks at its queue for up to 20 µs before
@@ -221,6 +223,7 @@ fn interleaved_pass() {
     let rt = runtime();
     support::interleaved_header();
     let spawn_blocking = |n| awaited(&rt, n, || tokio::task::spawn_blocking(|| 1));
+    support::control("aa_spawn_blocking", 2_000, spawn_blocking);
     pair(
         "unblock_per_call",
         2_000,

@@ -17,7 +17,8 @@
 //!   under them), so they are the floor; no target (`target none`).
 //!
 //! Method (as in every bench of this crate): one untimed warm-up batch of each side,
-//! then 31 rounds each timing a batch of every side in alternating order (forward on
+//! then 310 rounds each timing a tenth of a batch of every side (31 rounds of one burst
+//! for the bursts) in alternating order (forward on
 //! even rounds, reversed on odd ones: ABBA); the medians per op are printed and their
 //! ratio as a line a script can grep, `ratio <name> <x.xx>× target ≥ <t>× ok|MISS`.
 //! Every async side runs on the same multi-thread runtime with two workers, awaited from

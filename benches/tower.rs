@@ -8,8 +8,8 @@
 //!   `Service::call` (each call reserves its place first).
 //!
 //! Method: criterion measures each row in turn; then each pair is measured once more
-//! *interleaved* (`support::interleaved`: a warm-up batch of each, 31 rounds in ABBA
-//! order, medians per op), printed as `ratio tower_<row> <x.xx>× target ≤ 1.05× ok|MISS`.
+//! *interleaved* (`support::interleaved`: a warm-up batch of each, 310 rounds of a tenth
+//! of a batch, or 31 of one burst, in ABBA order, medians per op), printed as `ratio tower_<row> <x.xx>× target ≤ 1.05× ok|MISS`.
 //! The figure that counts is that ratio (issue 17: a service call within 5% of
 //! `Offloader::run`).
 //!

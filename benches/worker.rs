@@ -10,13 +10,13 @@
 //!
 //! Method: criterion measures each row in turn. Because a shared 2-core machine drifts
 //! over a run, each pair with a target is then measured once more *interleaved*
-//! (`support::interleaved`): after one untimed warm-up batch of each side, 31 rounds
-//! each time a batch of the baseline and a batch of the worker in alternating order
-//! (ABBA); the medians per op and their ratio are printed, the ratio as a line a script
-//! can grep, `ratio <name> <x.xx>× target ≤ <t>× ok|MISS`:
+//! (`support::interleaved`): after one untimed warm-up batch of each side, rounds each
+//! time the baseline and the worker in alternating order (ABBA); the medians per op and
+//! their ratio are printed, the ratio as a line a script can grep,
+//! `ratio <name> <x.xx>× target ≤ <t>× ok|MISS`:
 //!
-//! - `worker_per_call` (2,000 awaited calls a batch) / `spawn_blocking`: ≤ 1.0×;
-//! - `worker_burst_10k` (one burst a batch) / 10k `spawn_blocking`: ≤ 0.3×.
+//! - `worker_per_call` (310 rounds of 200 awaited calls) / `spawn_blocking`: ≤ 1.0×;
+//! - `worker_burst_10k` (31 rounds of one burst) / 10k `spawn_blocking`: ≤ 0.3×.
 //!
 //! Then `idle_worker_cpu`: the CPU time a worker thread uses over 1 s of real time from
 //! one call on, the call included (after it the thread looks for a next call for up to

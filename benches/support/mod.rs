@@ -84,8 +84,18 @@ pub fn selected(name: &str) -> bool {
     std::env::var("ABBA_FILTER").map_or(true, |f| name.contains(&f))
 }
 
-/// Rounds of every interleaved pass.
+/// Rounds of every interleaved pass, for batches of one op (one burst, one pass over a
+/// file); a batch of more ops is split into [`SPLIT`] times as many rounds of a tenth of
+/// it (see [`interleaved_many`]).
 pub const ROUNDS: usize = 31;
+
+/// How many rounds a batch of many ops is split into: 310 rounds of 200 awaited hops
+/// instead of 31 rounds of 2,000, the same ops in all. An A/A control (the same
+/// `spawn_blocking` call on both sides, `aa_spawn_blocking` in `benches/offload.rs`)
+/// read 0.91-1.08x over 8 runs with 31 rounds and 0.95-1.03x with 310: a hop's cost
+/// here moves with where the scheduler puts its two threads, and shorter batches, taken
+/// in turn, see the same placements on both sides more often.
+pub const SPLIT: u64 = 10;
 
 /// Which way a ratio must go to meet its target.
 #[derive(Clone, Copy, Debug)]
@@ -112,8 +122,10 @@ pub fn interleaved(
 }
 
 /// [`interleaved`] over any number of sides: each round runs every side once, in
-/// forward order on even rounds and reverse order on odd ones. Returns the median time
-/// per op of each side in seconds, in the order given.
+/// forward order on even rounds and reverse order on odd ones. A `batch` of at least
+/// [`SPLIT`] ops is run as `SPLIT` times as many rounds of `batch / SPLIT` ops (the
+/// warm-up batch stays whole). Returns the median time per op of each side in seconds,
+/// in the order given.
 pub fn interleaved_many(
     rounds: usize,
     batch: u64,
@@ -135,6 +147,11 @@ pub fn interleaved_many(
     for side in sides.iter_mut() {
         std::hint::black_box(side(batch)); // warm-up: threads started, caches and pages hot
     }
+    let (rounds, batch) = if batch >= SPLIT {
+        (rounds * SPLIT as usize, batch / SPLIT)
+    } else {
+        (rounds, batch)
+    };
     let mut times: Vec<Vec<Duration>> = vec![Vec::with_capacity(rounds); sides.len()];
     let n = sides.len();
     for round in 0..rounds {
@@ -197,9 +214,24 @@ pub fn pair(
     }
 }
 
+/// An A/A control, if [`selected`]: the same `side` measured as both sides of an
+/// interleaved pair, printed as `ratio <name> <x.xx>× target none`. It reads how far
+/// apart two identical sides come out on this machine: the noise under the pairs
+/// beside it.
+pub fn control(name: &str, batch: u64, side: impl FnMut(u64) -> Duration + Copy) {
+    if selected(name) {
+        let (a, b) = interleaved(ROUNDS, batch, side, side);
+        println!("  {name}: the same side twice");
+        println!("ratio {name} {:.2}× target none", b / a);
+    }
+}
+
 /// Prints the header of a bench's interleaved pass.
 pub fn interleaved_header() {
-    println!("\ninterleaved A/B ({ROUNDS} rounds, ABBA, medians per op):");
+    println!(
+        "\ninterleaved A/B (ABBA, medians per op; {} rounds of a tenth of a batch, {ROUNDS} of a burst or a pass):",
+        ROUNDS * SPLIT as usize
+    );
 }
 
 /// The time thread `tid` of this process has spent on a CPU so far, in nanoseconds,
