@@ -108,7 +108,8 @@ pub enum Target {
 
 /// The interleaved A/B pass: one untimed warm-up batch of each side, then `rounds`
 /// rounds each timing a batch of `baseline` and a batch of `lib` in alternating order
-/// (ABBA: A B, B A, A B, ...). Returns the median time per op of each side, in
+/// (ABBA: A B, B A, A B, ...; a batch of many ops is split, see [`interleaved_many`]).
+/// Returns the median time per op of each side, in
 /// seconds (a batch closure gets the number of ops and returns the time they took).
 pub fn interleaved(
     rounds: usize,
@@ -200,7 +201,8 @@ pub fn report(name: &str, baseline: f64, lib: f64, target: Target) -> f64 {
 }
 
 /// One interleaved pair with a target, if [`selected`]: measured with [`interleaved`]
-/// ([`ROUNDS`] rounds of `batch` ops a side) and printed with [`report`].
+/// ([`ROUNDS`] rounds of `batch` ops a side, split as [`interleaved_many`] says) and
+/// printed with [`report`].
 pub fn pair(
     name: &str,
     batch: u64,

@@ -116,6 +116,13 @@ struct Times {
     polled: Option<Instant>,
 }
 
+impl Times {
+    /// When the worker claimed the call (see [`Mailbox::try_next`]).
+    fn claimed_at(&self) -> Instant {
+        self.stamp.unwrap_or_else(Instant::now)
+    }
+}
+
 impl<T, R, F> Queued<T> for Job<R, F>
 where
     R: Send + 'static,
@@ -163,18 +170,15 @@ pub(crate) struct Envelope<T> {
 }
 
 impl<T> Envelope<T> {
-    /// When the worker claimed it (see [`Mailbox::try_next`]).
-    pub(crate) fn claimed_at(&self) -> Instant {
-        self.job.times().stamp.unwrap_or_else(Instant::now)
-    }
-
-    /// How long its caller waited for it to start, in line and in the queue (once
-    /// claimed).
-    pub(crate) fn waited(&self) -> Duration {
+    /// When the worker claimed it, and how long its caller waited for it to start, in
+    /// line and in the queue (once claimed).
+    pub(crate) fn claimed_and_waited(&self) -> (Instant, Duration) {
         let times = self.job.times();
-        times.polled.map_or(times.queued, |at| {
-            self.claimed_at().saturating_duration_since(at)
-        })
+        let claimed = times.claimed_at();
+        let waited = times
+            .polled
+            .map_or(times.queued, |at| claimed.saturating_duration_since(at));
+        (claimed, waited)
     }
 
     /// Its times, to stamp.
@@ -662,8 +666,8 @@ impl<T: 'static> Mailbox<T> {
             if let Some(envelope) = self.claim_next(None) {
                 if let Some(since) = since {
                     // Its admission, from two stamps it carries: no clock read.
-                    let queued = envelope.job.times().queued;
-                    let admitted = envelope.claimed_at().checked_sub(queued);
+                    let times = envelope.job.times();
+                    let admitted = times.claimed_at().checked_sub(times.queued);
                     let waited = admitted.map(|at| at.saturating_duration_since(since));
                     self.look_for_call.saw(waited.unwrap_or_default());
                 }

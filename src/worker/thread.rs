@@ -116,7 +116,7 @@ pub(super) fn serve<T: 'static>(
     let mut claimed = None;
     while let Some(envelope) = claimed.take().or_else(|| shared.next()) {
         let mut broken = false;
-        let (started, waited) = (envelope.claimed_at(), envelope.waited());
+        let (started, waited) = envelope.claimed_and_waited();
         envelope.run(&object, &shared.interrupt, &mut |ran| {
             let mut ended = std::time::Instant::now();
             let took = ended.saturating_duration_since(started);
