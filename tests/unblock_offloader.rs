@@ -591,3 +591,30 @@ fn withdrawn_entries_cleared_from_the_queue_are_dropped_outside_the_lanes_lock()
     let after = within_a_minute(move || support::block_on_plain(lane.run(|| 5)));
     assert_eq!(after.unwrap(), 5);
 }
+
+/// A task awaiting one call after another keeps one drainer: its next call often comes
+/// while the drainer of the last is still on its way back to the queue (its answer
+/// given, its next look not yet taken), and that drainer takes it. Such a call used to
+/// start a second drainer, which from then on was woken for calls the first one took:
+/// every call ran, but some on another thread, and each of those cost the caller a futex
+/// wake (`benches/tower.rs`, `tower_per_call`: `Offloader::run` took 3-4 µs a call where
+/// it now takes 2). The model of this corner is `lane::loom::serial_calls_keep_one_drainer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awaited_calls_one_after_another_run_on_one_drainer() {
+    let lane = Offloader::builder("serial")
+        .max_concurrency(4)
+        .build()
+        .unwrap();
+    let mut threads = std::collections::HashSet::new();
+    for _ in 0..2_000 {
+        threads.insert(lane.run(|| std::thread::current().id()).await.unwrap());
+    }
+    // (A drainer idle for its linger, 20 ms, gives its thread back, and tokio's pool
+    // hands the next drainer that same idle thread.)
+    assert_eq!(
+        threads.len(),
+        1,
+        "serial calls ran on {} threads",
+        threads.len()
+    );
+}

@@ -32,7 +32,12 @@
 //!    passing: it holds the virtual clock from its admission (`runs_soon`, seam rule 2).
 //! 6. `waking <= idle`: an idle drainer is notified only while fewer drainers are on
 //!    their way than entries wait, so a burst of pushes costs one wake-up per drainer
-//!    needed, not one per push.
+//!    needed, not one per push. On their way: woken (`waking`), starting, or back from
+//!    a call to the queue, where it looks before it sleeps. An entry that a drainer
+//!    that runs nothing will take is queued for it: no notification, no new drainer
+//!    (a caller awaiting one call after another, whose next call comes while the
+//!    drainer of the last is still on its way back, neither wakes a sleeping drainer
+//!    nor starts a second one).
 //! 7. Once `closed`, nothing is admitted; the queue is abandoned (its callers fail with
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
 //! 8. `reserved` counts places held ahead of a call (`poll_reserve`, tower's
@@ -454,28 +459,22 @@ impl Lane {
         }
         // Entries queued beyond those that idle or starting drainers will take at once.
         let waiting = state.queued.saturating_sub(state.idle + state.starting);
-        // A drainer that is awake and not running a call (idle, or on its way back to
-        // the queue) takes it at once: its caller looks for the reply.
-        if state.queued
-            < state
-                .drainers
-                .saturating_sub(state.running + state.starting)
-        {
-            look.arm(&self.look_for_reply, admitted);
-        }
-        if state.queued < state.idle + state.starting {
-            // An idle drainer will take it at once. Wake one only if the drainers already
-            // woken are fewer than the entries waiting: a burst of pushes wakes as many
-            // drainers as it needs, not one syscall per push.
+        // Drainers that run nothing now: idle, starting, or on their way back to the
+        // queue (an answer given, its next look at the queue not yet taken).
+        let free = state.drainers.saturating_sub(state.running);
+        if state.queued < free {
+            // One of them takes it at once. One that is awake (not starting) takes it
+            // without a thread to start: its caller looks for the reply.
+            if state.queued < free - state.starting.min(free) {
+                look.arm(&self.look_for_reply, admitted);
+            }
             state.queued += 1;
             entry.claim.runs_soon(); // under the harness: it holds the clock from now on
             state.queue.push_back(entry);
-            let for_idle = state.queued - state.starting.min(state.queued);
             // A spinning drainer takes it without a notification, and wakes drainers
             // for whatever was queued behind it meanwhile (invariant 9).
-            if !state.spinning && state.waking < for_idle.min(state.idle) {
-                state.waking += 1;
-                self.wake.notify_one();
+            if !state.spinning {
+                self.wake_for_queue(&mut state);
             }
             Ok(())
         } else if state.drainers < self.max_concurrency {
@@ -521,14 +520,6 @@ impl Lane {
         } else if waiting < self.max_queue || reserved || self.has_room(&state) {
             // (`has_room` here: a drainer that just ran a call and is on its way back to
             // the queue, neither running nor idle, will take it: see invariant 3.)
-            // A drainer on its way back (its call answered, its next look at the queue
-            // not yet taken) claims this entry without time passing when fewer entries
-            // wait before it than drainers are not running: then, as above, it holds the
-            // clock from now on (or the caller, woken by the answer, parks on a queued
-            // call that holds nothing and the clock jumps before the drainer claims it).
-            if state.queued < state.drainers.saturating_sub(state.running) {
-                entry.claim.runs_soon();
-            }
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
@@ -667,11 +658,18 @@ impl Lane {
     /// Notifies as many idle drainers as the queued entries need, beyond those already
     /// on their way (the admission's rule, for entries admitted while a drainer spun).
     fn wake_for_queue(&self, state: &mut State) {
-        let for_idle = state.queued - state.starting.min(state.queued);
-        while state.waking < for_idle.min(state.idle) {
+        while state.waking < Self::unclaimed(state).min(state.idle) {
             state.waking += 1;
             self.wake.notify_one();
         }
+    }
+
+    /// Queued entries that no drainer will take without a notification: those beyond
+    /// the drainers starting or on their way back to the queue (invariant 6).
+    fn unclaimed(state: &State) -> usize {
+        let coming = (state.drainers.saturating_sub(state.running)).saturating_sub(state.idle);
+        // (`coming`: starting, or on their way back.)
+        state.queued.saturating_sub(coming)
     }
 
     /// True on a thread that runs one of this lane's drainers.
