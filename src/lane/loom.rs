@@ -90,11 +90,16 @@ fn finish<F: Future + Unpin>(fut: F, first: Poll<F::Output>) -> F::Output {
     }
 }
 
-/// A runtime whose handle the lane is given (nothing is spawned on it in the models).
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
+/// Checks `f` under loom with the linger `how`, handing it the handle of a runtime that
+/// its lanes are given (nothing is spawned on it in the models).
+fn model(name: &'static str, how: TimedWait, f: impl Fn(&Handle) + Send + Sync + 'static) {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .build()
-        .unwrap()
+        .unwrap();
+    let handle = rt.handle().clone();
+    set_timed_waits(how);
+    check(name, move || f(&handle));
+    set_timed_waits(TimedWait::TimesOut);
 }
 
 /// One drainer slot, room for two queued calls; a caller that submits `a` then `b`
@@ -107,11 +112,8 @@ fn runtime() -> tokio::runtime::Runtime {
 /// that ran, and `queued` returns to 0 with every entry counted once (a double count
 /// underflows, a missed one stays above 0), every drainer slot given back.
 fn callers_withdraw_then_shutdown(name: &'static str, how: TimedWait) {
-    let rt = runtime();
-    let handle = rt.handle().clone();
-    set_timed_waits(how);
-    check(name, move || {
-        let lane = lane(&handle, 1, 2);
+    model(name, how, move |handle| {
+        let lane = lane(handle, 1, 2);
         let log: Log = Arc::default();
         let caller = {
             let (mut a, mut b) = (call(&lane, &log, 1), call(&lane, &log, 2));
@@ -148,7 +150,6 @@ fn callers_withdraw_then_shutdown(name: &'static str, how: TimedWait) {
         assert_eq!(completed, log.len() as u64, "completed miscounted");
         assert_settled(&lane);
     });
-    set_timed_waits(TimedWait::TimesOut);
 }
 
 #[test]
@@ -174,11 +175,8 @@ fn callers_withdraw_then_shutdown_linger_untimed() {
 /// abandoned count is exactly the queued calls it failed; after the drainers leave,
 /// `queued` and `running` are 0 and every slot is free.
 fn callers_vs_shutdown(name: &'static str, how: TimedWait) {
-    let rt = runtime();
-    let handle = rt.handle().clone();
-    set_timed_waits(how);
-    check(name, move || {
-        let lane = lane(&handle, 1, 1);
+    model(name, how, move |handle| {
+        let lane = lane(handle, 1, 1);
         let log: Log = Arc::default();
         let callers: Vec<_> = [1, 2]
             .into_iter()
@@ -214,7 +212,6 @@ fn callers_vs_shutdown(name: &'static str, how: TimedWait) {
         assert_eq!(completed, log.len() as u64, "completed miscounted");
         assert_settled(&lane);
     });
-    set_timed_waits(TimedWait::TimesOut);
 }
 
 #[test]
@@ -242,11 +239,8 @@ fn callers_vs_shutdown_linger_untimed() {
 /// the idle drainer for `b` (with the linger untimed, a missed wake-up is a deadlock;
 /// with a real timed linger it is a call left waiting for a whole `LINGER`).
 fn withdraw_vs_idle_drainer(name: &'static str, how: TimedWait) {
-    let rt = runtime();
-    let handle = rt.handle().clone();
-    set_timed_waits(how);
-    check(name, move || {
-        let lane = lane(&handle, 1, 2);
+    model(name, how, move |handle| {
+        let lane = lane(handle, 1, 2);
         let log: Log = Arc::default();
         assert_eq!(block_on(call(&lane, &log, 0)).unwrap(), 0);
         let mut c = call(&lane, &log, 3);
@@ -272,7 +266,6 @@ fn withdraw_vs_idle_drainer(name: &'static str, how: TimedWait) {
         assert_eq!(completed, log.len() as u64, "completed miscounted");
         assert_settled(&lane);
     });
-    set_timed_waits(TimedWait::TimesOut);
 }
 
 #[test]
@@ -330,11 +323,8 @@ type Gate = Arc<(Mutex<bool>, Condvar)>;
 /// ones are started, more threads than loom models (and a missed notification is then a
 /// call waiting for a linger, not a deadlock).
 fn burst_behind_a_spinner(name: &'static str, how: TimedWait) {
-    let rt = runtime();
-    let handle = rt.handle().clone();
-    set_timed_waits(how);
-    check(name, move || {
-        let lane = lane(&handle, 2, 2);
+    model(name, how, move |handle| {
+        let lane = lane(handle, 2, 2);
         let log: Log = Arc::default();
         let (mut a, mut b) = (call(&lane, &log, 1), call(&lane, &log, 2));
         let (a_now, b_now) = (poll_once(&mut a), poll_once(&mut b));
@@ -351,7 +341,6 @@ fn burst_behind_a_spinner(name: &'static str, how: TimedWait) {
         assert_eq!(completed, 4, "completed miscounted");
         assert_settled(&lane);
     });
-    set_timed_waits(TimedWait::TimesOut);
 }
 
 #[test]
@@ -374,11 +363,8 @@ fn burst_behind_a_spinner_linger_untimed() {
 ///
 /// Only with the linger untimed (as `burst_behind_a_spinner`).
 fn nested_call_behind_a_drainer_on_its_way_back(name: &'static str, how: TimedWait) {
-    let rt = runtime();
-    let handle = rt.handle().clone();
-    set_timed_waits(how);
-    check(name, move || {
-        let lane = lane(&handle, 2, 1);
+    model(name, how, move |handle| {
+        let lane = lane(handle, 2, 1);
         let log: Log = Arc::default();
         let a_answered = Arc::new(::loom::sync::atomic::AtomicBool::new(false));
         let mut a = call(&lane, &log, 1);
@@ -410,7 +396,6 @@ fn nested_call_behind_a_drainer_on_its_way_back(name: &'static str, how: TimedWa
         assert_eq!(completed, ran + 1, "completed miscounted"); // `x` too
         assert_settled(&lane);
     });
-    set_timed_waits(TimedWait::TimesOut);
 }
 
 #[test]
@@ -434,11 +419,8 @@ fn nested_call_behind_a_drainer_on_its_way_back_linger_untimed() {
 /// Only with the linger untimed (as `burst_behind_a_spinner`): a linger that times out
 /// lets the drainer leave, and then `b` rightly starts another.
 fn serial_calls_keep_one_drainer(name: &'static str, how: TimedWait) {
-    let rt = runtime();
-    let handle = rt.handle().clone();
-    set_timed_waits(how);
-    check(name, move || {
-        let lane = lane(&handle, 2, 1);
+    model(name, how, move |handle| {
+        let lane = lane(handle, 2, 1);
         let log: Log = Arc::default();
         assert_eq!(block_on(call(&lane, &log, 1)).unwrap(), 1);
         assert_eq!(block_on(call(&lane, &log, 2)).unwrap(), 2);
@@ -452,7 +434,6 @@ fn serial_calls_keep_one_drainer(name: &'static str, how: TimedWait) {
         assert_eq!(*log.lock().unwrap(), [1, 2]);
         assert_settled(&lane);
     });
-    set_timed_waits(TimedWait::TimesOut);
 }
 
 #[test]
