@@ -595,9 +595,8 @@ fn withdrawn_entries_cleared_from_the_queue_are_dropped_outside_the_lanes_lock()
 /// A task awaiting one call after another keeps one drainer: its next call often comes
 /// while the drainer of the last is still on its way back to the queue (its answer
 /// given, its next look not yet taken), and that drainer takes it. Such a call used to
-/// start a second drainer, which from then on was woken for calls the first one took:
-/// every call ran, but some on another thread, and each of those cost the caller a futex
-/// wake (`benches/tower.rs`, `tower_per_call`: `Offloader::run` took 3-4 µs a call where
+/// start a second drainer, and from then on the two took calls in turn, the idle one
+/// woken for each, which cost the caller a futex wake (`benches/tower.rs`, `tower_per_call`: `Offloader::run` took 3-4 µs a call where
 /// it now takes 2). The model of this corner is `lane::loom::serial_calls_keep_one_drainer`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awaited_calls_one_after_another_run_on_one_drainer() {
@@ -605,16 +604,91 @@ async fn awaited_calls_one_after_another_run_on_one_drainer() {
         .max_concurrency(4)
         .build()
         .unwrap();
-    let mut threads = std::collections::HashSet::new();
+    let mut threads = Vec::new();
     for _ in 0..2_000 {
-        threads.insert(lane.run(|| std::thread::current().id()).await.unwrap());
+        threads.push(lane.run(|| std::thread::current().id()).await.unwrap());
     }
-    // (A drainer idle for its linger, 20 ms, gives its thread back, and tokio's pool
-    // hands the next drainer that same idle thread.)
+    // One drainer: its thread ran every call, or, should it have lingered out (20 ms
+    // without a call: a caller preempted that long) and its successor been given another
+    // thread, each thread ran one stretch of calls. Two drainers alive at once take calls
+    // in turn, and a thread comes back after another.
+    threads.dedup();
+    let mut seen = std::collections::HashSet::new();
+    let returned = threads.iter().filter(|t| !seen.insert(**t)).count();
     assert_eq!(
-        threads.len(),
-        1,
-        "serial calls ran on {} threads",
-        threads.len()
+        returned,
+        0,
+        "calls went back and forth between {} threads",
+        seen.len()
     );
+}
+
+/// What a drainer drops after its answer can panic: here the answer itself, which its
+/// caller gave up on. The drainer goes on to the call it claimed before that answer and
+/// to the queue: the call behind it is answered (it was failed as cancelled, its drainer
+/// unwinding with it), and the lane serves the calls after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_dropping_an_answer_nobody_took_loses_no_call() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("dropping an answer nobody took");
+        }
+    }
+    let lane = Offloader::builder("drop-panics")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut first = Box::pin(lane.run(move || {
+        g.wait();
+        PanicsOnDrop
+    }));
+    assert!(poll_once(first.as_mut()).is_pending());
+    until(&lane, |s| s.running == 1).await;
+    let mut second = Box::pin(lane.run(|| 2));
+    assert!(poll_once(second.as_mut()).is_pending()); // queued behind `first`
+    drop(first); // its caller gives up while it runs
+    gate.open();
+    assert_eq!(second.await.unwrap(), 2);
+    assert_eq!(lane.run(|| 3).await.unwrap(), 3);
+    let stats = lane.stats();
+    assert_eq!((stats.completed, stats.running, stats.queued), (3, 0, 0));
+}
+
+/// What a drainer drops after its answer may itself call the lane and block on it (a
+/// `Drop` that hands a connection back through the lane): its call must not be left to
+/// the drainer on its way back, which is that very thread. With a slot free it gets a
+/// drainer of its own (left to its own thread, it waited for ever).
+#[test]
+fn a_lane_call_from_a_drop_after_the_answer_gets_a_drainer() {
+    struct CallsBackOnDrop(Offloader, std::sync::mpsc::Sender<Result<u32, String>>);
+    impl Drop for CallsBackOnDrop {
+        fn drop(&mut self) {
+            let answer = async_bridge::block_on(self.0.run(|| 5)).map_err(|e| e.to_string());
+            let _ = self
+                .1
+                .send(answer.and_then(|r| r.map_err(|e| e.to_string())));
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lane = Offloader::builder("drop-calls-back")
+        .max_concurrency(2)
+        .handle(rt.handle().clone())
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let gate = Gate::new();
+    let (g, l) = (gate.clone(), lane.clone());
+    let mut first = Box::pin(lane.run(move || {
+        g.wait();
+        CallsBackOnDrop(l, tx)
+    }));
+    assert!(poll_once(first.as_mut()).is_pending());
+    rt.block_on(until(&lane, |s| s.running == 1));
+    drop(first); // its caller gives up: the answer is dropped on the drainer's thread
+    gate.open();
+    let answer = within_a_minute(move || rx.recv().unwrap());
+    assert_eq!(answer, Ok(5));
 }

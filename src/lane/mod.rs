@@ -37,7 +37,11 @@
 //!    that runs nothing will take is queued for it: no notification, no new drainer
 //!    (a caller awaiting one call after another, whose next call comes while the
 //!    drainer of the last is still on its way back, neither wakes a sleeping drainer
-//!    nor starts a second one).
+//!    nor starts a second one). A drainer on its way back always looks: a panic in
+//!    what it drops after its answer (an answer nobody took) is caught, and it goes
+//!    on. It may take a while (that drop is the caller's code), and it may be the very
+//!    thread that calls: a call made on one of the lane's drainer threads counts on
+//!    no drainer on its way back.
 //! 7. Once `closed`, nothing is admitted; the queue is abandoned (its callers fail with
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
 //! 8. `reserved` counts places held ahead of a call (`poll_reserve`, tower's
@@ -66,6 +70,7 @@ mod loom;
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
 
 use std::sync::Arc;
@@ -459,22 +464,33 @@ impl Lane {
         }
         // Entries queued beyond those that idle or starting drainers will take at once.
         let waiting = state.queued.saturating_sub(state.idle + state.starting);
-        // Drainers that run nothing now: idle, starting, or on their way back to the
-        // queue (an answer given, its next look at the queue not yet taken).
-        let free = state.drainers.saturating_sub(state.running);
-        if state.queued < free {
-            // One of them takes it at once. One that is awake (not starting) takes it
-            // without a thread to start: its caller looks for the reply.
-            if state.queued < free - state.starting.min(free) {
-                look.arm(&self.look_for_reply, admitted);
-            }
+        // A drainer that is awake and not running a call (idle, or on its way back to
+        // the queue) takes it at once: its caller looks for the reply.
+        if state.queued
+            < state
+                .drainers
+                .saturating_sub(state.running + state.starting)
+        {
+            look.arm(&self.look_for_reply, admitted);
+        }
+        // Drainers on their way back take it too, with no notification and no new
+        // drainer (invariant 6); but not for a call made on one of this lane's drainer
+        // threads (a closure's nested call, or a drop after its answer): the drainer on
+        // its way back may be that very thread.
+        let returning = if self.is_draining_here() {
+            0
+        } else {
+            Self::returning(&state)
+        };
+        if state.queued < state.idle + state.starting + returning {
+            // An idle, starting or returning drainer will take it at once.
             state.queued += 1;
             entry.claim.runs_soon(); // under the harness: it holds the clock from now on
             state.queue.push_back(entry);
             // A spinning drainer takes it without a notification, and wakes drainers
             // for whatever was queued behind it meanwhile (invariant 9).
             if !state.spinning {
-                self.wake_for_queue(&mut state);
+                self.wake_for_queue(&mut state, returning);
             }
             Ok(())
         } else if state.drainers < self.max_concurrency {
@@ -520,6 +536,14 @@ impl Lane {
         } else if waiting < self.max_queue || reserved || self.has_room(&state) {
             // (`has_room` here: a drainer that just ran a call and is on its way back to
             // the queue, neither running nor idle, will take it: see invariant 3.)
+            // A drainer on its way back claims this entry without time passing when
+            // fewer entries wait before it than drainers are not running: then, as
+            // above, it holds the clock from now on (or the caller, woken by the answer,
+            // parks on a queued call that holds nothing and the clock jumps before the
+            // drainer claims it).
+            if state.queued < state.drainers.saturating_sub(state.running) {
+                entry.claim.runs_soon();
+            }
             state.queued += 1;
             state.queue.push_back(entry);
             Ok(())
@@ -606,7 +630,8 @@ impl Lane {
                 if found {
                     // Admissions made while it spun notified no one: what was queued
                     // behind its entry gets the drainers it needs now (invariant 9).
-                    self.wake_for_queue(&mut state);
+                    let returning = Self::returning(&state);
+                    self.wake_for_queue(&mut state, returning);
                 }
                 return Some(entry);
             }
@@ -657,19 +682,22 @@ impl Lane {
 
     /// Notifies as many idle drainers as the queued entries need, beyond those already
     /// on their way (the admission's rule, for entries admitted while a drainer spun).
-    fn wake_for_queue(&self, state: &mut State) {
-        while state.waking < Self::unclaimed(state).min(state.idle) {
+    /// `returning`: the drainers on their way back to count on (invariant 6).
+    fn wake_for_queue(&self, state: &mut State, returning: usize) {
+        let unclaimed = state.queued.saturating_sub(state.starting + returning);
+        while state.waking < unclaimed.min(state.idle) {
             state.waking += 1;
             self.wake.notify_one();
         }
     }
 
-    /// Queued entries that no drainer will take without a notification: those beyond
-    /// the drainers starting or on their way back to the queue (invariant 6).
-    fn unclaimed(state: &State) -> usize {
-        let coming = (state.drainers.saturating_sub(state.running)).saturating_sub(state.idle);
-        // (`coming`: starting, or on their way back.)
-        state.queued.saturating_sub(coming)
+    /// Drainers on their way back to the queue: neither running, idle nor starting (an
+    /// answer given, their next look at the queue not yet taken).
+    fn returning(state: &State) -> usize {
+        let awake = state
+            .drainers
+            .saturating_sub(state.running + state.starting);
+        awake.saturating_sub(state.idle)
     }
 
     /// True on a thread that runs one of this lane's drainers.
@@ -862,11 +890,28 @@ impl Drainer {
             };
             let started = entry.claimed.unwrap_or_else(Instant::now);
             let admitted = entry.admitted;
-            (entry.run)(&self.interrupts, &mut |ran| {
-                let timing;
-                (next, timing) = lane.done(slot, ran, admitted, started);
-                timing
-            });
+            let mut answered = false;
+            let step = panic::catch_unwind(AssertUnwindSafe(|| {
+                let Entry { run, claim, .. } = entry;
+                run(&self.interrupts, &mut |ran| {
+                    let timing;
+                    (next, timing) = lane.done(slot, ran, admitted, started);
+                    answered = true;
+                    timing
+                });
+                // With it, when its caller gave up, the answer nobody took.
+                drop(claim);
+            }));
+            // A closure's panic is its caller's answer; what unwinds here comes after
+            // the answer: a drop (an answer nobody took, whose `Drop` panicked) or a
+            // waker. The drainer goes on to the entry it already claimed and the queue,
+            // as tokio drops an unwanted task output: counted on its way back
+            // (invariant 6), it must look again. (The panic hook reported it.)
+            if let Err(payload) = step {
+                if !answered {
+                    panic::resume_unwind(payload);
+                }
+            }
         }
     }
 }
