@@ -183,6 +183,19 @@ struct Slot<T> {
     waker: Option<Waker>,
 }
 
+/// An outcome nobody took (its caller gave up) is dropped by whoever drops the cell
+/// last: often the runner's thread, right after it answered. Its `Drop` is the caller's
+/// code; a panic there must not unwind the runner (a worker's thread ended with its
+/// object, a drainer took the call it had claimed next down with it), so it is caught,
+/// as tokio drops an unwanted task output. The panic hook has reported it.
+impl<T> Drop for Slot<T> {
+    fn drop(&mut self) {
+        if let Some(outcome) = self.outcome.take() {
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(outcome)));
+        }
+    }
+}
+
 impl<T> Cell<T> {
     fn transition(&self, to: u8) -> Result<(), u8> {
         #[cfg(all(test, not(async_bridge_loom)))]

@@ -529,3 +529,36 @@ fn a_call_future_keeps_its_times_in_the_job_box() {
     );
     drop(call);
 }
+
+/// An answer its caller gave up on is dropped on the worker's thread, and its `Drop`
+/// (the caller's code) may panic: the worker's thread goes on, with its object, and
+/// answers the call queued behind it and the calls after. (The thread ended, and every
+/// later call failed as "worker has stopped".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_dropping_an_answer_nobody_took_keeps_the_worker() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("dropping an answer nobody took");
+        }
+    }
+    let worker = Worker::builder("drop-panics")
+        .spawn(|| Ok::<_, std::io::Error>(7u32))
+        .unwrap();
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut first = Box::pin(worker.call(move |_| {
+        g.wait();
+        PanicsOnDrop
+    }));
+    assert!(support::poll_once(first.as_mut()).is_pending());
+    while worker.stats().running == 0 {
+        tokio::task::yield_now().await;
+    }
+    let mut second = Box::pin(worker.call(|n| *n + 1));
+    assert!(support::poll_once(second.as_mut()).is_pending()); // queued behind `first`
+    drop(first); // its caller gives up while it runs
+    gate.open();
+    assert_eq!(second.await.unwrap(), 8);
+    assert_eq!(worker.call(|n| *n + 2).await.unwrap(), 9);
+}

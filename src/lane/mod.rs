@@ -37,11 +37,11 @@
 //!    that runs nothing will take is queued for it: no notification, no new drainer
 //!    (a caller awaiting one call after another, whose next call comes while the
 //!    drainer of the last is still on its way back, neither wakes a sleeping drainer
-//!    nor starts a second one). A drainer on its way back always looks: a panic in
-//!    what it drops after its answer (an answer nobody took) is caught, and it goes
-//!    on. It may take a while (that drop is the caller's code), and it may be the very
-//!    thread that calls: a call made on one of the lane's drainer threads counts on
-//!    no drainer on its way back.
+//!    nor starts a second one). A drainer on its way back always looks (what it drops
+//!    after its answer cannot unwind it: see the job layer's `Slot`), though that drop,
+//!    the caller's code, may take a while, and it may be the very thread that calls: a
+//!    call made on one of the lane's drainer threads counts on no drainer on its way
+//!    back.
 //! 7. Once `closed`, nothing is admitted; the queue is abandoned (its callers fail with
 //!    `is_shutdown`); the last drainer to leave abandons what a dropped drainer left.
 //! 8. `reserved` counts places held ahead of a call (`poll_reserve`, tower's
@@ -70,7 +70,6 @@ mod loom;
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
 
 use std::sync::Arc;
@@ -477,7 +476,8 @@ impl Lane {
         // drainer (invariant 6); but not for a call made on one of this lane's drainer
         // threads (a closure's nested call, or a drop after its answer): the drainer on
         // its way back may be that very thread.
-        let returning = if self.is_draining_here() {
+        let draining_here = self.is_draining_here();
+        let returning = if draining_here {
             0
         } else {
             Self::returning(&state)
@@ -523,9 +523,7 @@ impl Lane {
                 (Runner::Blocking(_), None) => unreachable!("a blocking lane admits with a handle"),
             }
             Ok(())
-        } else if self.is_draining_here()
-            && state.queued >= state.drainers.saturating_sub(state.running)
-        {
+        } else if draining_here && state.queued >= state.drainers.saturating_sub(state.running) {
             // A closure of this lane waiting for another call of it, with no slot left
             // and no drainer on its way back to the queue to take it: it could be
             // waiting for itself.
@@ -536,11 +534,11 @@ impl Lane {
         } else if waiting < self.max_queue || reserved || self.has_room(&state) {
             // (`has_room` here: a drainer that just ran a call and is on its way back to
             // the queue, neither running nor idle, will take it: see invariant 3.)
-            // A drainer on its way back claims this entry without time passing when
-            // fewer entries wait before it than drainers are not running: then, as
-            // above, it holds the clock from now on (or the caller, woken by the answer,
-            // parks on a queued call that holds nothing and the clock jumps before the
-            // drainer claims it).
+            // A drainer on its way back (its call answered, its next look at the queue
+            // not yet taken) claims this entry without time passing when fewer entries
+            // wait before it than drainers are not running: then, as above, it holds the
+            // clock from now on (or the caller, woken by the answer, parks on a queued
+            // call that holds nothing and the clock jumps before the drainer claims it).
             if state.queued < state.drainers.saturating_sub(state.running) {
                 entry.claim.runs_soon();
             }
@@ -890,28 +888,11 @@ impl Drainer {
             };
             let started = entry.claimed.unwrap_or_else(Instant::now);
             let admitted = entry.admitted;
-            let mut answered = false;
-            let step = panic::catch_unwind(AssertUnwindSafe(|| {
-                let Entry { run, claim, .. } = entry;
-                run(&self.interrupts, &mut |ran| {
-                    let timing;
-                    (next, timing) = lane.done(slot, ran, admitted, started);
-                    answered = true;
-                    timing
-                });
-                // With it, when its caller gave up, the answer nobody took.
-                drop(claim);
-            }));
-            // A closure's panic is its caller's answer; what unwinds here comes after
-            // the answer: a drop (an answer nobody took, whose `Drop` panicked) or a
-            // waker. The drainer goes on to the entry it already claimed and the queue,
-            // as tokio drops an unwanted task output: counted on its way back
-            // (invariant 6), it must look again. (The panic hook reported it.)
-            if let Err(payload) = step {
-                if !answered {
-                    panic::resume_unwind(payload);
-                }
-            }
+            (entry.run)(&self.interrupts, &mut |ran| {
+                let timing;
+                (next, timing) = lane.done(slot, ran, admitted, started);
+                timing
+            });
         }
     }
 }
