@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_bridge::{Offloader, Stats};
-use support::{panic_text, poll_once, within_a_minute, Gate};
+use support::{panic_text, poll_once, within_a_minute, Gate, PanicsOnDrop};
 use tokio_util::sync::CancellationToken;
 
 /// Waits, yielding to the runtime, until the lane's stats satisfy `cond`.
@@ -629,12 +629,6 @@ async fn awaited_calls_one_after_another_run_on_one_drainer() {
 /// unwinding with it), and the lane serves the calls after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_dropping_an_answer_nobody_took_loses_no_call() {
-    struct PanicsOnDrop;
-    impl Drop for PanicsOnDrop {
-        fn drop(&mut self) {
-            panic!("dropping an answer nobody took");
-        }
-    }
     let lane = Offloader::builder("drop-panics")
         .max_concurrency(1)
         .build()

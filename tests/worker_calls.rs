@@ -13,7 +13,7 @@ use std::task::Poll;
 
 use async_bridge::{AfterPanic, Worker, WorkerError};
 use futures::future::join_all;
-use support::{block_on_plain, panic_text, rt, within_a_minute, DropProbe, Gate};
+use support::{block_on_plain, panic_text, rt, within_a_minute, DropProbe, Gate, PanicsOnDrop};
 use tokio_util::sync::CancellationToken;
 
 type Io<T> = std::io::Result<T>;
@@ -536,12 +536,6 @@ fn a_call_future_keeps_its_times_in_the_job_box() {
 /// later call failed as "worker has stopped".)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_dropping_an_answer_nobody_took_keeps_the_worker() {
-    struct PanicsOnDrop;
-    impl Drop for PanicsOnDrop {
-        fn drop(&mut self) {
-            panic!("dropping an answer nobody took");
-        }
-    }
     let worker = Worker::builder("drop-panics")
         .spawn(|| Ok::<_, std::io::Error>(7u32))
         .unwrap();

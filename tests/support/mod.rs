@@ -224,6 +224,16 @@ impl Drop for DropProbe {
     }
 }
 
+/// A value whose `Drop` panics: an answer whose caller gave up on it, dropped where the
+/// work ran.
+pub struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("dropping an answer nobody took");
+    }
+}
+
 /// The text of a panic payload.
 pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
