@@ -40,10 +40,29 @@
 //! already looking at its queue (`offloader_per_call` level with `spawn_blocking`), and
 //! 2–3 µs with the caller looking too (0.09× of `spawn_blocking`, 4.4 µs of CPU a call
 //! against its 24 µs; benches/offload.rs).
+//!
+//! A caller and its runner on one CPU: the scheduler often puts the two threads on the
+//! same core (a drainer or a worker thread woken by the caller, or a caller woken by the
+//! answer, placed beside the thread that woke it) and leaves them there for 10–100 ms
+//! while the other core is idle. Then a caller that looks keeps the runner from running
+//! the very call it waits for: every such call took the look's whole window, 50–56 µs,
+//! instead of 2 (a probe of serial calls recording both threads' CPUs: of the calls over
+//! 10 µs, 98–99% had both threads on one CPU), and `sqlite_awaited` read 0.15–0.38× of
+//! its peer whenever the pair stayed so for a run. So the runner notes the CPU it
+//! answers on (`sched_getcpu`, a vDSO read of about 2 ns here), and a caller armed on that
+//! CPU gives its core away (`sched_yield`) at each look after the first: the runner runs
+//! the call at once, and its own look, which gives the core away too, hands it back.
+//! Such a call takes 4.5–5 µs, against 1.7–2.5 µs when the threads are apart. Not
+//! looking at all there measured worse (5–6 µs a call, and the pair never moved apart:
+//! neither thread was runnable for long), and so did a caller that gave its core away at
+//! every look, also in a burst (20 times the `sched_yield`s of the burst's own threads in
+//! a 10k burst through a `tower::Service`): so only a look that is its thread's latest
+//! (no other look armed on the thread since) gives the core away.
 
 // std's atomic even under loom: a window is a heuristic of real time, not a state the
 // models explore (under loom a worker looks once whatever its window, and a caller not
 // at all), and loom's would make a model's steps depend on the clock.
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,6 +99,22 @@ pub(crate) fn cores_to_spare() -> bool {
 #[derive(Debug)]
 pub(crate) struct Look {
     window: AtomicUsize,
+    /// The CPU the runner's thread answered its last call on (`NO_CPU`: not known).
+    cpu: AtomicUsize,
+}
+
+const NO_CPU: usize = usize::MAX;
+
+/// The CPU this thread runs on, where the platform says (a vDSO read on Linux, about
+/// 2 ns); never under loom, whose threads share one OS thread.
+fn current_cpu() -> usize {
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        not(all(test, async_bridge_loom))
+    ))]
+    return rustix::thread::sched_getcpu();
+    #[allow(unreachable_code)]
+    NO_CPU
 }
 
 impl Look {
@@ -87,6 +122,7 @@ impl Look {
     pub(crate) fn new() -> Self {
         Look {
             window: AtomicUsize::new(nanos(MAX)),
+            cpu: AtomicUsize::new(NO_CPU),
         }
     }
 
@@ -111,6 +147,22 @@ impl Look {
             self.window.store(next, Ordering::Relaxed);
         }
     }
+
+    /// The runner answered a call that its caller waited `waited` for: [`saw`](Self::saw),
+    /// and it notes the CPU its thread runs on (a store only when that changed).
+    pub(crate) fn answered(&self, waited: Duration) {
+        self.saw(waited);
+        let cpu = current_cpu();
+        if self.cpu.load(Ordering::Relaxed) != cpu {
+            self.cpu.store(cpu, Ordering::Relaxed);
+        }
+    }
+
+    /// True when this thread runs on the CPU the runner last answered on.
+    fn shares_runner_cpu(&self) -> bool {
+        let cpu = current_cpu();
+        cpu != NO_CPU && self.cpu.load(Ordering::Relaxed) == cpu
+    }
 }
 
 fn nanos(d: Duration) -> usize {
@@ -126,6 +178,23 @@ pub(crate) struct ReplyLook {
     until: Option<Instant>,
     /// The waker the reply holds from the look's first poll.
     waker: Option<Waker>,
+    /// Set when the runner last answered on this thread's CPU: this look's number among
+    /// the looks armed on the thread, `ARMED` (see [`again`](Self::again)).
+    shares_cpu: Option<u64>,
+    /// Armed in the poll now under way: `again` has not been called since.
+    fresh: bool,
+}
+
+thread_local! {
+    /// How many looks were armed on this thread.
+    static ARMED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Gives this thread's core to any other thread that wants it.
+fn give_core_away() {
+    #[cfg(all(test, not(async_bridge_loom)))]
+    tests::GIFTS.set(tests::GIFTS.get() + 1);
+    std::thread::yield_now();
 }
 
 impl ReplyLook {
@@ -135,6 +204,10 @@ impl ReplyLook {
         let window = look.window();
         if !window.is_zero() && cores_to_spare() {
             self.until = Some(admitted + window);
+            let armed = ARMED.get() + 1;
+            ARMED.set(armed);
+            self.shares_cpu = look.shares_runner_cpu().then_some(armed);
+            self.fresh = true;
         }
     }
 
@@ -163,10 +236,16 @@ impl ReplyLook {
     /// soon, through tokio's yield, which on a runtime's worker wakes it once the worker's
     /// other tasks ran, without waking a sibling worker to steal it (a plain wake-up of
     /// itself would); elsewhere at once. It keeps its core (see the module docs for why,
-    /// and why a single core has no looks).
+    /// and why a single core has no looks), but for a caller armed on the CPU its runner
+    /// answered on, whose look is still its thread's latest: from its second look on it
+    /// gives the core away first (a burst, which arms one look after another, nearly never).
     pub(crate) fn again(&mut self, cx: &mut Context<'_>) {
         match self.until {
             Some(until) if Instant::now() < until => {
+                let fresh = std::mem::take(&mut self.fresh);
+                if !fresh && self.shares_cpu == Some(ARMED.get()) {
+                    give_core_away();
+                }
                 let yielded = pin!(tokio::task::yield_now()).poll(cx);
                 debug_assert!(yielded.is_pending());
             }
@@ -178,6 +257,98 @@ impl ReplyLook {
 #[cfg(all(test, not(async_bridge_loom)))]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// How many times this thread gave its core away from a look.
+        pub(super) static GIFTS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Pins this thread to `cpu`, after `cores_to_spare` has read the process's cores
+    /// (it asks once, and a pinned thread has one). False where a test cannot pin.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn pin_to(cpu: usize) -> bool {
+        if !cores_to_spare() {
+            return false; // a single core: no looks at all
+        }
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        rustix::thread::sched_setaffinity(None, &set).is_ok() && current_cpu() == cpu
+    }
+
+    /// An admission time whose look lasts as long as a test needs (a loaded machine may
+    /// take longer than a window between two looks).
+    fn lasting() -> Instant {
+        Instant::now() + Duration::from_secs(600)
+    }
+
+    /// Runs `looks` looks of `reply`; returns the gifts they made.
+    fn gifts_of(reply: &mut ReplyLook, looks: usize) -> usize {
+        let before = GIFTS.get();
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        (0..looks).for_each(|_| reply.again(&mut cx));
+        GIFTS.get() - before
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_caller_on_its_runners_cpu_gives_its_core_away_from_its_second_look() {
+        let cpu = current_cpu();
+        if !pin_to(cpu) {
+            return;
+        }
+        let look = Look::new();
+        look.answered(Duration::from_micros(2)); // the runner, on this CPU
+        let mut reply = ReplyLook::default();
+        reply.arm(&look, lasting());
+        assert_eq!(
+            gifts_of(&mut reply, 1),
+            0,
+            "the poll that armed it keeps its core"
+        );
+        assert_eq!(gifts_of(&mut reply, 3), 3);
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_look_armed_before_another_on_its_thread_keeps_its_core() {
+        let cpu = current_cpu();
+        if !pin_to(cpu) {
+            return;
+        }
+        let look = Look::new();
+        look.answered(Duration::from_micros(2));
+        let (mut first, mut second) = (ReplyLook::default(), ReplyLook::default());
+        first.arm(&look, lasting());
+        second.arm(&look, lasting());
+        assert_eq!(
+            gifts_of(&mut first, 3),
+            0,
+            "a burst's earlier calls keep the core"
+        );
+        assert_eq!(gifts_of(&mut second, 3), 2);
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_caller_on_another_cpu_than_its_runner_keeps_its_core() {
+        let look = Look::new();
+        let runner = std::thread::spawn({
+            move || {
+                pin_to(0)
+                    .then(|| look.answered(Duration::from_micros(2)))
+                    .map(|()| look)
+            }
+        });
+        let Some(look) = runner.join().unwrap() else {
+            return;
+        };
+        if !pin_to(1) {
+            return; // one CPU to run on
+        }
+        let mut reply = ReplyLook::default();
+        reply.arm(&look, lasting());
+        assert_eq!(gifts_of(&mut reply, 4), 0);
+    }
 
     const LONG: Duration = Duration::from_micros(200);
 

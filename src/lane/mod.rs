@@ -782,7 +782,7 @@ impl Lane {
         let waited = admitted.map(|at| started.saturating_duration_since(at));
         if let Some(waited) = waited {
             // What its caller waited for the reply, from stamps already read.
-            self.look_for_reply.saw(waited + took);
+            self.look_for_reply.answered(waited + took);
         }
         let mut dead = Vec::new();
         let mut state = self.state.lock();

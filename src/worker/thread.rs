@@ -124,7 +124,7 @@ pub(super) fn serve<T: 'static>(
             if ran != Ran::Skipped {
                 // What its caller waited, the wake-up aside: before the reply, so that
                 // the caller's next call looks (or not) by it.
-                shared.look_for_reply.saw(waited + took);
+                shared.look_for_reply.answered(waited + took);
             }
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
