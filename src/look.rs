@@ -112,9 +112,13 @@ fn current_cpu() -> usize {
         any(target_os = "linux", target_os = "android"),
         not(all(test, async_bridge_loom))
     ))]
-    return rustix::thread::sched_getcpu();
-    #[allow(unreachable_code)]
-    NO_CPU
+    let cpu = rustix::thread::sched_getcpu();
+    #[cfg(not(all(
+        any(target_os = "linux", target_os = "android"),
+        not(all(test, async_bridge_loom))
+    )))]
+    let cpu = NO_CPU;
+    cpu
 }
 
 impl Look {
