@@ -182,16 +182,14 @@ pub(crate) struct ReplyLook {
     until: Option<Instant>,
     /// The waker the reply holds from the look's first poll.
     waker: Option<Waker>,
-    /// Set when the runner last answered on this thread's CPU: this look's number among
-    /// the looks armed on the thread, `ARMED` (see [`again`](Self::again)).
-    shares_cpu: Option<u64>,
-    /// Armed in the poll now under way: `again` has not been called since.
-    fresh: bool,
 }
 
 thread_local! {
-    /// How many looks were armed on this thread.
-    static ARMED: Cell<u64> = const { Cell::new(0) };
+    /// The latest look armed on this thread, if its runner last answered on this thread's
+    /// CPU: the look's address, with its low bit set until its first `again` (the poll
+    /// that armed it); 0 otherwise. Kept here rather than in each look, whose calls'
+    /// futures a burst moves into tasks of their own (they stay small).
+    static LATEST: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Gives this thread's core to any other thread that wants it.
@@ -202,16 +200,25 @@ fn give_core_away() {
 }
 
 impl ReplyLook {
+    /// Where this look is, to tell it from the thread's other looks (a look moved between
+    /// two polls is a look armed elsewhere: it keeps its core). Never odd: the look holds
+    /// pointers, so its alignment is at least 2.
+    fn address(&self) -> usize {
+        self as *const ReplyLook as usize
+    }
+
     /// Arms the look for a call admitted at `admitted` that runs at once, for as long as
     /// `look`'s window says (not at all on a single core).
     pub(crate) fn arm(&mut self, look: &Look, admitted: Instant) {
         let window = look.window();
         if !window.is_zero() && cores_to_spare() {
             self.until = Some(admitted + window);
-            let armed = ARMED.get() + 1;
-            ARMED.set(armed);
-            self.shares_cpu = look.shares_runner_cpu().then_some(armed);
-            self.fresh = true;
+            let latest = if look.shares_runner_cpu() {
+                self.address() | 1
+            } else {
+                0
+            };
+            LATEST.set(latest);
         }
     }
 
@@ -246,9 +253,11 @@ impl ReplyLook {
     pub(crate) fn again(&mut self, cx: &mut Context<'_>) {
         match self.until {
             Some(until) if Instant::now() < until => {
-                let fresh = std::mem::take(&mut self.fresh);
-                if !fresh && self.shares_cpu == Some(ARMED.get()) {
-                    give_core_away();
+                let me = self.address();
+                match LATEST.get() {
+                    latest if latest == me | 1 => LATEST.set(me), // the poll that armed it
+                    latest if latest == me => give_core_away(),
+                    _ => {} // not on the runner's CPU, or another look was armed since
                 }
                 let yielded = pin!(tokio::task::yield_now()).poll(cx);
                 debug_assert!(yielded.is_pending());
