@@ -49,7 +49,8 @@
 //! instead of 2 (a probe of serial calls recording both threads' CPUs: of the calls over
 //! 10 µs, 98–99% had both threads on one CPU), and `sqlite_awaited` read 0.15–0.38× of
 //! its peer whenever the pair stayed so for a run. So the runner notes the CPU it
-//! answers on (`sched_getcpu`, a vDSO read of about 2 ns here), and a caller armed on that
+//! answers on (`sched_getcpu`, on Linux x86 and x86_64 a vDSO read of about 2 ns here;
+//! elsewhere not known, and nothing changes), and a caller armed on that
 //! CPU gives its core away (`sched_yield`) at each look after the first: the runner runs
 //! the call at once, and its own look, which gives the core away too, hands it back.
 //! Such a call takes 4.5–5 µs, against 1.7–2.5 µs when the threads are apart. Not
@@ -57,7 +58,10 @@
 //! neither thread was runnable for long), and so did a caller that gave its core away at
 //! every look, also in a burst (20 times the `sched_yield`s of the burst's own threads in
 //! a 10k burst through a `tower::Service`): so only a look that is its thread's latest
-//! (no other look armed on the thread since) gives the core away.
+//! on a runner's CPU (no other such look armed on the thread since) gives the core away.
+//! Where the CPU noted is stale (the runner has moved since, or the lane's drainer that
+//! answered last is not the one that takes the call), a gift finds nobody who wants the
+//! core and costs about 0.5 µs, a few of the look's own rounds.
 
 // std's atomic even under loom: a window is a heuristic of real time, not a state the
 // models explore (under loom a worker looks once whatever its window, and a caller not
@@ -105,16 +109,20 @@ pub(crate) struct Look {
 
 const NO_CPU: usize = usize::MAX;
 
-/// The CPU this thread runs on, where the platform says (a vDSO read on Linux, about
-/// 2 ns); never under loom, whose threads share one OS thread.
+/// The CPU this thread runs on, where asking costs no system call: Linux on x86 and
+/// x86_64, where rustix reads it through the vDSO (about 2 ns here); elsewhere (on arm64
+/// it would be a `getcpu` system call on both sides of every call) and under loom, whose
+/// threads share one OS thread, not known.
 fn current_cpu() -> usize {
     #[cfg(all(
         any(target_os = "linux", target_os = "android"),
+        any(target_arch = "x86_64", target_arch = "x86"),
         not(all(test, async_bridge_loom))
     ))]
     let cpu = rustix::thread::sched_getcpu();
     #[cfg(not(all(
         any(target_os = "linux", target_os = "android"),
+        any(target_arch = "x86_64", target_arch = "x86"),
         not(all(test, async_bridge_loom))
     )))]
     let cpu = NO_CPU;
@@ -185,14 +193,15 @@ pub(crate) struct ReplyLook {
 }
 
 thread_local! {
-    /// The latest look armed on this thread, if its runner last answered on this thread's
+    /// The latest look armed on this thread whose runner last answered on this thread's
     /// CPU: the look's address, with its low bit set until its first `again` (the poll
-    /// that armed it); 0 otherwise. Kept here rather than in each look, whose calls'
+    /// that armed it); 0 for none. Kept here rather than in each look, whose calls'
     /// futures a burst moves into tasks of their own (they stay small).
     static LATEST: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Gives this thread's core to any other thread that wants it.
+/// Gives this thread's core to any other thread that wants it (when none does, a
+/// `sched_yield` costs about 0.5 µs here, as long as a few of the look's own rounds).
 fn give_core_away() {
     #[cfg(all(test, not(async_bridge_loom)))]
     tests::GIFTS.set(tests::GIFTS.get() + 1);
@@ -213,12 +222,12 @@ impl ReplyLook {
         let window = look.window();
         if !window.is_zero() && cores_to_spare() {
             self.until = Some(admitted + window);
-            let latest = if look.shares_runner_cpu() {
-                self.address() | 1
-            } else {
-                0
-            };
-            LATEST.set(latest);
+            let me = self.address();
+            if look.shares_runner_cpu() {
+                LATEST.set(me | 1);
+            } else if LATEST.get() & !1 == me {
+                LATEST.set(0); // a look that ended here before, not this one
+            }
         }
     }
 
@@ -248,8 +257,9 @@ impl ReplyLook {
     /// other tasks ran, without waking a sibling worker to steal it (a plain wake-up of
     /// itself would); elsewhere at once. It keeps its core (see the module docs for why,
     /// and why a single core has no looks), but for a caller armed on the CPU its runner
-    /// answered on, whose look is still its thread's latest: from its second look on it
-    /// gives the core away first (a burst, which arms one look after another, nearly never).
+    /// last answered on, whose look is still the latest such look of its thread: from its
+    /// second look on it gives the core away first (a burst, which arms one look after
+    /// another, nearly never).
     pub(crate) fn again(&mut self, cx: &mut Context<'_>) {
         match self.until {
             Some(until) if Instant::now() < until => {
@@ -257,7 +267,7 @@ impl ReplyLook {
                 match LATEST.get() {
                     latest if latest == me | 1 => LATEST.set(me), // the poll that armed it
                     latest if latest == me => give_core_away(),
-                    _ => {} // not on the runner's CPU, or another look was armed since
+                    _ => {} // not on the runner's CPU, or another such look was armed since
                 }
                 let yielded = pin!(tokio::task::yield_now()).poll(cx);
                 debug_assert!(yielded.is_pending());
@@ -276,16 +286,35 @@ mod tests {
         pub(super) static GIFTS: Cell<usize> = const { Cell::new(0) };
     }
 
-    /// Pins this thread to `cpu`, after `cores_to_spare` has read the process's cores
-    /// (it asks once, and a pinned thread has one). False where a test cannot pin.
+    /// This thread pinned to one CPU, until dropped (its old CPUs restored: libtest may
+    /// run a test on its main thread, whose mask later tests' threads would inherit).
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    fn pin_to(cpu: usize) -> bool {
-        if !cores_to_spare() {
-            return false; // a single core: no looks at all
+    struct Pinned(rustix::thread::CpuSet);
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    impl Pinned {
+        /// Pins this thread to `cpu`, after `cores_to_spare` has read the process's cores
+        /// (it asks once, and a pinned thread has one). `None` where a test cannot pin,
+        /// or where this build knows no thread's CPU.
+        fn to(cpu: usize) -> Option<Pinned> {
+            if !cores_to_spare() || current_cpu() == NO_CPU {
+                eprintln!("no looks, or no CPU numbers, here: nothing to test");
+                return None;
+            }
+            let old = rustix::thread::sched_getaffinity(None).ok()?;
+            let mut set = rustix::thread::CpuSet::new();
+            set.set(cpu);
+            rustix::thread::sched_setaffinity(None, &set).ok()?;
+            let pinned = Pinned(old);
+            (current_cpu() == cpu).then_some(pinned)
         }
-        let mut set = rustix::thread::CpuSet::new();
-        set.set(cpu);
-        rustix::thread::sched_setaffinity(None, &set).is_ok() && current_cpu() == cpu
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    impl Drop for Pinned {
+        fn drop(&mut self) {
+            let _ = rustix::thread::sched_setaffinity(None, &self.0);
+        }
     }
 
     /// An admission time whose look lasts as long as a test needs (a loaded machine may
@@ -305,10 +334,9 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn a_caller_on_its_runners_cpu_gives_its_core_away_from_its_second_look() {
-        let cpu = current_cpu();
-        if !pin_to(cpu) {
+        let Some(_pinned) = Pinned::to(current_cpu()) else {
             return;
-        }
+        };
         let look = Look::new();
         look.answered(Duration::from_micros(2)); // the runner, on this CPU
         let mut reply = ReplyLook::default();
@@ -324,10 +352,9 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn a_look_armed_before_another_on_its_thread_keeps_its_core() {
-        let cpu = current_cpu();
-        if !pin_to(cpu) {
+        let Some(_pinned) = Pinned::to(current_cpu()) else {
             return;
-        }
+        };
         let look = Look::new();
         look.answered(Duration::from_micros(2));
         let (mut first, mut second) = (ReplyLook::default(), ReplyLook::default());
@@ -345,25 +372,72 @@ mod tests {
     #[test]
     fn a_caller_on_another_cpu_than_its_runner_keeps_its_core() {
         let look = Look::new();
-        let runner = std::thread::spawn({
-            move || {
-                pin_to(0)
-                    .then(|| look.answered(Duration::from_micros(2)))
-                    .map(|()| look)
-            }
+        let runner = std::thread::spawn(move || {
+            let _pinned = Pinned::to(0)?;
+            look.answered(Duration::from_micros(2));
+            Some(look)
         });
         let Some(look) = runner.join().unwrap() else {
             return;
         };
-        if !pin_to(1) {
+        let Some(_pinned) = Pinned::to(1) else {
             return; // one CPU to run on
-        }
+        };
         let mut reply = ReplyLook::default();
         reply.arm(&look, lasting());
         assert_eq!(gifts_of(&mut reply, 4), 0);
     }
 
     const LONG: Duration = Duration::from_micros(200);
+
+    /// Serial awaited calls from a thread pinned to one CPU, to a runner whose thread
+    /// it started there (a thread inherits its maker's CPUs): the runner notes where it
+    /// answers, so the caller gives it the core.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn gifts_of_serial_calls<F: std::future::Future>(call: impl Fn() -> F) -> Option<usize> {
+        let _pinned = Pinned::to(current_cpu())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let before = GIFTS.get();
+        rt.block_on(async {
+            for _ in 0..200 {
+                call().await;
+            }
+        });
+        Some(GIFTS.get() - before)
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_workers_caller_on_its_cpu_gives_it_the_core() {
+        let worker = std::cell::OnceCell::new();
+        let gifts = gifts_of_serial_calls(|| {
+            let worker = worker.get_or_init(|| {
+                crate::Worker::builder("pinned")
+                    .spawn(|| Ok::<_, std::io::Error>(()))
+                    .unwrap()
+            });
+            let call = worker.call(|_| ());
+            async move { call.await.unwrap() }
+        });
+        if let Some(gifts) = gifts {
+            assert!(gifts > 0, "no look gave the core to the worker");
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_lanes_caller_on_its_drainers_cpu_gives_it_the_core() {
+        let lane = crate::Offloader::builder("pinned").build().unwrap();
+        let gifts = gifts_of_serial_calls(|| {
+            let call = lane.run(|| ());
+            async move { call.await.unwrap() }
+        });
+        if let Some(gifts) = gifts {
+            assert!(gifts > 0, "no look gave the core to the drainer");
+        }
+    }
 
     #[test]
     fn a_window_opens_full_and_halves_for_each_long_wait_until_it_closes() {

@@ -160,8 +160,10 @@ impl<T: 'static> Worker<T> {
     /// quick closure take 1–2 µs instead of 45, for less CPU than the wake-ups cost. Both
     /// looks stop by themselves when the answers or the calls come slower than that
     /// (four slow ones in a row), so a worker whose calls take milliseconds, or an idle
-    /// one, costs no CPU looking. A caller whose thread shares a CPU with the worker's
-    /// gives its core away between looks, so that the worker can run the call at once.
+    /// one, costs no CPU looking. A caller whose thread is on the CPU the worker's thread
+    /// last answered on gives its core away between looks (`sched_yield`), so that the
+    /// worker can run the call at once (on Linux on x86 and x86_64, where asking a
+    /// thread's CPU costs no system call).
     ///
     /// # Examples
     ///

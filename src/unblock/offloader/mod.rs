@@ -144,7 +144,8 @@ impl Offloader {
     /// halted vCPU takes 20 µs or more, an awaited call of a quick closure then takes
     /// 2–3 µs instead of 13–30. The look stops by itself after four slower answers in a
     /// row (a lane whose closures take milliseconds never looks), and never happens on a
-    /// single core.
+    /// single core. A caller on the CPU the lane's drainer last answered on gives its
+    /// core away between looks, as a worker's does.
     ///
     /// # Examples
     ///
