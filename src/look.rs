@@ -317,6 +317,15 @@ mod tests {
         }
     }
 
+    /// This thread pinned where it runs, and a look whose runner answered there.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn answered_here() -> Option<(Pinned, Look)> {
+        let pinned = Pinned::to(current_cpu())?;
+        let look = Look::new();
+        look.answered(Duration::from_micros(2));
+        Some((pinned, look))
+    }
+
     /// An admission time whose look lasts as long as a test needs (a loaded machine may
     /// take longer than a window between two looks).
     fn lasting() -> Instant {
@@ -334,11 +343,9 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn a_caller_on_its_runners_cpu_gives_its_core_away_from_its_second_look() {
-        let Some(_pinned) = Pinned::to(current_cpu()) else {
+        let Some((_pinned, look)) = answered_here() else {
             return;
         };
-        let look = Look::new();
-        look.answered(Duration::from_micros(2)); // the runner, on this CPU
         let mut reply = ReplyLook::default();
         reply.arm(&look, lasting());
         assert_eq!(
@@ -352,11 +359,9 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn a_look_armed_before_another_on_its_thread_keeps_its_core() {
-        let Some(_pinned) = Pinned::to(current_cpu()) else {
+        let Some((_pinned, look)) = answered_here() else {
             return;
         };
-        let look = Look::new();
-        look.answered(Duration::from_micros(2));
         let (mut first, mut second) = (ReplyLook::default(), ReplyLook::default());
         first.arm(&look, lasting());
         second.arm(&look, lasting());
