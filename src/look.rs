@@ -328,11 +328,13 @@ mod tests {
 
     /// An admission time whose look lasts as long as a test needs (a loaded machine may
     /// take longer than a window between two looks).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn lasting() -> Instant {
         Instant::now() + Duration::from_secs(600)
     }
 
     /// Runs `looks` looks of `reply`; returns the gifts they made.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn gifts_of(reply: &mut ReplyLook, looks: usize) -> usize {
         let before = GIFTS.get();
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
