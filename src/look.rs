@@ -43,22 +43,22 @@
 //!
 //! A caller and its runner on one CPU: the scheduler often puts the two threads on the
 //! same core (a drainer or a worker thread woken by the caller, or a caller woken by the
-//! answer, placed beside the thread that woke it) and leaves them there for 10–100 ms
-//! while the other core is idle. Then a caller that looks keeps the runner from running
-//! the very call it waits for: every such call took the look's whole window, 50–56 µs,
-//! instead of 2 (a probe of serial calls recording both threads' CPUs: of the calls over
-//! 10 µs, 98–99% had both threads on one CPU), and `sqlite_awaited` read 0.15–0.38× of
-//! its peer whenever the pair stayed so for a run. So the runner notes the CPU it
-//! answers on (`sched_getcpu`, on Linux x86 and x86_64 a vDSO read of about 2 ns here;
-//! elsewhere not known, and nothing changes), and a caller armed on that
-//! CPU gives its core away (`sched_yield`) at each look after the first: the runner runs
-//! the call at once, and its own look, which gives the core away too, hands it back.
-//! Such a call takes 4.5–5 µs, against 1.7–2.5 µs when the threads are apart. Not
+//! answer, placed beside the thread that woke it) and leaves them there for tens of
+//! milliseconds (40–75 ms here) while the other core is idle. Then a caller that looks
+//! keeps the runner from running the very call it waits for: every such call took the
+//! look's whole window (p99 56–58 µs) instead of 2 (a probe of serial calls recording
+//! both threads' CPUs: of the calls over 10 µs, 98–99% had both threads on one CPU), and
+//! `sqlite_awaited` read 0.15–0.38× of its peer whenever the pair stayed so for a run. So
+//! the runner notes the CPU it answers on (`sched_getcpu`, on Linux x86 and x86_64 a vDSO
+//! read of about 2 ns here; elsewhere not known, and nothing changes), and a caller armed
+//! on that CPU gives its core away (`sched_yield`) at each look after the first: the
+//! runner runs the call at once, and its own look, which gives the core away too, hands
+//! it back. Such a call takes 4–5 µs, against 1.7–2.5 µs when the threads are apart. Not
 //! looking at all there measured worse (5–6 µs a call, and the pair never moved apart:
 //! neither thread was runnable for long), and so did a caller that gave its core away at
 //! every look, also in a burst (20 times the `sched_yield`s of the burst's own threads in
-//! a 10k burst through a `tower::Service`): so only a look that is its thread's latest
-//! on a runner's CPU (no other such look armed on the thread since) gives the core away.
+//! a 10k burst through a `tower::Service`): so only a look that is its thread's latest on
+//! a runner's CPU (no other such look armed on the thread since) gives the core away.
 //! Where the CPU noted is stale (the runner has moved since, or the lane's drainer that
 //! answered last is not the one that takes the call), a gift finds nobody who wants the
 //! core and costs about 0.5 µs, a few of the look's own rounds.
