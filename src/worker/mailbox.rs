@@ -93,10 +93,15 @@ fn interrupt_id(seq: u64) -> u64 {
     seq + 1
 }
 
-/// A call's ticket, closure and times (see [`Queued`]).
+/// A job is run once: its ticket and closure are there until then.
+const RUNS_ONCE: &str = "a worker's job runs once";
+
+/// A call's ticket, closure and times (see [`Queued`]). The ticket and the closure are
+/// taken out to run, and the emptied box goes back to the caller with the outcome
+/// ([`job::Ticket::run_and_return`]), to be freed on the thread that allocated it.
 struct Job<R, F> {
-    ticket: job::Ticket<R>,
-    f: F,
+    ticket: Option<job::Ticket<R>>,
+    f: Option<F>,
     times: Times,
 }
 
@@ -126,10 +131,10 @@ impl Times {
 impl<T, R, F> Queued<T> for Job<R, F>
 where
     R: Send + 'static,
-    F: FnOnce(&mut T, &interrupt::Slot, u64, Option<&CancellationToken>) -> R + Send,
+    F: FnOnce(&mut T, &interrupt::Slot, u64, Option<&CancellationToken>) -> R + Send + 'static,
 {
     fn claim(&self) -> &dyn Claim {
-        self.ticket.claim()
+        self.ticket.as_ref().expect(RUNS_ONCE).claim()
     }
 
     fn times(&self) -> &Times {
@@ -141,14 +146,17 @@ where
     }
 
     fn run(
-        self: Box<Self>,
+        mut self: Box<Self>,
         object: &RefCell<Option<T>>,
         slot: &interrupt::Slot,
         id: u64,
         done: &mut dyn FnMut(Ran) -> job::Timing,
     ) {
-        let Job { ticket, f, .. } = *self;
-        ticket.run_and(
+        let (Some(ticket), Some(f)) = (self.ticket.take(), self.f.take()) else {
+            unreachable!("{RUNS_ONCE}")
+        };
+        ticket.run_and_return(
+            self,
             |token| {
                 let mut object = object.borrow_mut();
                 // `None` only once the worker has stopped, when no call runs.
@@ -535,8 +543,8 @@ impl<T: 'static> Mailbox<T> {
         let envelope = Envelope {
             seq: 0,
             job: Box::new(Job {
-                ticket,
-                f,
+                ticket: Some(ticket),
+                f: Some(f),
                 times: Times::default(),
             }),
         };
