@@ -35,8 +35,9 @@ fn select(conn: &mut Connection, n: i64) -> rusqlite::Result<i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_minutes_long_query_under_a_50ms_timeout_is_interrupted_and_the_worker_answers_next() {
-    let db = sqlite_worker(Some(Duration::from_millis(50)));
+async fn a_minutes_long_query_under_a_timeout_is_interrupted_and_the_worker_answers_next() {
+    // Long enough for the next query, which must succeed, on a busy machine.
+    let db = sqlite_worker(Some(Duration::from_millis(250)));
     let err = db
         .call(|c| c.query_row(ENDLESS, [], |r| r.get::<_, i64>(0)))
         .await
@@ -44,7 +45,7 @@ async fn a_minutes_long_query_under_a_50ms_timeout_is_interrupted_and_the_worker
     assert!(err.is_timeout(), "{err}");
     assert_eq!(
         err.to_string(),
-        "worker `sqlite`: call timed out after 50ms"
+        "worker `sqlite`: call timed out after 250ms"
     );
     let fired = Instant::now();
     assert_eq!(db.call(|c| select(c, 7)).await.unwrap().unwrap(), 7);
@@ -158,7 +159,8 @@ async fn a_blocking_tcp_client_stuck_on_a_silent_server_is_unblocked_by_shutting
         let _ = done_rx.recv();
     });
     let client = Worker::builder("legacy-client")
-        .timeout(Duration::from_millis(50))
+        // Long enough for the next call, which must succeed, on a busy machine.
+        .timeout(Duration::from_millis(250))
         .interrupter(|c: &LegacyClient| {
             let socket = c.stream.try_clone().expect("a second handle on the socket");
             move || {
@@ -264,7 +266,8 @@ async fn a_call_that_times_out_while_queued_never_runs() {
 async fn a_pool_interrupts_the_member_running_the_call() {
     let pool = WorkerPool::builder("readers")
         .workers(2)
-        .timeout(Duration::from_millis(50))
+        // Long enough for the next call, which must succeed, on a busy machine.
+        .timeout(Duration::from_millis(250))
         .interrupter(|conn: &Connection| {
             let handle = conn.get_interrupt_handle();
             move || handle.interrupt()
