@@ -50,10 +50,6 @@
 //! 6. The job's harness participant is dropped only after the outcome is written.
 //! 7. A reply dropped while `WAITING` withdraws the job (it never runs); one dropped
 //!    after `STARTED` cancels the job's token; one dropped at `DONE` writes nothing.
-//! 8. A husk the runner hands back ([`Ticket::run_and_return`]) is written with the
-//!    outcome and dropped exactly once: by the reply that takes the outcome, on its
-//!    thread and after the lock, else with the cell, or by the runner when the job was
-//!    withdrawn before it started (loom's `husk_handed_back_with_the_outcome`).
 
 use std::any::Any;
 use std::fmt;
@@ -143,7 +139,6 @@ fn pair_with<T>(
         slot: Mutex::new(Slot {
             outcome: None,
             waker: None,
-            husk: None,
         }),
         cancel,
     });
@@ -186,14 +181,7 @@ struct Slot<T> {
     outcome: Option<Outcome<T>>,
     /// The waker of the caller's last poll that found no outcome.
     waker: Option<Waker>,
-    /// What the runner handed back with the outcome (see [`Ticket::run_and_return`]).
-    husk: Option<Husk>,
 }
-
-/// An allocation the runner is done with, handed back with the outcome so that the
-/// caller's thread, which made it, frees it (see [`Ticket::run_and_return`]). Its drop
-/// runs no caller code.
-pub(crate) type Husk = Box<dyn Send>;
 
 /// An outcome nobody took (its caller gave up) is dropped by whoever drops the cell
 /// last: often the runner's thread, right after it answered. Its `Drop` is the caller's
@@ -343,39 +331,7 @@ impl<T> Ticket<T> {
     /// (or was skipped) and before the caller can see the outcome, so that a handle's
     /// own bookkeeping is up to date by the time its caller looks. What `before_reply`
     /// returns is the runner's [`Timing`] of the job, for the ledger.
-    pub(crate) fn run_and<F>(self, f: F, before_reply: impl FnOnce(Ran) -> Timing) -> Ran
-    where
-        F: FnOnce(Option<&CancellationToken>) -> T,
-    {
-        self.run_with(None, f, before_reply)
-    }
-
-    /// As [`run_and`](Self::run_and), handing `husk` back to the caller with the outcome:
-    /// the reply drops it on the caller's thread once it has the outcome. For a runner
-    /// that frees, for each job, memory its caller allocated (a worker's job box): with
-    /// glibc's malloc a free on another thread than the one that allocated goes through
-    /// the allocating thread's arena lock once the freeing thread's cache of that size
-    /// is full, which is every call for a thread that allocates nothing of that size
-    /// itself. Measured on a `Worker`'s thread in a 10k burst of `SELECT ?1` (perf,
-    /// `benches/peers.rs`): 14% of the thread's time was in `_int_free`.
-    pub(crate) fn run_and_return<F>(
-        self,
-        husk: Husk,
-        f: F,
-        before_reply: impl FnOnce(Ran) -> Timing,
-    ) -> Ran
-    where
-        F: FnOnce(Option<&CancellationToken>) -> T,
-    {
-        self.run_with(Some(husk), f, before_reply)
-    }
-
-    fn run_with<F>(
-        mut self,
-        husk: Option<Husk>,
-        f: F,
-        before_reply: impl FnOnce(Ran) -> Timing,
-    ) -> Ran
+    pub(crate) fn run_and<F>(mut self, f: F, before_reply: impl FnOnce(Ran) -> Timing) -> Ran
     where
         F: FnOnce(Option<&CancellationToken>) -> T,
     {
@@ -411,16 +367,15 @@ impl<T> Ticket<T> {
             let origin = &self.cell.origin;
             ledger::record(origin.kind, origin.site, waited, took, false);
         }
-        self.reply(outcome, husk);
+        self.reply(outcome);
         ran
     }
 
-    fn reply(&mut self, outcome: Outcome<T>, husk: Option<Husk>) {
+    fn reply(&mut self, outcome: Outcome<T>) {
         self.replied = true;
         let waker = {
             let mut slot = self.cell.slot.lock();
             slot.outcome = Some(outcome);
-            slot.husk = husk;
             self.cell.state.store(DONE, Ordering::Release);
             slot.waker.take()
         };
@@ -433,7 +388,7 @@ impl<T> Ticket<T> {
 impl<T> Drop for Ticket<T> {
     fn drop(&mut self) {
         if !self.replied {
-            self.reply(Outcome::Dropped, None);
+            self.reply(Outcome::Dropped);
         }
     }
 }
@@ -482,13 +437,8 @@ impl<T> Future for Reply<T> {
         let cell = &self.cell;
         let mut slot = cell.slot.lock();
         if cell.state.load(Ordering::Acquire) == DONE {
-            // Taken once: a reply polled again after it resolved has nothing left. The
-            // husk is freed here, on the caller's thread, after the lock.
-            let outcome = slot.outcome.take().unwrap_or(Outcome::Dropped);
-            let husk = slot.husk.take();
-            drop(slot);
-            drop(husk);
-            return Poll::Ready(outcome);
+            // Taken once: a reply polled again after it resolved has nothing left.
+            return Poll::Ready(slot.outcome.take().unwrap_or(Outcome::Dropped));
         }
         let replaced = match &mut slot.waker {
             Some(waker) if waker.will_wake(cx.waker()) => None,

@@ -1,4 +1,4 @@
-//! loom models of the job cell: claim, withdraw, abandon, reply, waker and husk (the
+//! loom models of the job cell: claim, withdraw, abandon, reply and waker (the
 //! `# Invariants` of `job.rs`; the outcome and the caller's waker share the slot's one
 //! lock). Run every model as `.ci/run` does:
 //! `RUSTFLAGS="--cfg async_bridge_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom
@@ -259,49 +259,4 @@ fn reply_registered_then_moved_to_another_thread() {
         assert_eq!(Arc::strong_count(&first), 1, "the first waker was kept");
         assert!(first.0.load(Ordering::Relaxed) <= 1);
     });
-}
-
-/// A runner handing its caller's memory back with the outcome (`run_and_return`, a
-/// worker's job box), against the caller awaiting the reply or dropping it: the husk is
-/// dropped exactly once in every order; by the caller's own thread when it took the
-/// outcome (the point: memory freed where it was allocated), and otherwise by whoever
-/// drops the cell last, or by the runner for a job withdrawn before it started.
-#[test]
-fn husk_handed_back_with_the_outcome() {
-    struct Husk(Arc<std::sync::Mutex<Vec<thread::ThreadId>>>);
-    impl Drop for Husk {
-        fn drop(&mut self) {
-            self.0.lock().unwrap().push(thread::current().id());
-        }
-    }
-
-    for (awaited, name) in [
-        (true, "job::husk_handed_back_with_the_outcome (awaited)"),
-        (
-            false,
-            "job::husk_handed_back_with_the_outcome (reply dropped)",
-        ),
-    ] {
-        check(name, move || {
-            let dropped_on = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let husk = Box::new(Husk(Arc::clone(&dropped_on)));
-            let (ticket, mut reply) = pair_queued::<u32>(origin(), None);
-            let runner = thread::spawn(move || ticket.run_and_return(husk, |_| 7, |_| None));
-            let caller = thread::current().id();
-            if awaited {
-                assert!(matches!(block_on(&mut reply), Outcome::Completed(7)));
-                assert_eq!(
-                    *dropped_on.lock().unwrap(),
-                    [caller],
-                    "the reply that took the outcome frees the husk, on its thread"
-                );
-                drop(reply);
-                assert_eq!(runner.join().unwrap(), Ran::Completed);
-            } else {
-                drop(reply);
-                runner.join().unwrap();
-            }
-            assert_eq!(dropped_on.lock().unwrap().len(), 1, "the husk dropped once");
-        });
-    }
 }

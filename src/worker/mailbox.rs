@@ -97,12 +97,31 @@ fn interrupt_id(seq: u64) -> u64 {
 const RUNS_ONCE: &str = "a worker's job runs once";
 
 /// A call's ticket, closure and times (see [`Queued`]). The ticket and the closure are
-/// taken out to run, and the emptied box goes back to the caller with the outcome
-/// ([`job::Ticket::run_and_return`]), to be freed on the thread that allocated it.
+/// taken out to run, and the emptied box goes back to the caller with the value (a
+/// [`Husk`]).
 struct Job<R, F> {
-    ticket: Option<job::Ticket<R>>,
+    ticket: Option<job::Ticket<(R, Husk)>>,
     f: Option<F>,
     times: Times,
+}
+
+/// A job's box after its run (ticket and closure taken, only its times left), returned
+/// with the call's value so that the caller's thread frees it: the thread that made the
+/// call allocated it (usually the one that polls it to its end). With glibc's malloc a
+/// free on another thread goes through the allocating thread's arena lock once the
+/// freeing thread's cache of that size is full, which for a worker's thread, allocating
+/// nothing of that size itself, is every call: a 10k burst of `SELECT ?1` spent 14% of
+/// the worker thread's time in `_int_free` (perf, `benches/peers.rs`), 7% after this.
+/// Built only from an emptied [`Job`], so dropping it runs no caller code.
+struct Husk {
+    _job: Box<dyn Send>,
+}
+
+#[cfg(all(test, not(async_bridge_loom)))]
+impl Drop for Husk {
+    fn drop(&mut self) {
+        tests::HUSKS.set(tests::HUSKS.get() + 1);
+    }
 }
 
 /// A queued call's times. In its job's box rather than in its [`Envelope`]: the
@@ -155,13 +174,15 @@ where
         let (Some(ticket), Some(f)) = (self.ticket.take(), self.f.take()) else {
             unreachable!("{RUNS_ONCE}")
         };
-        ticket.run_and_return(
-            self,
-            |token| {
-                let mut object = object.borrow_mut();
-                // `None` only once the worker has stopped, when no call runs.
-                let object = object.as_mut().expect("the worker's object is there");
-                f(object, slot, id, token)
+        ticket.run_and(
+            move |token| {
+                let value = {
+                    let mut object = object.borrow_mut();
+                    // `None` only once the worker has stopped, when no call runs.
+                    let object = object.as_mut().expect("the worker's object is there");
+                    f(object, slot, id, token)
+                };
+                (value, Husk { _job: self })
             },
             done,
         );
@@ -933,7 +954,7 @@ pub(crate) struct Call<T: 'static, R> {
     envelope: Option<Envelope<T>>,
     /// Its number, from its first poll (see `State::next_seq`).
     seq: Option<u64>,
-    reply: Reply<R>,
+    reply: Reply<(R, Husk)>,
     /// The worker's timeout, on the caller's runtime, from the first poll.
     sleep: Option<Pin<Box<Sleep>>>,
     /// False for a lease's holder: the worker's timeout is per call, not per lease.
@@ -1093,7 +1114,8 @@ impl<T: 'static, R> Future for Call<T, R> {
         if let Poll::Ready(outcome) = this.look.poll(&mut this.reply, cx) {
             this.settled = true;
             this.link = None;
-            return Poll::Ready(this.shared.answer(outcome));
+            // The husk is freed here, on the caller's thread.
+            return Poll::Ready(this.shared.answer(outcome).map(|(value, _husk)| value));
         }
         let pending = this.poll_timeout(cx);
         if pending.is_pending() {
@@ -1144,5 +1166,40 @@ impl<T: 'static, R> Drop for Call<T, R> {
                 Counters::bump(&self.shared.counters.cancelled);
             }
         }
+    }
+}
+
+#[cfg(all(test, not(async_bridge_loom)))]
+mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Husks dropped on this thread.
+        pub(super) static HUSKS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A call's job box goes back with its value and is freed on the thread that made
+    /// and awaited the call, not on the worker's (see [`super::Husk`]).
+    #[test]
+    fn a_calls_job_box_is_freed_on_the_callers_thread() {
+        let worker = crate::Worker::builder("husk")
+            .spawn(|| Ok::<_, std::io::Error>(0u64))
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let before = HUSKS.get();
+        for i in 1..=10 {
+            let call = worker.call(|n| {
+                *n += 1;
+                *n
+            });
+            assert_eq!(rt.block_on(call).unwrap(), i);
+        }
+        assert_eq!(
+            HUSKS.get() - before,
+            10,
+            "a job box was freed on another thread"
+        );
     }
 }
