@@ -111,8 +111,9 @@ struct Job<R, F> {
 /// free on another thread goes through the allocating thread's arena lock once the
 /// freeing thread's cache of that size is full, which for a worker's thread, allocating
 /// nothing of that size itself, is every call: a 10k burst of `SELECT ?1` spent 14% of
-/// the worker thread's time in `_int_free` (perf, `benches/peers.rs`), 7% after this.
-/// Built only from an emptied [`Job`], so dropping it runs no caller code.
+/// the worker thread's time in `_int_free` (perf, `benches/peers.rs`); after this it is
+/// not among that thread's top symbols. Built only from an emptied [`Job`], so dropping
+/// it runs no caller code.
 struct Husk {
     _job: Box<dyn Send>,
 }
