@@ -177,7 +177,7 @@ pub use lane::OffloadCall;
 pub use ledger::{Crossing, Ledger};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use service::{BlockingService, Cancellable, LaneCall, LaneService, WorkerCall, WorkerService};
+pub use service::{BlockingService, Cancellable, LaneService, WorkerCall, WorkerService};
 pub use shutdown::{InterruptedCall, ShutdownReport};
 pub use stats::{Percentiles, Stats};
 /// The token handed to `run_cancellable`/`call_cancellable` closures, re-exported so that

@@ -42,7 +42,7 @@ use crate::{
 /// back. A `call` without `poll_ready` takes its chance like [`Offloader::run`]. Callers
 /// waiting in `poll_ready` are not served in FIFO order among themselves.
 ///
-/// The future is [`LaneCall`] (the lane's own call future, no boxing) and the error is
+/// The future is the lane's own [`OffloadCall`] (no boxing) and the error is
 /// [`OffloadError`]: through tower's layers it becomes a `BoxError` that
 /// `downcast_ref::<OffloadError>()` recovers. Clones share the lane and the function,
 /// not a held place.
@@ -142,76 +142,18 @@ impl<F> LaneService<F> {
         ready
     }
 
-    /// The call's future, taking the place `poll_ready` reserved if there is one: `g`
-    /// gets the shared state, and hands it back with its value (see [`Kept`]).
-    fn offload<T, G>(&mut self, cancellable: bool, g: G) -> LaneCall<T>
+    /// The call's future, taking the place `poll_ready` reserved if there is one.
+    fn offload<T, G>(&mut self, cancellable: bool, g: G) -> OffloadCall<T>
     where
-        F: Send + Sync + 'static,
-        G: FnOnce(&Shared<F>, Option<&CancellationToken>) -> T + Send + 'static,
+        G: FnOnce(Option<&CancellationToken>) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let shared = Arc::clone(&self.shared);
-        let run = move |token: Option<&CancellationToken>| {
-            let value = g(&shared, token);
-            (value, Kept(shared))
-        };
-        let call = OffloadCall::new(&self.shared.lane, self.site, cancellable, run);
-        LaneCall(if std::mem::take(&mut self.reserved) {
+        let call = OffloadCall::new(&self.shared.lane, self.site, cancellable, g);
+        if std::mem::take(&mut self.reserved) {
             call.with_reservation()
         } else {
             call
-        })
-    }
-}
-
-/// A reference a call's closure took on its caller's thread, handed back with the call's
-/// value so that it is released there too, not on the thread that ran the call. In a
-/// burst of `svc.clone().oneshot(req)` the caller takes a reference for each call; had
-/// the runner released it, the count would move between the two threads' cores twice a
-/// call (as a worker's job box did, see `worker::mailbox::Husk`).
-struct Kept(#[allow(dead_code)] Arc<dyn Send + Sync>);
-
-/// The future of a [`LaneService`] call: the lane's call future, as
-/// [`Offloader::run`] returns it, named.
-///
-/// Dropped before it is first polled, the call never runs (a place `poll_ready` reserved
-/// for it is given back); dropped later, it is withdrawn as an [`Offloader::run`] call is.
-///
-/// # Examples
-///
-/// ```
-/// use async_bridge::{LaneCall, Offloader};
-/// use tower::{Service, ServiceExt};
-///
-/// struct Pending {
-///     call: LaneCall<usize>,
-/// }
-///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let lane = Offloader::builder("lengths").build()?;
-/// let mut len = lane.service(|s: String| s.len());
-/// let pending = Pending { call: len.ready().await?.call("four".into()) };
-/// assert_eq!(pending.call.await?, 4);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct LaneCall<T>(OffloadCall<(T, Kept)>);
-
-impl<T> Future for LaneCall<T> {
-    type Output = Result<T, OffloadError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The reference comes back with the value and is released here.
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|done| done.map(|(value, _kept)| value))
-    }
-}
-
-impl<T> fmt::Debug for LaneCall<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LaneCall(..)")
+        }
     }
 }
 
@@ -223,14 +165,15 @@ where
 {
     type Response = Resp;
     type Error = OffloadError;
-    type Future = LaneCall<Resp>;
+    type Future = OffloadCall<Resp>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OffloadError>> {
         self.poll_place(cx)
     }
 
-    fn call(&mut self, req: Req) -> LaneCall<Resp> {
-        self.offload(false, move |shared, _| (shared.f)(req))
+    fn call(&mut self, req: Req) -> OffloadCall<Resp> {
+        let shared = Arc::clone(&self.shared);
+        self.offload(false, move |_| (shared.f)(req))
     }
 }
 
@@ -242,14 +185,15 @@ where
 {
     type Response = Resp;
     type Error = OffloadError;
-    type Future = LaneCall<Resp>;
+    type Future = OffloadCall<Resp>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), OffloadError>> {
         self.poll_place(cx)
     }
 
-    fn call(&mut self, req: Req) -> LaneCall<Resp> {
-        self.offload(true, move |shared, token| {
+    fn call(&mut self, req: Req) -> OffloadCall<Resp> {
+        let shared = Arc::clone(&self.shared);
+        self.offload(true, move |token| {
             (shared.f.0)(req, token.expect("a cancellable job always has a token"))
         })
     }
@@ -477,10 +421,7 @@ where
 
     fn call(&mut self, req: Req) -> WorkerCall<T, Resp> {
         let f = Arc::clone(&self.f);
-        let run = move |object: &mut T| {
-            let value = f(object, req);
-            (value, Kept(f))
-        };
+        let run = move |object: &mut T| f(object, req);
         WorkerCall(match &self.target {
             Target::One(worker) => worker.call_at(self.site, run),
             Target::Pool(pool) => pool.call_at(self.site, run),
@@ -535,16 +476,13 @@ impl<T: 'static, F> fmt::Debug for WorkerService<T, F> {
 /// # }).unwrap();
 /// ```
 #[must_use = "futures do nothing unless polled"]
-pub struct WorkerCall<T: 'static, R>(Call<T, (R, Kept)>);
+pub struct WorkerCall<T: 'static, R>(Call<T, R>);
 
 impl<T: 'static, R> Future for WorkerCall<T, R> {
     type Output = Result<R, WorkerError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The function's reference comes back with the value and is released here.
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|done| done.map(|(value, _kept)| value))
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 

@@ -9,9 +9,8 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread::ThreadId;
 use std::time::Duration;
 
 use async_bridge::{
@@ -40,7 +39,7 @@ fn gated_lane(
         .unwrap();
     let gate = Gate::new();
     let (started_tx, started) = mpsc::channel();
-    let started_tx = Mutex::new(started_tx);
+    let started_tx = std::sync::Mutex::new(started_tx);
     let g = gate.clone();
     let svc = lane.service(move |n: u32| {
         started_tx.lock().unwrap().send(n).unwrap();
@@ -402,65 +401,6 @@ async fn a_worker_and_a_worker_pool_serve_a_method_of_their_object() {
     assert!(err.downcast_ref::<WorkerError>().unwrap().is_panic());
 }
 
-// --- Where a call's function is released ---------------------------------------------------
-
-/// The thread a `DropsOn` was dropped on, once it is.
-type Dropped = Arc<Mutex<Option<ThreadId>>>;
-
-/// Notes the thread it is dropped on.
-struct DropsOn(Dropped);
-
-impl Drop for DropsOn {
-    fn drop(&mut self) {
-        *self.0.lock().unwrap() = Some(std::thread::current().id());
-    }
-}
-
-/// A guard for a service's function, and where it was dropped.
-fn drops_on() -> (DropsOn, Dropped) {
-    let dropped = Arc::default();
-    (DropsOn(Arc::clone(&dropped)), dropped)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_calls_reference_to_the_service_is_released_on_the_callers_thread() {
-    // The service is dropped before its call runs, so the call holds the last reference
-    // to the function: it is released where the call's value arrives, not on the lane's
-    // thread (or the worker's) that ran it.
-    let caller = std::thread::current().id();
-    let lane = Offloader::builder("release").build().unwrap();
-    let (guard, dropped) = drops_on();
-    let mut svc = lane.service(move |n: u32| {
-        let _guard = &guard;
-        n + 1
-    });
-    let call = svc.ready().await.unwrap().call(1);
-    drop(svc);
-    assert!(
-        dropped.lock().unwrap().is_none(),
-        "the call holds the function"
-    );
-    assert_eq!(call.await.unwrap(), 2);
-    assert_eq!(*dropped.lock().unwrap(), Some(caller));
-
-    let worker = Worker::builder("release")
-        .spawn(|| Ok::<_, io::Error>(10u32))
-        .unwrap();
-    let (guard, dropped) = drops_on();
-    let mut svc = worker.service(move |base: &mut u32, n: u32| {
-        let _guard = &guard;
-        *base + n
-    });
-    let call = svc.call(1);
-    drop(svc);
-    assert!(
-        dropped.lock().unwrap().is_none(),
-        "the call holds the function"
-    );
-    assert_eq!(call.await.unwrap(), 11);
-    assert_eq!(*dropped.lock().unwrap(), Some(caller));
-}
-
 // --- The blocking face over any `tower::Service` ----------------------------------------
 
 fn counted_service(
@@ -577,8 +517,8 @@ type Identity = LaneService<fn(u32) -> u32>;
 /// A waker that calls back into the lane when woken: it polls `poll_ready` on a service
 /// of the same lane (which takes the lane's lock) and reports whether it got a place.
 struct CallsBack {
-    svc: Mutex<Identity>,
-    ready: Mutex<mpsc::Sender<bool>>,
+    svc: std::sync::Mutex<Identity>,
+    ready: std::sync::Mutex<mpsc::Sender<bool>>,
 }
 
 impl CallsBack {
@@ -586,8 +526,8 @@ impl CallsBack {
     fn waker(svc: &Identity) -> (Waker, mpsc::Receiver<bool>) {
         let (tx, ready) = mpsc::channel();
         let callback = CallsBack {
-            svc: Mutex::new(svc.clone()),
-            ready: Mutex::new(tx),
+            svc: std::sync::Mutex::new(svc.clone()),
+            ready: std::sync::Mutex::new(tx),
         };
         (Waker::from(Arc::new(callback)), ready)
     }
