@@ -401,6 +401,42 @@ async fn a_worker_and_a_worker_pool_serve_a_method_of_their_object() {
     assert!(err.downcast_ref::<WorkerError>().unwrap().is_panic());
 }
 
+// --- Where a call's function is released ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_owns_a_runtime_outlives_its_service_safely() {
+    // Legacy sync wrappers often own a tokio runtime, which panics if dropped where
+    // blocking is not allowed. The service is dropped before its call runs, so the call
+    // holds the last reference to the function: it must be released on the thread that
+    // ran the call, not in the caller's poll (this async test's thread).
+    let owns_a_runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    };
+    let lane = Offloader::builder("release").build().unwrap();
+    let runtime = owns_a_runtime();
+    let mut svc = lane.service(move |n: u32| {
+        let _legacy = &runtime;
+        n + 1
+    });
+    let call = svc.ready().await.unwrap().call(1);
+    drop(svc);
+    assert_eq!(call.await.unwrap(), 2);
+
+    let worker = Worker::builder("release")
+        .spawn(|| Ok::<_, io::Error>(10u32))
+        .unwrap();
+    let runtime = owns_a_runtime();
+    let mut svc = worker.service(move |base: &mut u32, n: u32| {
+        let _legacy = &runtime;
+        *base + n
+    });
+    let call = svc.call(1);
+    drop(svc);
+    assert_eq!(call.await.unwrap(), 11);
+}
+
 // --- The blocking face over any `tower::Service` ----------------------------------------
 
 fn counted_service(
