@@ -5,7 +5,6 @@ use std::panic::Location;
 
 use super::entry;
 use super::BlockOnError;
-use crate::job;
 
 /// Runs a future to completion from sync code and returns its output.
 ///
@@ -101,8 +100,5 @@ use crate::job;
 /// an error instead.)
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> Result<F::Output, BlockOnError> {
-    match entry::enter(None, Location::caller(), future) {
-        Err(err) if err.is_panic() => job::resume(err.into_panic()),
-        result => result,
-    }
+    entry::enter(None, Location::caller(), future, entry::Panics::Resume)
 }

@@ -38,13 +38,18 @@ use crate::{seam, trace};
 /// Runs `future` to completion on the calling thread through `portal` (the global one
 /// when `None`), or says why it cannot.
 ///
-/// A panic of the future comes back as an [`is_panic`](BlockOnError::is_panic) error;
-/// callers that should panic instead resume it.
+/// A panic of the future is counted, then resumed in the caller or returned as an
+/// [`is_panic`](BlockOnError::is_panic) error, as `panics` says. Resumed here, not by a
+/// `match` on the result in `block_on`: with that `match`, `block_on` was not inlined
+/// where `Portal::block_on` was, and a call from a plain thread took about 10% longer
+/// (medians of 300 batches of 2,000 calls: 47–53 ns against 43–47 ns; 46–49 against
+/// 45–47 after, on the VM of README's set 22).
 #[inline]
 pub(crate) fn enter<F: Future>(
     portal: Option<&Portal>,
     site: &'static Location<'static>,
     future: F,
+    panics: Panics,
 ) -> Result<F::Output, BlockOnError> {
     let is_global = portal.is_none();
     let portal = match portal {
@@ -120,7 +125,7 @@ pub(crate) fn enter<F: Future>(
         Err(_) => Counters::bump(&counters.rejected),
     }
     let Some((start, end)) = start.zip(end) else {
-        return result;
+        return panics.settle(result);
     };
     if watched {
         crate::watchdog::record_blocking_facade(site, end - start);
@@ -141,7 +146,32 @@ pub(crate) fn enter<F: Future>(
         // A refusal is a crossing too: the call site still crosses the bridge.
         crate::ledger::record(Kind::Facade, site, waited, took, from_async);
     }
-    result
+    panics.settle(result)
+}
+
+/// What a facade does with a panic of its future, once counted.
+#[derive(Clone, Copy)]
+pub(crate) enum Panics {
+    /// Resumes it in the caller, as a panic in the sync code it replaces would.
+    Resume,
+    /// Returns it as an [`is_panic`](BlockOnError::is_panic) error.
+    Return,
+}
+
+impl Panics {
+    #[inline(always)]
+    fn settle<T>(self, result: Result<T, BlockOnError>) -> Result<T, BlockOnError> {
+        match (self, result) {
+            (Panics::Resume, Err(err)) if err.is_panic() => resume(err),
+            (_, result) => result,
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn resume(err: BlockOnError) -> ! {
+    crate::job::resume(err.into_panic())
 }
 
 /// One call in `SAMPLE` to a portal is timed for its percentiles from plain threads (its

@@ -203,7 +203,12 @@ impl Portal {
     /// ```
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> Result<F::Output, BlockOnError> {
-        entry::enter(Some(self), Location::caller(), future)
+        entry::enter(
+            Some(self),
+            Location::caller(),
+            future,
+            entry::Panics::Return,
+        )
     }
 
     /// The portal's name: its threads' name for a built portal,

@@ -12,10 +12,9 @@ use tokio::io::{
     AsyncWriteExt,
 };
 
-use super::entry;
+use super::entry::{self, Panics};
 use super::portal::{self, Portal};
 use super::BlockOnError;
-use crate::job;
 
 /// An async value with a blocking face.
 ///
@@ -154,11 +153,12 @@ impl<T> Blocking<T> {
     #[track_caller]
     pub fn call<R>(&self, f: impl AsyncFnOnce(&T) -> R) -> Result<R, BlockOnError> {
         let value = self.inner.as_ref().expect(TAKEN);
-        resume_panic(entry::enter(
+        entry::enter(
             self.portal.as_ref(),
             Location::caller(),
             f(value),
-        ))
+            Panics::Resume,
+        )
     }
 
     /// Runs an async method that needs `&mut T` to completion and returns its output.
@@ -192,7 +192,7 @@ impl<T> Blocking<T> {
     #[track_caller]
     pub fn call_mut<R>(&mut self, f: impl AsyncFnOnce(&mut T) -> R) -> Result<R, BlockOnError> {
         let (value, portal) = self.parts();
-        resume_panic(entry::enter(portal, Location::caller(), f(value)))
+        entry::enter(portal, Location::caller(), f(value), Panics::Resume)
     }
 
     /// The wrapped value.
@@ -262,7 +262,7 @@ impl<T> Blocking<T> {
         }
         let site = Location::caller();
         let (stream, portal) = self.parts();
-        let item = resume_panic(entry::enter(portal, site, stream.next()))?;
+        let item = entry::enter(portal, site, stream.next(), Panics::Resume)?;
         self.ended = item.is_none();
         Ok(item)
     }
@@ -276,11 +276,10 @@ impl<T> Blocking<T> {
     #[track_caller]
     fn io<R>(&mut self, op: impl AsyncFnOnce(&mut T) -> io::Result<R>) -> io::Result<R> {
         let (value, portal) = self.parts();
-        resume_panic(entry::enter(portal, Location::caller(), op(value)))?
+        entry::enter(portal, Location::caller(), op(value), Panics::Resume)?
     }
 }
 
-/// Resumes a panic of the future in the caller; other errors stay errors.
 impl<T> Blocking<T> {
     /// As [`call`](Self::call), with a panic of the future returned as an
     /// [`is_panic`](BlockOnError::is_panic) error at `site` (for `#[bridge]`'s blocking
@@ -291,7 +290,7 @@ impl<T> Blocking<T> {
         f: impl AsyncFnOnce(&T) -> R,
     ) -> Result<R, BlockOnError> {
         let value = self.inner.as_ref().expect(TAKEN);
-        entry::enter(self.portal.as_ref(), site, f(value))
+        entry::enter(self.portal.as_ref(), site, f(value), Panics::Return)
     }
 
     /// As [`call_caught`](Self::call_caught), through `&mut T`.
@@ -301,14 +300,7 @@ impl<T> Blocking<T> {
         f: impl AsyncFnOnce(&mut T) -> R,
     ) -> Result<R, BlockOnError> {
         let (value, portal) = self.parts();
-        entry::enter(portal, site, f(value))
-    }
-}
-
-fn resume_panic<R>(result: Result<R, BlockOnError>) -> Result<R, BlockOnError> {
-    match result {
-        Err(err) if err.is_panic() => job::resume(err.into_panic()),
-        result => result,
+        entry::enter(portal, site, f(value), Panics::Return)
     }
 }
 
@@ -372,7 +364,7 @@ impl<T: AsyncBufRead + Unpin> BufRead for Blocking<T> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         let site = Location::caller();
         let (value, portal) = self.parts();
-        resume_panic(entry::enter(portal, site, value.fill_buf()))?
+        entry::enter(portal, site, value.fill_buf(), Panics::Resume)?
     }
 
     fn consume(&mut self, amt: usize) {
