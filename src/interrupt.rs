@@ -54,12 +54,14 @@ struct State {
 }
 
 impl Slot {
-    /// Sets (or clears, while the object is rebuilt) the interrupter.
-    pub(crate) fn set(&self, fire: Option<Interrupter>) {
+    /// Sets (or clears, while the object is rebuilt and when the worker's thread ends)
+    /// the interrupter; returns the one before, for the caller to drop outside the lock.
+    pub(crate) fn replace(&self, fire: Option<Interrupter>) -> Option<Interrupter> {
         let armed = fire.is_some();
-        self.inner.lock().fire = fire;
+        let before = std::mem::replace(&mut self.inner.lock().fire, fire);
         self.armed
             .store(armed, std::sync::atomic::Ordering::Relaxed);
+        before
     }
 
     /// Runs call `id`'s closure, marking it as the one an interrupt may stop (when the

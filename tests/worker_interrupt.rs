@@ -415,3 +415,44 @@ async fn an_interrupt_reaches_only_its_own_worker_though_call_numbers_repeat() {
     assert_eq!(a.call(|c| select(c, 1)).await.unwrap().unwrap(), 1);
     assert!(fires_a.load(Ordering::SeqCst) >= 1);
 }
+
+#[tokio::test]
+async fn an_interrupter_that_owns_a_runtime_is_dropped_on_the_workers_thread() {
+    // Legacy clients often own a tokio runtime, and a runtime dropped where blocking is
+    // not allowed panics. The interrupter is taken from the object on the worker's
+    // thread; it must be dropped there when the thread ends, as the object is, not kept
+    // until the worker's last handle is dropped (here, in this async test).
+    struct OwnsARuntime {
+        _runtime: tokio::runtime::Runtime,
+        dropped_on: mpsc::Sender<Option<String>>,
+    }
+    impl Drop for OwnsARuntime {
+        fn drop(&mut self) {
+            let here = std::thread::current().name().map(str::to_owned);
+            let _ = self.dropped_on.send(here);
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    let worker = Worker::builder("interrupter-release")
+        .interrupter(move |_: &u32| {
+            let legacy = OwnsARuntime {
+                _runtime: tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap(),
+                dropped_on: tx.clone(),
+            };
+            move || {
+                let _ = &legacy;
+            }
+        })
+        .spawn(|| Ok::<_, std::io::Error>(7u32))
+        .unwrap();
+    assert_eq!(worker.call(|n| *n).await.unwrap(), 7);
+    let report = worker.shutdown(Duration::from_secs(30)).await;
+    assert!(report.is_complete(), "{report}");
+    // The thread has ended, and the handle is still alive: the interrupter is gone,
+    // dropped on the worker's thread.
+    let dropped_on = rx.try_recv().expect("the interrupter outlived its thread");
+    assert_ne!(dropped_on, std::thread::current().name().map(str::to_owned));
+    drop(worker); // and nothing is left to drop here
+}

@@ -71,9 +71,10 @@ pub(crate) fn start<T: 'static>(
                     return;
                 }
             };
-            shared
+            let none = shared
                 .interrupt
-                .set(interrupter.as_ref().map(|take| take(&object)));
+                .replace(interrupter.as_ref().map(|take| take(&object)));
+            debug_assert!(none.is_none());
             let _ = made_tx.send(Ok(()));
             drop(made_tx);
             serve(&shared, object, maker, after_panic, interrupter);
@@ -129,13 +130,14 @@ pub(super) fn serve<T: 'static>(
             if ran == Ran::Panicked && after_panic == AfterPanic::Rebuild {
                 // The old object goes first: it may hold something the new one needs
                 // (a lock file, a device, an exclusive connection).
-                shared.interrupt.set(None);
+                drop_quietly(shared.interrupt.replace(None));
                 drop_quietly(object.borrow_mut().take());
                 match panic::catch_unwind(AssertUnwindSafe(&mut maker)) {
                     Ok(Ok(new)) => {
-                        shared
+                        let none = shared
                             .interrupt
-                            .set(interrupter.as_ref().map(|take| take(&new)));
+                            .replace(interrupter.as_ref().map(|take| take(&new)));
+                        debug_assert!(none.is_none());
                         *object.borrow_mut() = Some(new);
                         // The next call waited through the rebuild: not its run time.
                         ended = std::time::Instant::now();
@@ -165,6 +167,10 @@ pub(super) fn serve<T: 'static>(
             break;
         }
     }
+    // The interrupter goes with the thread, before the object it came from (as on a
+    // rebuild): left in the mailbox, it would be dropped with the worker's last handle,
+    // in async code, where an interrupter that owns a runtime panics as it drops.
+    drop_quietly(shared.interrupt.replace(None));
     drop_quietly(object.into_inner());
 }
 
