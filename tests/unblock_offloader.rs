@@ -687,3 +687,28 @@ fn a_lane_call_from_a_drop_after_the_answer_gets_a_drainer() {
     let answer = within_a_minute(move || rx.recv().unwrap());
     assert_eq!(answer, Ok(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_allowed() {
+    // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
+    // not allowed. Shutdown gives the queued closure up unrun: it is dropped where
+    // blocking is allowed, as tokio drops a queued `spawn_blocking` closure, not in the
+    // shutdown's poll on this runtime worker (which panicked).
+    let lane = Offloader::builder("release-queued")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let _open = support::OpenOnDrop(gate.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut queued = Box::pin(lane.run(move || {
+        let _legacy = &runtime;
+    }));
+    assert!(poll_once(queued.as_mut()).is_pending());
+    let report = lane.shutdown(Duration::ZERO).await;
+    assert_eq!(report.abandoned(), 1, "{report}");
+    assert!(queued.await.unwrap_err().is_shutdown());
+    release(gate, holders).await;
+}

@@ -317,3 +317,45 @@ fn dropping_a_pool_drops_every_object_on_its_thread() {
         assert_eq!(names, ["dropped-pool-0", "dropped-pool-1"]);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_given_up_calls_that_own_a_runtime_where_blocking_is_allowed() {
+    // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
+    // not allowed. Shutdown gives up a call waiting for room at once and a queued one
+    // when its grace ends: both are dropped where blocking is allowed, not in the
+    // shutdown's poll on this runtime worker (which panicked, for either).
+    let owns_a_runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    };
+    let worker = Worker::builder("release-given-up")
+        .mailbox(1)
+        .spawn(|| Ok::<_, std::io::Error>(0u32))
+        .unwrap();
+    let gate = Gate::new();
+    let _open = support::OpenOnDrop(gate.clone());
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let g = gate.clone();
+    let running = tokio::spawn(worker.call(move |_| {
+        started_tx.send(()).unwrap();
+        g.wait();
+    }));
+    started_rx.await.unwrap();
+    let (queued_rt, in_line_rt) = (owns_a_runtime(), owns_a_runtime());
+    let mut queued = Box::pin(worker.call(move |_| {
+        let _legacy = &queued_rt;
+    }));
+    assert!(support::poll_once(queued.as_mut()).is_pending());
+    let mut in_line = Box::pin(worker.call(move |_| {
+        let _legacy = &in_line_rt;
+    }));
+    assert!(support::poll_once(in_line.as_mut()).is_pending());
+    assert_eq!(worker.stats().queued, 2);
+    let report = worker.shutdown(Duration::ZERO).await;
+    assert_eq!(report.abandoned(), 1, "{report}");
+    assert!(in_line.await.unwrap_err().is_shutdown());
+    assert!(queued.await.unwrap_err().is_shutdown());
+    gate.open();
+    running.await.unwrap().unwrap();
+}

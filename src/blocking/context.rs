@@ -133,3 +133,26 @@ pub(crate) fn drives_a_scheduler() -> bool {
             probe(&flag, &Waker::from(Arc::clone(&flag)))
         })
 }
+
+/// Drops calls given up unrun (shutdown's queue and line) where blocking is allowed: their
+/// closures are user code, and what they own may block or panic as it drops where an
+/// executor runs (a tokio `Runtime` owned by a legacy client does). In a multi-thread
+/// runtime's context (a worker, its `Runtime::block_on`, its blocking pool) the drop
+/// runs in `block_in_place`, as tokio drops a queued `spawn_blocking` closure on a
+/// thread that may block; elsewhere in place: a plain thread may block, and a
+/// current_thread runtime has no thread to hand its other tasks to. Only at shutdown,
+/// and only when something was given up: handing a worker's other tasks away costs
+/// microseconds.
+pub(crate) fn drop_where_blocking_is_allowed<V>(value: V) {
+    if cfg!(all(test, async_bridge_loom)) || caller() != Caller::Runtime {
+        return drop(value);
+    }
+    let mut value = Some(value);
+    // tokio refuses `block_in_place` in a `LocalSet` on a multi-thread runtime's
+    // `block_on` (no public query tells that case beforehand): then the value is still
+    // here, and is dropped in place after the unwind, not during it.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| drop(value.take()));
+    }));
+    drop(value);
+}

@@ -373,7 +373,9 @@ impl Lane {
         };
         self.wake.notify_all();
         Self::wake_reservers(reservers);
-        drop(tickets);
+        if !tickets.is_empty() {
+            crate::blocking::drop_where_blocking_is_allowed(tickets);
+        }
         self.shutdown.cancel();
         abandoned
     }

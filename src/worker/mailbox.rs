@@ -657,7 +657,9 @@ impl<T: 'static> Mailbox<T> {
             self.wake.notify_one();
         }
         // Outside the lock: each dropped ticket answers its caller (`is_shutdown`).
-        drop(line);
+        if !line.is_empty() {
+            crate::blocking::drop_where_blocking_is_allowed(line);
+        }
         first
     }
 
@@ -678,7 +680,10 @@ impl<T: 'static> Mailbox<T> {
             .count();
         drop(batch);
         drop(state);
-        drop((taken, queue)); // outside the locks: each dropped ticket wakes its caller
+        // Outside the locks: each dropped ticket wakes its caller.
+        if !(taken.is_empty() && queue.is_empty()) {
+            crate::blocking::drop_where_blocking_is_allowed((taken, queue));
+        }
         abandoned
     }
 

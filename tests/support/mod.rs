@@ -159,6 +159,16 @@ impl Gate {
     }
 }
 
+/// Opens a gate when dropped: a test that fails while closures wait on the gate ends
+/// instead of hanging in its runtime's shutdown, which waits for them.
+pub struct OpenOnDrop(pub Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 /// Polls a future once with a waker that does nothing.
 pub fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
     let mut fut = pin!(fut);
