@@ -409,11 +409,7 @@ async fn a_function_that_owns_a_runtime_outlives_its_service_safely() {
     // blocking is not allowed. The service is dropped before its call runs, so the call
     // holds the last reference to the function: it must be released on the thread that
     // ran the call, not in the caller's poll (this async test's thread).
-    let owns_a_runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-    };
+    let owns_a_runtime = support::a_runtime_to_own;
     let lane = Offloader::builder("release").build().unwrap();
     let runtime = owns_a_runtime();
     let mut svc = lane.service(move |n: u32| {

@@ -700,9 +700,7 @@ async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_a
         .unwrap();
     let (gate, holders) = fill(&lane, 1).await;
     let _open = support::OpenOnDrop(gate.clone());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = support::a_runtime_to_own();
     let mut queued = Box::pin(lane.run(move || {
         let _legacy = &runtime;
     }));

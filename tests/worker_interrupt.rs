@@ -436,9 +436,7 @@ async fn an_interrupter_that_owns_a_runtime_is_dropped_on_the_workers_thread() {
     let worker = Worker::builder("interrupter-release")
         .interrupter(move |_: &u32| {
             let legacy = OwnsARuntime {
-                _runtime: tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap(),
+                _runtime: support::a_runtime_to_own(),
                 dropped_on: tx.clone(),
             };
             move || {

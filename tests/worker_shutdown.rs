@@ -324,11 +324,7 @@ async fn shutdown_drops_given_up_calls_that_own_a_runtime_where_blocking_is_allo
     // not allowed. Shutdown gives up a call waiting for room at once and a queued one
     // when its grace ends: both are dropped where blocking is allowed, not in the
     // shutdown's poll on this runtime worker (which panicked, for either).
-    let owns_a_runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-    };
+    let owns_a_runtime = support::a_runtime_to_own;
     let worker = Worker::builder("release-given-up")
         .mailbox(1)
         .spawn(|| Ok::<_, std::io::Error>(0u32))

@@ -159,6 +159,15 @@ impl Gate {
     }
 }
 
+/// A runtime for a value to own, as legacy sync clients often do: dropped where blocking
+/// is not allowed (in async code), it panics, which the tests that hold one check the
+/// library never makes it do.
+pub fn a_runtime_to_own() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
 /// Opens a gate when dropped: a test that fails while closures wait on the gate ends
 /// instead of hanging in its runtime's shutdown, which waits for them.
 pub struct OpenOnDrop(pub Gate);
