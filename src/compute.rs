@@ -24,7 +24,10 @@ use crate::Stats;
 /// Where it runs: on rayon's global pool (through `rayon::spawn`). When the future is
 /// polled on a thread of a rayon pool (a `block_on(compute(..))` inside a rayon job, or
 /// inside a [`ComputePool`] closure), `f` runs right there instead, as `rayon::join` runs
-/// its second half: queueing it behind the waiting thread could wait forever.
+/// its second half: queueing it behind the waiting thread could wait forever. `f` then
+/// runs in that thread's context: inside a `Runtime::block_on` there, the runtime is
+/// entered, and `f` cannot start or drop a runtime of its own (tokio panics, and the
+/// panic resumes in the caller) as it could on a rayon thread of its own.
 ///
 /// Hashing, compression, parsing, image work: anything that keeps a core busy belongs on
 /// a pool sized to the cores, not on tokio's blocking pool (sized for threads that wait)

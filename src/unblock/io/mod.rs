@@ -82,7 +82,10 @@ const DEFAULT_CAPACITY: usize = 8 * 1024 * 1024;
 ///   is not withdrawn: it runs when it gets a thread, and the cleanup runs after it. A
 ///   queued `call` closure runs; a queued read or `next` does nothing (nobody is left
 ///   for its bytes or item, and on a value that cannot seek they could not be given
-///   back).
+///   back). With nothing left to do, `T` itself is dropped in place, where the
+///   `Unblock` is, as a `tokio::fs::File` drops its file: a `T` whose drop blocks, or
+///   that owns a tokio runtime (which panics if dropped in async code), should be taken
+///   back with `into_inner().await` and dropped where blocking is allowed.
 ///
 /// Every blocking step goes through the crate's job layer, so it holds the paused clock of
 /// the [`testing`](crate::testing) harness while it runs.
