@@ -710,3 +710,29 @@ async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_a
     assert!(queued.await.unwrap_err().is_shutdown());
     release(gate, holders).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawn_entries_cleared_from_the_queue_are_dropped_where_blocking_is_allowed() {
+    // The caller whose withdrawal clears the queue of the withdrawn entries piled up in it
+    // drops other callers' closures: they are dropped where blocking is allowed, as a
+    // drainer would have dropped them on its thread, not in that caller's poll on this
+    // runtime worker (where a closure owning a runtime panicked).
+    let lane = Offloader::builder("clear-where-blocking")
+        .max_concurrency(1)
+        .build()
+        .unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let _open = support::OpenOnDrop(gate.clone());
+    let runtime = support::a_runtime_to_own();
+    let mut owner = Box::pin(lane.run(move || {
+        let _legacy = &runtime;
+    }));
+    assert!(poll_once(owner.as_mut()).is_pending());
+    drop(owner); // withdrawn: its entry, closure and all, stays queued
+    for _ in 0..100 {
+        let mut call = Box::pin(lane.run(|| 0));
+        assert!(poll_once(call.as_mut()).is_pending());
+    } // each withdrawn as it drops; the 65th clears the queue
+    assert_eq!(lane.stats().withdrawn, 101);
+    release(gate, holders).await;
+}

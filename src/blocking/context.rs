@@ -134,15 +134,16 @@ pub(crate) fn drives_a_scheduler() -> bool {
         })
 }
 
-/// Drops calls given up unrun (shutdown's queue and line) where blocking is allowed: their
-/// closures are user code, and what they own may block or panic as it drops where an
-/// executor runs (a tokio `Runtime` owned by a legacy client does). In a multi-thread
-/// runtime's context (a worker, its `Runtime::block_on`, its blocking pool) the drop
-/// runs in `block_in_place`, as tokio drops a queued `spawn_blocking` closure on a
-/// thread that may block; elsewhere in place: a plain thread may block, and a
-/// current_thread runtime has no thread to hand its other tasks to. Only at shutdown,
-/// and only when something was given up: handing a worker's other tasks away costs
-/// microseconds.
+/// Drops calls given up unrun (shutdown's queue and line, withdrawn entries cleared from a
+/// queue) where blocking is allowed: their closures are user code, and what they own may
+/// block or panic as it drops where an executor runs (a tokio `Runtime` owned by a legacy
+/// client does). In a multi-thread runtime's context (a worker, its `Runtime::block_on`,
+/// its blocking pool) the drop runs in `block_in_place`, as tokio drops a queued
+/// `spawn_blocking` closure on a thread that may block; elsewhere in place: a plain thread
+/// may block, and a current_thread runtime has no thread to hand its other tasks to. Only
+/// at shutdown or when a queue is cleared of the withdrawn entries piled up in it (at least
+/// 65 of them), and only when something was given up: handing a worker's other tasks away
+/// costs microseconds.
 pub(crate) fn drop_where_blocking_is_allowed<V>(value: V) {
     if cfg!(all(test, async_bridge_loom)) || caller() != Caller::Runtime {
         return drop(value);

@@ -143,8 +143,10 @@ impl<T: 'static> Worker<T> {
     ///
     /// Nothing happens until the future is polled. It then takes a place in the
     /// mailbox, or waits for one (FIFO, holding no thread). A future dropped before its
-    /// call starts leaves no trace: `f` never runs. One dropped while `f` runs lets `f`
-    /// finish. The future needs no runtime: it can be awaited on any executor.
+    /// call starts leaves no trace: `f` never runs (once in the mailbox, `f` is dropped
+    /// later, by the worker's thread, or where blocking is allowed by the caller that
+    /// clears the mailbox of such calls). One dropped while `f` runs lets `f` finish. The
+    /// future needs no runtime: it can be awaited on any executor.
     ///
     /// # Waiting for the reply
     ///

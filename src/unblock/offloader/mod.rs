@@ -130,8 +130,9 @@ impl Offloader {
     /// Runs `f` on the lane and awaits its value.
     ///
     /// Nothing happens until the future is polled. A future dropped while waiting leaves
-    /// no trace (its queue place is freed and `f` never runs); one dropped while `f` runs
-    /// lets `f` finish on its own.
+    /// no trace (its queue place is freed and `f` never runs; `f` itself is dropped later,
+    /// by the drainer that skips it, or where blocking is allowed by the caller that clears
+    /// the queue of such calls); one dropped while `f` runs lets `f` finish on its own.
     ///
     /// # Waiting for the reply
     ///
