@@ -5,7 +5,10 @@
 //!   o.get(k))` (the baseline) vs the `#[bridge]` twin `worker.get(k)`, called directly
 //!   and through an `Arc<dyn AsyncStore>`; and a borrowed argument: the hand-written
 //!   `to_owned` + `call` vs the twin's `find(&str)`.
-//! - `bridge_burst_10k`: 10,000 calls issued at once and joined, `Worker::call` vs twin.
+//! - `bridge_burst_10k`: 10,000 calls issued at once and joined, `Worker::call` vs twin;
+//!   and, with no target, the twin vs the same `Worker::call` boxed as the twin's
+//!   async-trait shape boxes its future (`bridge_burst_10k_vs_boxed`: what the twin costs
+//!   beyond that box).
 //! - `bridge_lane_per_call`: `Offloaded::run` (the baseline the lane carrier expands to)
 //!   vs the twin over `Offloaded<T>`.
 //! - `bridge_blocking`: from a plain thread, `Blocking::call(async |s| s.get(k).await)`
@@ -26,7 +29,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{awaited, burst, pair, plain, runtime, Target::AtMost};
+use support::{awaited, burst, pair, plain, runtime, untargeted, Target::AtMost};
 
 use std::sync::Arc;
 
@@ -163,6 +166,17 @@ fn interleaved_pass(rt: &Runtime) {
         1,
         AtMost(1.05),
         |n| burst(rt, n, 10_000, |i| worker.call(move |o| o.get(i as u32))),
+        |n| burst(rt, n, 10_000, |i| worker.get(i as u32)),
+    );
+    // A control: the same call boxed, as the twin's async-trait shape boxes its future.
+    untargeted(
+        "bridge_burst_10k_vs_boxed",
+        1,
+        |n| {
+            burst(rt, n, 10_000, |i| {
+                Box::pin(worker.call(move |o| o.get(i as u32)))
+            })
+        },
         |n| burst(rt, n, 10_000, |i| worker.get(i as u32)),
     );
     let lane = Offloaded::new(Legacy(1), Offloader::builder("bench-lane").build().unwrap());

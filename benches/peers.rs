@@ -32,7 +32,8 @@
 mod support;
 
 use support::{
-    awaited, burst, interleaved, interleaved_many, plain, report, runtime, selected, Target, ROUNDS,
+    awaited, burst, interleaved_many, pair, plain, report, runtime, selected, untargeted, Target,
+    ROUNDS,
 };
 
 use std::hint::black_box;
@@ -119,15 +120,13 @@ fn offloader(rt: &Runtime) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    if selected("offloader_vs_blocking_unblock") {
-        let (b, l) = interleaved(
-            ROUNDS,
-            2_000,
-            |n| awaited(rt, n, || blocking::unblock(|| 1)),
-            |n| awaited(rt, n, || lane.run(|| 1)),
-        );
-        report("offloader_vs_blocking_unblock", b, l, Target::AtMost(1.15));
-    }
+    pair(
+        "offloader_vs_blocking_unblock",
+        2_000,
+        Target::AtMost(1.15),
+        |n| awaited(rt, n, || blocking::unblock(|| 1)),
+        |n| awaited(rt, n, || lane.run(|| 1)),
+    );
 }
 
 fn executors() {
@@ -142,15 +141,7 @@ fn executors() {
             futures::executor::block_on(async { black_box(1) })
         }),
     ] {
-        if selected(name) {
-            let (b, l) = interleaved(ROUNDS, 20_000, |n| plain(n, peer), ours);
-            println!(
-                "  {name}: baseline {:.2} ns/op, library {:.2} ns/op",
-                b * 1e9,
-                l * 1e9
-            );
-            println!("ratio {name} {:.2}× target none", l / b);
-        }
+        untargeted(name, 20_000, |n| plain(n, peer), ours);
     }
 }
 

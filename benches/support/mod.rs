@@ -183,6 +183,16 @@ pub fn report(name: &str, baseline: f64, lib: f64, target: Target) -> f64 {
         Target::AtMost(t) => (l / b, '≤', t, l / b <= t),
         Target::AtLeast(t) => (b / l, '≥', t, b / l >= t),
     };
+    print_medians(name, baseline, lib);
+    println!(
+        "ratio {name} {ratio:.2}× target {sign} {t}× {}",
+        if met { "ok" } else { "MISS" }
+    );
+    ratio
+}
+
+/// Prints the medians per op of a pair's two sides.
+fn print_medians(name: &str, baseline: f64, lib: f64) {
     let show = |d: f64| match d {
         s if s < 1e-6 => format!("{:.2} ns", s * 1e9),
         s if s < 1e-3 => format!("{:.2} µs", s * 1e6),
@@ -193,11 +203,22 @@ pub fn report(name: &str, baseline: f64, lib: f64, target: Target) -> f64 {
         show(baseline),
         show(lib)
     );
-    println!(
-        "ratio {name} {ratio:.2}× target {sign} {t}× {}",
-        if met { "ok" } else { "MISS" }
-    );
-    ratio
+}
+
+/// An interleaved pair without a target (a floor or a control), if [`selected`]:
+/// measured as [`pair`] measures, printed as `ratio <name> <x.xx>× target none`, the
+/// library's time over the baseline's.
+pub fn untargeted(
+    name: &str,
+    batch: u64,
+    baseline: impl FnMut(u64) -> Duration,
+    lib: impl FnMut(u64) -> Duration,
+) {
+    if selected(name) {
+        let (b, l) = interleaved(ROUNDS, batch, baseline, lib);
+        print_medians(name, b, l);
+        println!("ratio {name} {:.2}× target none", l / b);
+    }
 }
 
 /// One interleaved pair with a target, if [`selected`]: measured with [`interleaved`]
