@@ -688,23 +688,36 @@ fn a_lane_call_from_a_drop_after_the_answer_gets_a_drainer() {
     assert_eq!(answer, Ok(5));
 }
 
+/// A lane of one drainer, held by [`fill`] (its gate opened when the guard drops, so that
+/// a failing test ends instead of hanging in its runtime's shutdown), and a call queued
+/// behind it whose closure owns a runtime.
+async fn queued_owning_a_runtime(
+    name: &str,
+) -> (
+    Offloader,
+    Gate,
+    Vec<tokio::task::JoinHandle<()>>,
+    support::OpenOnDrop,
+    std::pin::Pin<Box<async_bridge::OffloadCall<()>>>,
+) {
+    let lane = Offloader::builder(name).max_concurrency(1).build().unwrap();
+    let (gate, holders) = fill(&lane, 1).await;
+    let open = support::OpenOnDrop(gate.clone());
+    let runtime = support::a_runtime_to_own();
+    let mut queued = Box::pin(lane.run(move || {
+        let _legacy = &runtime;
+    }));
+    assert!(poll_once(queued.as_mut()).is_pending());
+    (lane, gate, holders, open, queued)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_allowed() {
     // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
     // not allowed. Shutdown gives the queued closure up unrun: it is dropped where
     // blocking is allowed, as tokio drops a queued `spawn_blocking` closure, not in the
     // shutdown's poll on this runtime worker (which panicked).
-    let lane = Offloader::builder("release-queued")
-        .max_concurrency(1)
-        .build()
-        .unwrap();
-    let (gate, holders) = fill(&lane, 1).await;
-    let _open = support::OpenOnDrop(gate.clone());
-    let runtime = support::a_runtime_to_own();
-    let mut queued = Box::pin(lane.run(move || {
-        let _legacy = &runtime;
-    }));
-    assert!(poll_once(queued.as_mut()).is_pending());
+    let (lane, gate, holders, _open, queued) = queued_owning_a_runtime("release-queued").await;
     let report = lane.shutdown(Duration::ZERO).await;
     assert_eq!(report.abandoned(), 1, "{report}");
     assert!(queued.await.unwrap_err().is_shutdown());
@@ -717,17 +730,7 @@ async fn withdrawn_entries_cleared_from_the_queue_are_dropped_where_blocking_is_
     // drops other callers' closures: they are dropped where blocking is allowed, as a
     // drainer would have dropped them on its thread, not in that caller's poll on this
     // runtime worker (where a closure owning a runtime panicked).
-    let lane = Offloader::builder("clear-where-blocking")
-        .max_concurrency(1)
-        .build()
-        .unwrap();
-    let (gate, holders) = fill(&lane, 1).await;
-    let _open = support::OpenOnDrop(gate.clone());
-    let runtime = support::a_runtime_to_own();
-    let mut owner = Box::pin(lane.run(move || {
-        let _legacy = &runtime;
-    }));
-    assert!(poll_once(owner.as_mut()).is_pending());
+    let (lane, gate, holders, _open, owner) = queued_owning_a_runtime("clear-where-blocking").await;
     drop(owner); // withdrawn: its entry, closure and all, stays queued
     for _ in 0..100 {
         let mut call = Box::pin(lane.run(|| 0));

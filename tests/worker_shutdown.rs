@@ -318,19 +318,23 @@ fn dropping_a_pool_drops_every_object_on_its_thread() {
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drops_given_up_calls_that_own_a_runtime_where_blocking_is_allowed() {
-    // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
-    // not allowed. Shutdown gives up a call waiting for room at once and a queued one
-    // when its grace ends: both are dropped where blocking is allowed, not in the
-    // shutdown's poll on this runtime worker (which panicked, for either).
-    let owns_a_runtime = support::a_runtime_to_own;
-    let worker = Worker::builder("release-given-up")
+/// A worker with a mailbox of one, its thread held by a spawned call that waits for the
+/// gate (opened when the guard drops, so that a failing test ends instead of hanging in
+/// its runtime's shutdown); returns once that call runs.
+async fn held_by_a_task(
+    name: &str,
+) -> (
+    Worker<u32>,
+    Gate,
+    support::OpenOnDrop,
+    tokio::task::JoinHandle<Result<(), async_bridge::WorkerError>>,
+) {
+    let worker = Worker::builder(name)
         .mailbox(1)
         .spawn(|| Ok::<_, std::io::Error>(0u32))
         .unwrap();
     let gate = Gate::new();
-    let _open = support::OpenOnDrop(gate.clone());
+    let open = support::OpenOnDrop(gate.clone());
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let g = gate.clone();
     let running = tokio::spawn(worker.call(move |_| {
@@ -338,6 +342,17 @@ async fn shutdown_drops_given_up_calls_that_own_a_runtime_where_blocking_is_allo
         g.wait();
     }));
     started_rx.await.unwrap();
+    (worker, gate, open, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_given_up_calls_that_own_a_runtime_where_blocking_is_allowed() {
+    // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
+    // not allowed. Shutdown gives up a call waiting for room at once and a queued one
+    // when its grace ends: both are dropped where blocking is allowed, not in the
+    // shutdown's poll on this runtime worker (which panicked, for either).
+    let owns_a_runtime = support::a_runtime_to_own;
+    let (worker, gate, _open, running) = held_by_a_task("release-given-up").await;
     let (queued_rt, in_line_rt) = (owns_a_runtime(), owns_a_runtime());
     let mut queued = Box::pin(worker.call(move |_| {
         let _legacy = &queued_rt;
@@ -362,19 +377,7 @@ async fn withdrawn_calls_cleared_from_the_queue_are_dropped_where_blocking_is_al
     // drops other callers' closures: they are dropped where blocking is allowed, as the
     // worker's thread would have dropped them, not in that caller's poll on this runtime
     // worker (where a closure owning a runtime panicked).
-    let worker = Worker::builder("clear-where-blocking")
-        .mailbox(1)
-        .spawn(|| Ok::<_, std::io::Error>(0u32))
-        .unwrap();
-    let gate = Gate::new();
-    let _open = support::OpenOnDrop(gate.clone());
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let g = gate.clone();
-    let running = tokio::spawn(worker.call(move |_| {
-        started_tx.send(()).unwrap();
-        g.wait();
-    }));
-    started_rx.await.unwrap();
+    let (worker, gate, _open, running) = held_by_a_task("clear-where-blocking").await;
     let runtime = support::a_runtime_to_own();
     let mut owner = Box::pin(worker.call(move |_| {
         let _legacy = &runtime;
