@@ -725,17 +725,57 @@ async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn withdrawn_entries_cleared_from_the_queue_are_dropped_where_blocking_is_allowed() {
+async fn withdrawn_entries_cleared_from_the_queue_are_dropped_off_the_executor() {
     // The caller whose withdrawal clears the queue of the withdrawn entries piled up in it
-    // drops other callers' closures: they are dropped where blocking is allowed, as a
-    // drainer would have dropped them on its thread, not in that caller's poll on this
-    // runtime worker (where a closure owning a runtime panicked).
+    // drops other callers' closures: they go off the executor (the runtime's blocking
+    // pool), as a drainer would have dropped them on its thread, not in that caller's poll
+    // here (where a closure owning a runtime panicked).
     let (lane, gate, holders, _open, owner) = queued_owning_a_runtime("clear-where-blocking").await;
-    drop(owner); // withdrawn: its entry, closure and all, stays queued
+    // Withdrawn: its entry, closure and all, stays queued.
+    drop(owner);
+    // Each withdrawn as it drops: the 65th withdrawal (the owner's and 64 of these)
+    // clears the queue.
     for _ in 0..100 {
         let mut call = Box::pin(lane.run(|| 0));
         assert!(poll_once(call.as_mut()).is_pending());
-    } // each withdrawn as it drops; the 65th clears the queue
+    }
     assert_eq!(lane.stats().withdrawn, 101);
     release(gate, holders).await;
+}
+
+/// The same inside a `LocalSet` on a multi-thread runtime's `block_on` (a `#[tokio::main]`
+/// running `!Send` tasks), where tokio refuses `block_in_place`: the cleared closures
+/// still go off the executor. Handed to `block_in_place`, tokio's refusal panicked
+/// (caught, but seen by the panic hook, and an abort under `panic = "abort"`), and the
+/// closure owning a runtime was then dropped in the caller's poll, which panicked.
+#[test]
+fn withdrawn_entries_cleared_inside_a_local_set_are_dropped_off_the_executor() {
+    let (mut background, lane, gate, caller) = held_lane("clear-local-set");
+    let _open = support::OpenOnDrop(gate.clone());
+    let rt = background.0.take().unwrap();
+    let l = lane.clone();
+    let (rt, outcome) = within_a_minute(move || {
+        let set = tokio::task::LocalSet::new();
+        let outcome = set.block_on(&rt, async move {
+            tokio::task::spawn_local(async move {
+                let runtime = support::a_runtime_to_own();
+                let mut owner = Box::pin(l.run(move || {
+                    let _legacy = &runtime;
+                }));
+                assert!(poll_once(owner.as_mut()).is_pending());
+                drop(owner);
+                for _ in 0..100 {
+                    let mut call = Box::pin(l.run(|| 0));
+                    assert!(poll_once(call.as_mut()).is_pending());
+                }
+            })
+            .await
+        });
+        (rt, outcome) // shut down below, in the background: its drainer still waits
+    });
+    background.0 = Some(rt);
+    outcome.unwrap();
+    assert_eq!(lane.stats().withdrawn, 101);
+    gate.open();
+    within_a_minute(move || caller.join().unwrap());
 }

@@ -372,22 +372,25 @@ async fn shutdown_drops_given_up_calls_that_own_a_runtime_where_blocking_is_allo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn withdrawn_calls_cleared_from_the_queue_are_dropped_where_blocking_is_allowed() {
+async fn withdrawn_calls_cleared_from_the_queue_are_dropped_off_the_executor() {
     // The caller whose withdrawal clears the mailbox of the withdrawn calls piled up in it
-    // drops other callers' closures: they are dropped where blocking is allowed, as the
-    // worker's thread would have dropped them, not in that caller's poll on this runtime
-    // worker (where a closure owning a runtime panicked).
+    // drops other callers' closures: they go off the executor (the runtime's blocking
+    // pool), as the worker's thread would have dropped them, not in that caller's poll
+    // here (where a closure owning a runtime panicked).
     let (worker, gate, _open, running) = held_by_a_task("clear-where-blocking").await;
     let runtime = support::a_runtime_to_own();
     let mut owner = Box::pin(worker.call(move |_| {
         let _legacy = &runtime;
     }));
     assert!(support::poll_once(owner.as_mut()).is_pending());
-    drop(owner); // withdrawn: it stays queued, freeing its place
+    // Withdrawn: it stays queued, freeing its place.
+    drop(owner);
+    // Each withdrawn as it drops: the 65th withdrawal (the owner's and 64 of these)
+    // clears the queue.
     for _ in 0..100 {
         let mut call = Box::pin(worker.call(|_| 0));
         assert!(support::poll_once(call.as_mut()).is_pending());
-    } // each withdrawn as it drops; the 65th clears the queue
+    }
     assert_eq!(worker.stats().withdrawn, 101);
     gate.open();
     running.await.unwrap().unwrap();

@@ -134,16 +134,17 @@ pub(crate) fn drives_a_scheduler() -> bool {
         })
 }
 
-/// Drops calls given up unrun (shutdown's queue and line, withdrawn entries cleared from a
-/// queue) where blocking is allowed: their closures are user code, and what they own may
-/// block or panic as it drops where an executor runs (a tokio `Runtime` owned by a legacy
-/// client does). In a multi-thread runtime's context (a worker, its `Runtime::block_on`,
-/// its blocking pool) the drop runs in `block_in_place`, as tokio drops a queued
-/// `spawn_blocking` closure on a thread that may block; elsewhere in place: a plain thread
-/// may block, and a current_thread runtime has no thread to hand its other tasks to. Only
-/// at shutdown or when a queue is cleared of the withdrawn entries piled up in it (at least
-/// 65 of them), and only when something was given up: handing a worker's other tasks away
-/// costs microseconds.
+/// Drops calls given up unrun at shutdown (a queue, a line) where blocking is allowed,
+/// before it returns (their callers are waiting for the answers the drop gives): their
+/// closures are user code, and what they own may block or panic as it drops where an
+/// executor runs (a tokio `Runtime` owned by a legacy client does). In a multi-thread
+/// runtime's context (a worker, its `Runtime::block_on`, its blocking pool) the drop runs
+/// in `block_in_place`, as tokio drops a queued `spawn_blocking` closure on a thread that
+/// may block; elsewhere in place: a plain thread may block, and a current_thread runtime
+/// has no thread to hand its other tasks to. Not the blocking pool, as for
+/// [`drop_off_the_executor`]: a saturated pool would hold the callers' answers as long as
+/// it stays full. Only at shutdown, and only when something was given up: handing a
+/// worker's other tasks away costs microseconds.
 pub(crate) fn drop_where_blocking_is_allowed<V>(value: V) {
     if cfg!(all(test, async_bridge_loom)) || caller() != Caller::Runtime {
         return drop(value);
@@ -156,4 +157,23 @@ pub(crate) fn drop_where_blocking_is_allowed<V>(value: V) {
         tokio::task::block_in_place(|| drop(value.take()));
     }));
     drop(value);
+}
+
+/// Drops the withdrawn calls a caller clears from a queue (their callers gone, nobody
+/// waiting for the answers) off the executor: in a runtime's context (either flavor, a
+/// `LocalSet` included), on that runtime's blocking pool, as the runner that would have
+/// popped them would have dropped them on its thread (a runtime shutting down drops them
+/// in place); outside a runtime (a plain, rayon or dedicated thread, which may block), in
+/// place. Not `block_in_place`: tokio refuses it inside a `LocalSet` with a panic no query
+/// foretells, which a panic hook would see (and `panic = "abort"` would abort on) at every
+/// clearing. Only when a queue holds more withdrawn entries than its threshold: the hop
+/// costs microseconds, spread over the withdrawals before it.
+pub(crate) fn drop_off_the_executor<V: Send + 'static>(value: V) {
+    if cfg!(all(test, async_bridge_loom)) {
+        return drop(value);
+    }
+    match Handle::try_current() {
+        Ok(handle) => drop(handle.spawn_blocking(move || drop(value))),
+        Err(_) => drop(value),
+    }
 }

@@ -13,7 +13,7 @@ mod portal;
 mod wrapper;
 
 pub use block_on::block_on;
-pub(crate) use context::drop_where_blocking_is_allowed;
+pub(crate) use context::{drop_off_the_executor, drop_where_blocking_is_allowed};
 pub use error::BlockOnError;
 pub use portal::{Portal, PortalBuilder};
 pub use wrapper::Blocking;

@@ -822,8 +822,8 @@ impl Lane {
         state.queued -= 1;
         let reservers = Self::take_reservers(&mut state);
         // Withdrawn entries stay in the deque until popped; compact when they dominate,
-        // dropping them after the lock (see `pop`) and where blocking is allowed: they are
-        // other callers' closures, which a drainer would have dropped on its thread.
+        // dropping them after the lock (see `pop`) and off the executor: they are other
+        // callers' closures, which a drainer would have dropped on its thread.
         let dead: VecDeque<Entry> = if state.queue.len() > 2 * state.queued + 64 {
             let (live, withdrawn) = std::mem::take(&mut state.queue)
                 .into_iter()
@@ -834,11 +834,11 @@ impl Lane {
             VecDeque::new()
         };
         drop(state);
+        Counters::bump(&self.counters.withdrawn);
         Self::wake_reservers(reservers);
         if !dead.is_empty() {
-            crate::blocking::drop_where_blocking_is_allowed(dead);
+            crate::blocking::drop_off_the_executor(dead);
         }
-        Counters::bump(&self.counters.withdrawn);
         true
     }
 }

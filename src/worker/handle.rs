@@ -144,9 +144,9 @@ impl<T: 'static> Worker<T> {
     /// Nothing happens until the future is polled. It then takes a place in the
     /// mailbox, or waits for one (FIFO, holding no thread). A future dropped before its
     /// call starts leaves no trace: `f` never runs (once in the mailbox, `f` is dropped
-    /// later, by the worker's thread, or where blocking is allowed by the caller that
-    /// clears the mailbox of such calls). One dropped while `f` runs lets `f` finish. The
-    /// future needs no runtime: it can be awaited on any executor.
+    /// later, by the worker's thread, or on the runtime's blocking pool when such calls
+    /// pile up and a caller clears them from the mailbox). One dropped while `f` runs
+    /// lets `f` finish. The future needs no runtime: it can be awaited on any executor.
     ///
     /// # Waiting for the reply
     ///

@@ -1050,9 +1050,9 @@ impl<T: 'static, R> Call<T, R> {
                 // Withdrawn entries stay queued until popped; compact when they dominate.
                 if state.dead > shared.capacity.max(64) {
                     // Dropped after unlocking (a closure may hold the worker's last
-                    // handle, whose drop takes the mailbox lock) and where blocking is
-                    // allowed: they are other callers' calls, which the worker's thread
-                    // would have dropped.
+                    // handle, whose drop takes the mailbox lock) and off the executor:
+                    // they are other callers' calls, which the worker's thread would have
+                    // dropped.
                     let queue = std::mem::take(&mut state.queue);
                     (state.queue, cleared) =
                         queue.into_iter().partition(|e| e.claim().is_waiting());
@@ -1064,11 +1064,11 @@ impl<T: 'static, R> Call<T, R> {
                 && shared.admit_from_line(&mut state, Instant::now())
                 && state.needs_notify();
             drop(state);
-            if !cleared.is_empty() {
-                crate::blocking::drop_where_blocking_is_allowed(cleared);
-            }
             if notify {
                 shared.wake.notify_one();
+            }
+            if !cleared.is_empty() {
+                crate::blocking::drop_off_the_executor(cleared);
             }
         } else {
             drop(state);

@@ -131,8 +131,9 @@ impl Offloader {
     ///
     /// Nothing happens until the future is polled. A future dropped while waiting leaves
     /// no trace (its queue place is freed and `f` never runs; `f` itself is dropped later,
-    /// by the drainer that skips it, or where blocking is allowed by the caller that clears
-    /// the queue of such calls); one dropped while `f` runs lets `f` finish on its own.
+    /// by the drainer that skips it, or on the runtime's blocking pool when such calls
+    /// pile up and a caller clears them from the queue); one dropped while `f` runs lets
+    /// `f` finish on its own.
     ///
     /// # Waiting for the reply
     ///
