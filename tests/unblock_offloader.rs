@@ -711,71 +711,17 @@ async fn queued_owning_a_runtime(
     (lane, gate, holders, open, queued)
 }
 
-/// Legacy clients often own a tokio runtime, which panics if dropped where blocking is not
-/// allowed. Shutdown gives the queued closure up unrun: it is dropped where blocking is
-/// allowed, as tokio drops a queued `spawn_blocking` closure, not in the shutdown's poll
-/// (which panicked).
-async fn shutdown_drops_a_queued_closure_that_owns_a_runtime(name: &str) {
-    let (lane, gate, holders, _open, queued) = queued_owning_a_runtime(name).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_allowed() {
+    // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
+    // not allowed. Shutdown gives the queued closure up unrun: it is dropped where
+    // blocking is allowed, as tokio drops a queued `spawn_blocking` closure, not in the
+    // shutdown's poll on this runtime worker (which panicked).
+    let (lane, gate, holders, _open, queued) = queued_owning_a_runtime("release-queued").await;
     let report = lane.shutdown(Duration::ZERO).await;
     assert_eq!(report.abandoned(), 1, "{report}");
     assert!(queued.await.unwrap_err().is_shutdown());
     release(gate, holders).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_allowed() {
-    shutdown_drops_a_queued_closure_that_owns_a_runtime("release-queued").await;
-}
-
-/// The same on a current_thread runtime (`#[tokio::test]`), which has no thread to hand
-/// its tasks to: dropped in place, the closure panicked in the shutdown's poll.
-#[tokio::test]
-async fn shutdown_on_a_current_thread_runtime_drops_a_queued_closure_where_blocking_is_allowed() {
-    shutdown_drops_a_queued_closure_that_owns_a_runtime("release-queued-current").await;
-}
-
-/// Runs `task`, given the lane of [`held_lane`], as a `spawn_local` task of a `LocalSet`
-/// polled inside the `block_on` of the lane's multi-thread runtime (a `#[tokio::main]`
-/// running `!Send` tasks: tokio refuses `block_in_place` there), then lets the held call
-/// finish. The task's panic fails the test.
-fn in_a_local_set<F, Fut>(name: &str, task: F)
-where
-    F: FnOnce(Offloader) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let (mut background, lane, gate, caller) = held_lane(name);
-    let _open = support::OpenOnDrop(gate.clone());
-    let rt = background.0.take().unwrap();
-    let (rt, outcome) = within_a_minute(move || {
-        let set = tokio::task::LocalSet::new();
-        let outcome = set.block_on(
-            &rt,
-            async move { tokio::task::spawn_local(task(lane)).await },
-        );
-        (rt, outcome) // shut down below, in the background: its drainer still waits
-    });
-    background.0 = Some(rt);
-    outcome.unwrap();
-    gate.open();
-    within_a_minute(move || caller.join().unwrap());
-}
-
-/// The same inside a `LocalSet` on a multi-thread runtime's `block_on`, where tokio refuses
-/// `block_in_place`: after the refusal (a caught panic, and an abort under
-/// `panic = "abort"`), the closure was dropped in the shutdown's poll, which panicked.
-#[test]
-fn shutdown_inside_a_local_set_drops_a_queued_closure_where_blocking_is_allowed() {
-    in_a_local_set("release-local-set", |lane| async move {
-        let runtime = support::a_runtime_to_own();
-        let mut queued = Box::pin(lane.run(move || {
-            let _legacy = &runtime;
-        }));
-        assert!(poll_once(queued.as_mut()).is_pending());
-        let report = lane.shutdown(Duration::ZERO).await;
-        assert_eq!(report.abandoned(), 1, "{report}");
-        assert!(queued.await.unwrap_err().is_shutdown());
-    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -804,17 +750,32 @@ async fn withdrawn_entries_cleared_from_the_queue_are_dropped_off_the_executor()
 /// closure owning a runtime was then dropped in the caller's poll, which panicked.
 #[test]
 fn withdrawn_entries_cleared_inside_a_local_set_are_dropped_off_the_executor() {
-    in_a_local_set("clear-local-set", |lane| async move {
-        let runtime = support::a_runtime_to_own();
-        let mut owner = Box::pin(lane.run(move || {
-            let _legacy = &runtime;
-        }));
-        assert!(poll_once(owner.as_mut()).is_pending());
-        drop(owner);
-        for _ in 0..100 {
-            let mut call = Box::pin(lane.run(|| 0));
-            assert!(poll_once(call.as_mut()).is_pending());
-        }
-        assert_eq!(lane.stats().withdrawn, 101);
+    let (mut background, lane, gate, caller) = held_lane("clear-local-set");
+    let _open = support::OpenOnDrop(gate.clone());
+    let rt = background.0.take().unwrap();
+    let l = lane.clone();
+    let (rt, outcome) = within_a_minute(move || {
+        let set = tokio::task::LocalSet::new();
+        let outcome = set.block_on(&rt, async move {
+            tokio::task::spawn_local(async move {
+                let runtime = support::a_runtime_to_own();
+                let mut owner = Box::pin(l.run(move || {
+                    let _legacy = &runtime;
+                }));
+                assert!(poll_once(owner.as_mut()).is_pending());
+                drop(owner);
+                for _ in 0..100 {
+                    let mut call = Box::pin(l.run(|| 0));
+                    assert!(poll_once(call.as_mut()).is_pending());
+                }
+            })
+            .await
+        });
+        (rt, outcome) // shut down below, in the background: its drainer still waits
     });
+    background.0 = Some(rt);
+    outcome.unwrap();
+    assert_eq!(lane.stats().withdrawn, 101);
+    gate.open();
+    within_a_minute(move || caller.join().unwrap());
 }

@@ -134,53 +134,29 @@ pub(crate) fn drives_a_scheduler() -> bool {
         })
 }
 
-/// Drops calls given up unrun at shutdown (a queue, a line) on a thread that may block,
-/// without waiting for a free thread of a pool (their callers are waiting for the answers
-/// the drop gives, and a saturated pool would hold them as long as it stays full). Their
+/// Drops calls given up unrun at shutdown (a queue, a line) where blocking is allowed,
+/// before it returns (their callers are waiting for the answers the drop gives): their
 /// closures are user code, and what they own may block or panic as it drops where an
-/// executor runs (a tokio `Runtime` owned by a legacy client does).
-///
-/// - No runtime context (a plain, rayon or dedicated thread): in place, before it returns.
-/// - A multi-thread runtime's worker (it drives a scheduler): in `block_in_place`, which
-///   hands the worker's other tasks to another thread, before it returns.
-/// - Anywhere else in a runtime's context: inside a `block_on` (a `LocalSet` polled there
-///   included, where tokio refuses `block_in_place` with a panic no query foretells), on a
-///   current_thread runtime (no thread to hand its tasks to), on a blocking pool thread
-///   (which the public API does not tell from a `block_on`): on a short-lived thread of its
-///   own, so the callers get their answers a moment after it returns.
-///
-/// Only at shutdown, and only when something was given up.
-pub(crate) fn drop_where_blocking_is_allowed<V: Send + 'static>(value: V) {
-    if cfg!(all(test, async_bridge_loom)) {
+/// executor runs (a tokio `Runtime` owned by a legacy client does). In a multi-thread
+/// runtime's context (a worker, its `Runtime::block_on`, its blocking pool) the drop runs
+/// in `block_in_place`, as tokio drops a queued `spawn_blocking` closure on a thread that
+/// may block; elsewhere in place: a plain thread may block, and a current_thread runtime
+/// has no thread to hand its other tasks to. Not the blocking pool, as for
+/// [`drop_off_the_executor`]: a saturated pool would hold the callers' answers as long as
+/// it stays full. Only at shutdown, and only when something was given up: handing a
+/// worker's other tasks away costs microseconds.
+pub(crate) fn drop_where_blocking_is_allowed<V>(value: V) {
+    if cfg!(all(test, async_bridge_loom)) || caller() != Caller::Runtime {
         return drop(value);
     }
-    match caller() {
-        Caller::Plain => drop(value),
-        Caller::Runtime if drives_a_scheduler() => {
-            let mut value = Some(value);
-            // Refused on a current_thread runtime's thread that entered a multi-thread
-            // runtime's handle (the module docs; under `panic = "abort"` that refusal
-            // aborts, as the facade's does): then the thread of its own, as below. A panic
-            // of the value's own `Drop` resumes here, as it would in place.
-            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                tokio::task::block_in_place(|| drop(value.take()));
-            })) {
-                match value {
-                    Some(value) => drop_on_a_thread(value),
-                    None => std::panic::resume_unwind(payload),
-                }
-            }
-        }
-        _ => drop_on_a_thread(value),
-    }
-}
-
-/// Drops `value` on a short-lived thread of its own; in place if no thread can be started
-/// (the spawn drops what it was given).
-fn drop_on_a_thread<V: Send + 'static>(value: V) {
-    let _ = std::thread::Builder::new()
-        .name("async-bridge-drop".into())
-        .spawn(move || drop(value));
+    let mut value = Some(value);
+    // tokio refuses `block_in_place` in a `LocalSet` on a multi-thread runtime's
+    // `block_on` (no public query tells that case beforehand): then the value is still
+    // here, and is dropped in place after the unwind, not during it.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokio::task::block_in_place(|| drop(value.take()));
+    }));
+    drop(value);
 }
 
 /// Drops the withdrawn calls a caller clears from a queue (their callers gone, nobody

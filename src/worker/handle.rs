@@ -362,7 +362,8 @@ impl<T: 'static> Worker<T> {
     /// `is_shutdown`. A call still running then is named in the report and left to
     /// finish (no thread is killed); the object is dropped on its thread after it.
     /// Every clone sees the shutdown. The calls given up are dropped where blocking is
-    /// allowed, as a lane's are (see [`Offloader::shutdown`](crate::Offloader::shutdown)).
+    /// allowed (in a multi-thread runtime, through `block_in_place`; in place on a
+    /// current_thread runtime), as the lanes' are.
     ///
     /// The bound holds on any executor: without a tokio timer at hand, a helper thread
     /// times the grace period.

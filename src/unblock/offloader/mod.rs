@@ -302,10 +302,10 @@ impl Offloader {
     /// still queued; tokens of running closures are cancelled. Closures still running
     /// when `grace` ends are named in the report by call site and left to finish on
     /// their own (no thread is killed). Every clone of the lane sees the shutdown.
-    /// The closures given up are dropped where blocking is allowed (on a multi-thread
-    /// runtime's worker through `block_in_place`, elsewhere in a runtime on a short-lived
-    /// thread of their own, outside one in place), so one that owns a runtime or blocks in
-    /// its `Drop` does not panic or stall the executor.
+    /// The closures given up are dropped where blocking is allowed (in a multi-thread
+    /// runtime, through `block_in_place`), so one that owns a runtime or blocks in its
+    /// `Drop` does not panic or stall the executor; on a current_thread runtime they are
+    /// dropped in place.
     ///
     /// Outside a runtime with timers, a helper thread times the grace period, so the
     /// bound holds on any executor.
