@@ -563,6 +563,15 @@ fn lane_with_a_withdrawn_call_owning_another(
     (rt, lane, gate, caller)
 }
 
+/// Queues `n` calls on `lane` behind its held drainer and withdraws each (its future
+/// dropped after its first poll): their entries stay queued until popped or cleared.
+fn withdraw_calls(lane: &Offloader, n: usize) {
+    for _ in 0..n {
+        let mut call = Box::pin(lane.run(|| 0));
+        assert!(poll_once(call.as_mut()).is_pending());
+    }
+}
+
 /// A drainer that skips a withdrawn entry drops it after the lane's lock: its closure
 /// may own a call of this lane, whose drop takes that lock (it deadlocked the drainer,
 /// and every later call of the lane waited for ever).
@@ -582,10 +591,7 @@ fn withdrawn_entries_cleared_from_the_queue_are_dropped_outside_the_lanes_lock()
     let (_rt, lane, gate, caller) = lane_with_a_withdrawn_call_owning_another("clear-drop");
     let l = lane.clone();
     within_a_minute(move || {
-        for _ in 0..100 {
-            let mut call = Box::pin(l.run(|| 0));
-            assert!(poll_once(call.as_mut()).is_pending());
-        }
+        withdraw_calls(&l, 100);
     });
     gate.open();
     within_a_minute(move || caller.join().unwrap());
@@ -716,7 +722,7 @@ async fn shutdown_drops_a_queued_closure_that_owns_a_runtime_where_blocking_is_a
     // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
     // not allowed. Shutdown gives the queued closure up unrun: it is dropped where
     // blocking is allowed, as tokio drops a queued `spawn_blocking` closure, not in the
-    // shutdown's poll on this runtime worker (which panicked).
+    // shutdown's poll on this runtime (which panicked).
     let (lane, gate, holders, _open, queued) = queued_owning_a_runtime("release-queued").await;
     let report = lane.shutdown(Duration::ZERO).await;
     assert_eq!(report.abandoned(), 1, "{report}");
@@ -735,10 +741,7 @@ async fn withdrawn_entries_cleared_from_the_queue_are_dropped_off_the_executor()
     drop(owner);
     // Each withdrawn as it drops: the 65th withdrawal (the owner's and 64 of these)
     // clears the queue.
-    for _ in 0..100 {
-        let mut call = Box::pin(lane.run(|| 0));
-        assert!(poll_once(call.as_mut()).is_pending());
-    }
+    withdraw_calls(&lane, 100);
     assert_eq!(lane.stats().withdrawn, 101);
     release(gate, holders).await;
 }
@@ -764,10 +767,7 @@ fn withdrawn_entries_cleared_inside_a_local_set_are_dropped_off_the_executor() {
                 }));
                 assert!(poll_once(owner.as_mut()).is_pending());
                 drop(owner);
-                for _ in 0..100 {
-                    let mut call = Box::pin(l.run(|| 0));
-                    assert!(poll_once(call.as_mut()).is_pending());
-                }
+                withdraw_calls(&l, 100);
             })
             .await
         });

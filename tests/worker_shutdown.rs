@@ -350,7 +350,7 @@ async fn shutdown_drops_given_up_calls_that_own_a_runtime_where_blocking_is_allo
     // Legacy clients often own a tokio runtime, which panics if dropped where blocking is
     // not allowed. Shutdown gives up a call waiting for room at once and a queued one
     // when its grace ends: both are dropped where blocking is allowed, not in the
-    // shutdown's poll on this runtime worker (which panicked, for either).
+    // shutdown's poll on this runtime (which panicked, for either).
     let owns_a_runtime = support::a_runtime_to_own;
     let (worker, gate, _open, running) = held_by_a_task("release-given-up").await;
     let (queued_rt, in_line_rt) = (owns_a_runtime(), owns_a_runtime());
